@@ -1,0 +1,397 @@
+//! Counters for `/metrics`, kept per shard without locks or atomics.
+//!
+//! Each executor owns one `Counters` and bumps plain `Cell`s on its hot path; `/metrics`
+//! asks every shard for a `Snapshot` by message passing and renders the sum (and the
+//! per-shard gauges) in the Prometheus text format.
+
+use std::cell::Cell;
+use std::fmt::Write as _;
+
+use crate::store::ShardStats;
+
+/// Why an SMTP reply refused something, derived from its enhanced status code.
+///
+/// Counting by the reply actually sent keeps the metric true to what clients saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// 5.7.1: recipient domain not accepted (we never relay).
+    RelayDenied,
+    /// 4.5.3: more recipients than allowed.
+    TooManyRecipients,
+    /// 5.3.4: message or line too big.
+    TooLarge,
+    /// 5.5.2 / 5.6.x: bare CR/LF, over-long command line, bad content.
+    BadContent,
+    /// 5.5.1 / 5.5.4 / 5.1.x / 5.6.7 and other syntax and sequence errors.
+    Protocol,
+    /// 4.3.x / 4.4.x / 4.7.x: the server could not or would not go on (store, timeouts, caps, shutdown).
+    Unavailable,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 6] = [
+        RejectReason::RelayDenied,
+        RejectReason::TooManyRecipients,
+        RejectReason::TooLarge,
+        RejectReason::BadContent,
+        RejectReason::Protocol,
+        RejectReason::Unavailable,
+    ];
+
+    /// The label value in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::RelayDenied => "relay_denied",
+            RejectReason::TooManyRecipients => "too_many_recipients",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::BadContent => "bad_content",
+            RejectReason::Protocol => "protocol",
+            RejectReason::Unavailable => "unavailable",
+        }
+    }
+
+    /// Classifies one final reply line (`"550 5.7.1 ..."`); `None` for 2xx/3xx replies.
+    pub fn of_reply(line: &[u8]) -> Option<RejectReason> {
+        let class = *line.first()?;
+        if class != b'4' && class != b'5' {
+            return None;
+        }
+        let enhanced = line.get(4..9).unwrap_or_default();
+        Some(match enhanced {
+            b"5.7.1" => RejectReason::RelayDenied,
+            b"4.5.3" => RejectReason::TooManyRecipients,
+            b"5.3.4" | b"4.3.4" => RejectReason::TooLarge,
+            [_, b'.', b'5', b'.', b'2'] | [_, b'.', b'6', b'.', b'0'] => RejectReason::BadContent,
+            [b'4', ..] => RejectReason::Unavailable,
+            _ => RejectReason::Protocol,
+        })
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One shard's counters. Only the owning executor touches them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub smtp_connections_total: Cell<u64>,
+    pub smtp_sessions_open: Cell<u64>,
+    /// Connections turned away with 421 4.7.0 because the per-core session cap was reached.
+    pub smtp_sessions_refused_total: Cell<u64>,
+    pub smtp_timeouts_total: Cell<u64>,
+    /// Messages acknowledged with 250 (stored in every recipient's shard).
+    pub messages_accepted_total: Cell<u64>,
+    pub message_bytes_accepted_total: Cell<u64>,
+    /// 4xx/5xx replies sent, by reason.
+    pub smtp_rejections_total: [Cell<u64>; RejectReason::ALL.len()],
+    pub http_connections_total: Cell<u64>,
+    pub http_connections_open: Cell<u64>,
+    pub http_requests_total: Cell<u64>,
+    pub http_responses_4xx_total: Cell<u64>,
+    pub http_responses_5xx_total: Cell<u64>,
+    pub http_long_polls_waiting: Cell<u64>,
+}
+
+impl Counters {
+    pub fn add(cell: &Cell<u64>, n: u64) {
+        cell.set(cell.get() + n);
+    }
+
+    pub fn sub(cell: &Cell<u64>, n: u64) {
+        cell.set(cell.get().saturating_sub(n));
+    }
+
+    pub fn count_rejection(&self, reason: RejectReason) {
+        Counters::add(&self.smtp_rejections_total[reason.index()], 1);
+    }
+
+    /// Counts every 4xx/5xx final reply line in `replies` (what a session just wrote).
+    pub fn count_replies(&self, replies: &[u8]) {
+        for line in replies.split(|&b| b == b'\n') {
+            // Only final lines ("550 ...", not "550-...") count as one reply.
+            if line.get(3) == Some(&b' ')
+                && let Some(reason) = RejectReason::of_reply(line)
+            {
+                self.count_rejection(reason);
+            }
+        }
+    }
+
+    pub fn snapshot(&self, store: ShardStats) -> Snapshot {
+        Snapshot {
+            store,
+            smtp_connections_total: self.smtp_connections_total.get(),
+            smtp_sessions_open: self.smtp_sessions_open.get(),
+            smtp_sessions_refused_total: self.smtp_sessions_refused_total.get(),
+            smtp_timeouts_total: self.smtp_timeouts_total.get(),
+            messages_accepted_total: self.messages_accepted_total.get(),
+            message_bytes_accepted_total: self.message_bytes_accepted_total.get(),
+            smtp_rejections_total: std::array::from_fn(|i| self.smtp_rejections_total[i].get()),
+            http_connections_total: self.http_connections_total.get(),
+            http_connections_open: self.http_connections_open.get(),
+            http_requests_total: self.http_requests_total.get(),
+            http_responses_4xx_total: self.http_responses_4xx_total.get(),
+            http_responses_5xx_total: self.http_responses_5xx_total.get(),
+            http_long_polls_waiting: self.http_long_polls_waiting.get(),
+        }
+    }
+}
+
+/// A copy of one shard's counters and store statistics, sent across cores for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snapshot {
+    pub store: ShardStats,
+    pub smtp_connections_total: u64,
+    pub smtp_sessions_open: u64,
+    pub smtp_sessions_refused_total: u64,
+    pub smtp_timeouts_total: u64,
+    pub messages_accepted_total: u64,
+    pub message_bytes_accepted_total: u64,
+    pub smtp_rejections_total: [u64; RejectReason::ALL.len()],
+    pub http_connections_total: u64,
+    pub http_connections_open: u64,
+    pub http_requests_total: u64,
+    pub http_responses_4xx_total: u64,
+    pub http_responses_5xx_total: u64,
+    pub http_long_polls_waiting: u64,
+}
+
+/// Reads one number out of a snapshot.
+type Field = fn(&Snapshot) -> u64;
+
+/// Renders the Prometheus text exposition (version 0.0.4) of all shards, index = shard.
+pub fn render(shards: &[Snapshot]) -> String {
+    let mut out = String::with_capacity(4096);
+    let total = |f: fn(&Snapshot) -> u64| shards.iter().map(f).sum::<u64>();
+    let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    };
+    counter(
+        &mut out,
+        "mayfly_smtp_connections_total",
+        "SMTP connections accepted.",
+        total(|s| s.smtp_connections_total),
+    );
+    counter(
+        &mut out,
+        "mayfly_smtp_sessions_refused_total",
+        "SMTP connections refused with 421 4.7.0 (per-core session cap).",
+        total(|s| s.smtp_sessions_refused_total),
+    );
+    counter(
+        &mut out,
+        "mayfly_smtp_timeouts_total",
+        "SMTP sessions closed with 421 4.4.2 for inactivity.",
+        total(|s| s.smtp_timeouts_total),
+    );
+    counter(
+        &mut out,
+        "mayfly_messages_accepted_total",
+        "Messages acknowledged with 250 after DATA or BDAT LAST.",
+        total(|s| s.messages_accepted_total),
+    );
+    counter(
+        &mut out,
+        "mayfly_message_bytes_accepted_total",
+        "Bytes of acknowledged messages as received (before the Received header).",
+        total(|s| s.message_bytes_accepted_total),
+    );
+    counter(
+        &mut out,
+        "mayfly_messages_stored_total",
+        "Messages written into a shard (a message for recipients in two shards counts twice).",
+        total(|s| s.store.stored_total),
+    );
+    counter(
+        &mut out,
+        "mayfly_bytes_stored_total",
+        "Bytes written into shard rings.",
+        total(|s| s.store.stored_bytes_total),
+    );
+    counter(
+        &mut out,
+        "mayfly_http_connections_total",
+        "HTTP connections accepted.",
+        total(|s| s.http_connections_total),
+    );
+    counter(
+        &mut out,
+        "mayfly_http_requests_total",
+        "HTTP requests parsed.",
+        total(|s| s.http_requests_total),
+    );
+
+    let _ = writeln!(
+        out,
+        "# HELP mayfly_smtp_rejections_total SMTP 4xx/5xx replies sent, by reason.\n# TYPE mayfly_smtp_rejections_total counter"
+    );
+    for reason in RejectReason::ALL {
+        let value: u64 = shards
+            .iter()
+            .map(|s| s.smtp_rejections_total[reason.index()])
+            .sum();
+        let _ = writeln!(
+            out,
+            "mayfly_smtp_rejections_total{{reason=\"{}\"}} {value}",
+            reason.label()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP mayfly_http_responses_errors_total HTTP error responses, by status class.\n# TYPE mayfly_http_responses_errors_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "mayfly_http_responses_errors_total{{class=\"4xx\"}} {}",
+        total(|s| s.http_responses_4xx_total)
+    );
+    let _ = writeln!(
+        out,
+        "mayfly_http_responses_errors_total{{class=\"5xx\"}} {}",
+        total(|s| s.http_responses_5xx_total)
+    );
+
+    let _ = writeln!(
+        out,
+        "# HELP mayfly_messages_evicted_total Messages removed before being read to the end of their life, by reason.\n# TYPE mayfly_messages_evicted_total counter"
+    );
+    let evicted: [(&str, Field); 4] = [
+        ("ttl", |s| s.store.evicted_ttl),
+        ("capacity", |s| s.store.evicted_capacity),
+        ("inbox_full", |s| s.store.evicted_inbox_full),
+        ("deleted", |s| s.store.deleted),
+    ];
+    for (reason, value) in evicted {
+        let _ = writeln!(
+            out,
+            "mayfly_messages_evicted_total{{reason=\"{reason}\"}} {}",
+            total(value)
+        );
+    }
+
+    let gauges: [(&str, &str, Field); 8] = [
+        ("mayfly_messages_held", "Messages held now.", |s| {
+            s.store.messages_held
+        }),
+        ("mayfly_bytes_held", "Bytes of messages held now.", |s| {
+            s.store.bytes_held
+        }),
+        (
+            "mayfly_inboxes_held",
+            "Inboxes holding at least one message.",
+            |s| s.store.inboxes_held,
+        ),
+        (
+            "mayfly_ring_bytes",
+            "Capacity of the shard's message ring.",
+            |s| s.store.ring_bytes,
+        ),
+        (
+            "mayfly_ring_bytes_used",
+            "Ring bytes not yet reclaimable (held, deleted-but-not-passed, and wrap gaps).",
+            |s| s.store.ring_bytes_used,
+        ),
+        (
+            "mayfly_smtp_sessions_open",
+            "SMTP sessions open now.",
+            |s| s.smtp_sessions_open,
+        ),
+        (
+            "mayfly_http_connections_open",
+            "HTTP connections open now.",
+            |s| s.http_connections_open,
+        ),
+        (
+            "mayfly_http_long_polls_waiting",
+            "Long-poll requests held now.",
+            |s| s.http_long_polls_waiting,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (shard_idx, snapshot) in shards.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{shard=\"{shard_idx}\"}} {}", value(snapshot));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_final_reply_lines() {
+        let table: &[(&[u8], Option<RejectReason>)] = &[
+            (b"250 2.1.5 Ok", None),
+            (b"354 End data with <CR><LF>.<CR><LF>", None),
+            (
+                b"550 5.7.1 Relay access denied",
+                Some(RejectReason::RelayDenied),
+            ),
+            (
+                b"452 4.5.3 Too many recipients",
+                Some(RejectReason::TooManyRecipients),
+            ),
+            (b"552 5.3.4 Message too big", Some(RejectReason::TooLarge)),
+            (b"500 5.5.2 Line too long", Some(RejectReason::BadContent)),
+            (b"503 5.5.1 Bad sequence", Some(RejectReason::Protocol)),
+            (b"421 4.4.2 Timeout", Some(RejectReason::Unavailable)),
+        ];
+        for (line, expected) in table {
+            assert_eq!(
+                RejectReason::of_reply(line),
+                *expected,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn counts_only_final_lines_of_error_replies() {
+        let counters = Counters::default();
+        counters
+            .count_replies(b"250-mx\r\n250 OK\r\n550-5.7.1 a\r\n550 5.7.1 b\r\n503 5.5.1 c\r\n");
+        let snapshot = counters.snapshot(ShardStats::default());
+        assert_eq!(
+            snapshot.smtp_rejections_total[RejectReason::RelayDenied.index()],
+            1
+        );
+        assert_eq!(
+            snapshot.smtp_rejections_total[RejectReason::Protocol.index()],
+            1
+        );
+    }
+
+    #[test]
+    fn renders_sums_and_per_shard_gauges() {
+        let a = Snapshot {
+            messages_accepted_total: 3,
+            store: ShardStats {
+                bytes_held: 100,
+                ..ShardStats::default()
+            },
+            ..Snapshot::default()
+        };
+        let b = Snapshot {
+            messages_accepted_total: 4,
+            store: ShardStats {
+                bytes_held: 50,
+                ..ShardStats::default()
+            },
+            ..Snapshot::default()
+        };
+        let text = render(&[a, b]);
+        assert!(
+            text.contains("\nmayfly_messages_accepted_total 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("mayfly_bytes_held{shard=\"0\"} 100\n"));
+        assert!(text.contains("mayfly_bytes_held{shard=\"1\"} 50\n"));
+    }
+}

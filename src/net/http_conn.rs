@@ -1,0 +1,192 @@
+//! The HTTP/1.1 socket loop: read a request, route it, answer it, keep the connection alive.
+//!
+//! Parsing and the API live in `http::`, with no socket. Inbox requests are answered by the
+//! shard that owns the inbox (`ShardCtx::serve_inbox` forwards them over the mesh); this
+//! loop only moves bytes and enforces the connection's limits and idle timeout.
+
+use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::http::api::{self, Route};
+use crate::http::request::{self, Limits, Method};
+use crate::http::response::Response;
+use crate::metrics::{self, Counters};
+use crate::runtime::{ShardCtx, now_ms};
+
+/// Request-size limits; a request over them is refused, never buffered.
+const LIMITS: Limits = Limits {
+    head_bytes_max: 8 * 1024,
+    headers_max: 32,
+    body_bytes_max: 64 * 1024,
+    target_bytes_max: 2 * 1024,
+};
+/// Read buffer: a whole head or body within the limits above fits.
+const READ_BUFFER_BYTES: usize = 8 * 1024 + 64 * 1024;
+const READ_CHUNK_BYTES: usize = 4096;
+
+/// Accepts HTTP connections on this executor's listener until cancelled.
+pub async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!("http accept failed: {error}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        Counters::add(&ctx.counters.http_connections_total, 1);
+        if ctx.counters.http_connections_open.get() as usize
+            >= ctx.config.http_connections_per_core_max
+        {
+            glommio::spawn_local(refuse(stream)).detach();
+            continue;
+        }
+        glommio::spawn_local(serve(ctx.clone(), stream)).detach();
+    }
+}
+
+async fn refuse(mut stream: TcpStream) {
+    let mut out = Vec::new();
+    let mut response = Response::error(
+        503,
+        "unavailable",
+        "too many connections to this core; retry shortly",
+    );
+    response.headers.push(("Retry-After", "1".to_string()));
+    response.write_to(false, false, &mut out);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.close().await;
+}
+
+async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+    Counters::add(&ctx.counters.http_connections_open, 1);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(ctx.config.http_idle_timeout));
+    let guard = ctx.connections.register(stream.as_raw_fd());
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut out = Vec::with_capacity(1024);
+
+    'connection: loop {
+        // Read until a whole request is buffered.
+        let (request, consumed) = loop {
+            match request::parse(&buf, &LIMITS) {
+                Ok(Some(parsed)) => break parsed,
+                Ok(None) => {}
+                Err(response) => {
+                    count_response(&ctx, &response);
+                    out.clear();
+                    response.write_to(false, false, &mut out);
+                    let _ = stream.write_all(&out).await;
+                    break 'connection;
+                }
+            }
+            if ctx.is_shutting_down() && buf.is_empty() {
+                break 'connection;
+            }
+            guard.set_idle(buf.is_empty());
+            let filled = buf.len();
+            if filled >= READ_BUFFER_BYTES {
+                // parse() refuses oversized heads and bodies itself; this is a backstop.
+                break 'connection;
+            }
+            buf.resize((filled + READ_CHUNK_BYTES).min(READ_BUFFER_BYTES), 0);
+            let read = stream.read(&mut buf[filled..]).await;
+            match read {
+                Ok(n) if n > 0 => buf.truncate(filled + n),
+                Ok(_) => break 'connection,
+                Err(error) => {
+                    if error.kind() != ErrorKind::TimedOut {
+                        tracing::debug!("http read failed: {error}");
+                    }
+                    break 'connection;
+                }
+            }
+        };
+        guard.set_idle(false);
+        buf.drain(..consumed);
+        Counters::add(&ctx.counters.http_requests_total, 1);
+
+        let head_only = matches!(request.method, Method::Head);
+        let keep_alive = request.keep_alive && !ctx.is_shutting_down();
+        let response = respond(&ctx, &request).await;
+        count_response(&ctx, &response);
+        out.clear();
+        response.write_to(keep_alive, head_only, &mut out);
+        if stream.write_all(&out).await.is_err() || !keep_alive {
+            break;
+        }
+    }
+    drop(guard);
+    let _ = stream.close().await;
+    Counters::sub(&ctx.counters.http_connections_open, 1);
+}
+
+async fn respond(ctx: &Rc<ShardCtx>, request: &request::Request) -> Response {
+    let route = match api::route(request, &ctx.config.domains) {
+        Ok(route) => route,
+        Err(response) => return response,
+    };
+    match route {
+        Route::Index => Response {
+            status: 200,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: INDEX_TEXT.as_bytes().to_vec(),
+        },
+        Route::Healthz => {
+            if ctx.is_shutting_down() {
+                Response {
+                    status: 503,
+                    content_type: "text/plain; charset=utf-8",
+                    headers: Vec::new(),
+                    body: b"shutting down\n".to_vec(),
+                }
+            } else {
+                Response {
+                    status: 200,
+                    content_type: "text/plain; charset=utf-8",
+                    headers: Vec::new(),
+                    body: b"ok\n".to_vec(),
+                }
+            }
+        }
+        Route::Metrics => {
+            let snapshots = ctx.gather_metrics().await;
+            Response {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                headers: Vec::new(),
+                body: metrics::render(&snapshots).into_bytes(),
+            }
+        }
+        Route::CreateAddress { domain } => api::create_address(
+            domain.as_deref(),
+            &ctx.config.domains,
+            ctx.config.ttl.as_secs(),
+            now_ms(),
+        ),
+        Route::Inbox(inbox_request) => ctx.serve_inbox(inbox_request).await,
+    }
+}
+
+fn count_response(ctx: &ShardCtx, response: &Response) {
+    match response.status {
+        400..=499 => Counters::add(&ctx.counters.http_responses_4xx_total, 1),
+        500..=599 => Counters::add(&ctx.counters.http_responses_5xx_total, 1),
+        _ => {}
+    }
+}
+
+/// What `GET /` says until the web page arrives.
+const INDEX_TEXT: &str = "Mayfly disposable mail.\n\
+    GET  /api/v1/inboxes/{address}                 list an inbox (?after=&limit=&wait=)\n\
+    GET  /api/v1/inboxes/{address}/messages/{id}   one message\n\
+    GET  /api/v1/inboxes/{address}/messages/{id}/raw\n\
+    POST /api/v1/addresses                         a fresh random address\n\
+    GET  /healthz, /metrics\n";
