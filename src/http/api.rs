@@ -413,9 +413,9 @@ fn inbox_address(segment: &str, domains: &DomainPolicy) -> Result<String, Respon
     };
     if local_part.is_empty()
         || domain.is_empty()
-        || address
-            .chars()
-            .any(|ch| ch.is_control() || ch.is_whitespace())
+        // Spaces are legal inside a quoted local part ("john doe"@example.test), so only
+        // control characters rule an address out here.
+        || address.chars().any(char::is_control)
         || !domains.accepts(domain)
     {
         return Err(not_accepted());
@@ -676,12 +676,14 @@ mod tests {
             (Get, "/api/v1/inboxes/a@other.test".into(), "", Err(404)),
             (Get, "/api/v1/inboxes/a".into(), "", Err(404)),
             (Get, "/api/v1/inboxes/@example.test".into(), "", Err(404)),
+            // A quoted local part may hold spaces; control characters never.
             (
                 Get,
-                "/api/v1/inboxes/a%20b@example.test".into(),
+                "/api/v1/inboxes/%22a%20B%22@example.test".into(),
                 "",
-                Err(404),
+                inbox("\"a b\"@example.test", list(None, 50, 0)),
             ),
+            (Get, "/api/v1/inboxes/a%0Db@example.test".into(), "", Err(404)),
             (Get, "/api/v1/inboxes/a%4@example.test".into(), "", Err(400)),
             (
                 Get,

@@ -149,6 +149,9 @@ pub struct Session {
     /// Inside a command line that is already known to be over-long: bytes up to its LF
     /// are discarded.
     discarding_line: bool,
+    /// While discarding: whether the last byte discarded was a CR, so a CRLF split across
+    /// two reads still ends the line.
+    discarded_cr_last: bool,
     /// Errors so far; at `ERRORS_MAX` the session closes.
     n_errors: usize,
     /// `Event::Deliver` was returned and `delivered` not yet called.
@@ -214,6 +217,7 @@ impl Session {
             tls_cipher: String::new(),
             mode: Mode::Command,
             discarding_line: false,
+            discarded_cr_last: false,
             n_errors: 0,
             awaiting_delivery: false,
             in_mail: false,
@@ -378,19 +382,33 @@ impl Session {
         self.helo.clear();
         self.mode = Mode::Command;
         self.discarding_line = false;
+        self.discarded_cr_last = false;
         self.reset_transaction();
     }
 
     fn advance_command(&mut self, rest: &[u8], out: &mut Vec<u8>) -> (usize, Option<Event>) {
-        // Look for the LF only as far as a legal line reaches, unless we already know
+        // Look for the line end only as far as a legal line reaches, unless we already know
         // this line is over-long and are skipping to its end.
         let window_bytes = if self.discarding_line {
             rest.len()
         } else {
             rest.len().min(COMMAND_LINE_BYTES_MAX)
         };
-        if let Some(lf_idx) = memchr(b'\n', &rest[..window_bytes]) {
+        // Only CRLF ends a line. A bare LF is part of the line (which is then refused whole),
+        // so "RSET\nMAIL FROM:..." cannot be read as two commands.
+        let mut search_from = 0;
+        while let Some(offset) = memchr(b'\n', &rest[search_from..window_bytes]) {
+            let lf_idx = search_from + offset;
+            let after_cr = match lf_idx {
+                0 => self.discarded_cr_last,
+                _ => rest[lf_idx - 1] == b'\r',
+            };
+            if !after_cr {
+                search_from = lf_idx + 1;
+                continue;
+            }
             let line = &rest[..=lf_idx];
+            self.discarded_cr_last = false;
             let event = if std::mem::take(&mut self.discarding_line) {
                 self.reply_error(reply::LINE_TOO_LONG, out)
             } else {
@@ -398,22 +416,16 @@ impl Session {
             };
             return (lf_idx + 1, event);
         }
-        if self.discarding_line || rest.len() >= COMMAND_LINE_BYTES_MAX {
-            // 512 bytes and no LF: the line is over-long whatever comes next. Discard it
-            // rather than buffer it; the reply goes out when its LF arrives.
-            return match memchr(b'\n', &rest[window_bytes..]) {
-                Some(offset) => {
-                    self.discarding_line = false;
-                    (
-                        window_bytes + offset + 1,
-                        self.reply_error(reply::LINE_TOO_LONG, out),
-                    )
-                }
-                None => {
-                    self.discarding_line = true;
-                    (rest.len(), Some(Event::NeedInput))
-                }
-            };
+        if !self.discarding_line && rest.len() >= COMMAND_LINE_BYTES_MAX {
+            // 512 bytes and no CRLF: the line is over-long whatever comes next. Discard it
+            // rather than buffer it; the reply goes out when its CRLF arrives, which may
+            // already be in `rest`.
+            self.discarding_line = true;
+            return self.advance_command(rest, out);
+        }
+        if self.discarding_line {
+            self.discarded_cr_last = rest.last() == Some(&b'\r');
+            return (rest.len(), Some(Event::NeedInput));
         }
         // A partial line shorter than 512 bytes: the caller keeps it.
         (0, Some(Event::NeedInput))
@@ -426,7 +438,7 @@ impl Session {
         let Some(content) = line.strip_suffix(b"\r\n") else {
             return self.reply_error(reply::BARE_NEWLINE, out);
         };
-        if memchr(b'\r', content).is_some() {
+        if memchr::memchr2(b'\r', b'\n', content).is_some() {
             return self.reply_error(reply::BARE_NEWLINE, out);
         }
         match parser::parse_command(content) {
@@ -1392,17 +1404,21 @@ mod tests {
     #[test]
     fn bare_cr_or_lf_in_command_lines() {
         check_codes(&[
-            (b"NOOP\n", &[500]),
-            (b"NOOP\nNOOP\r\n", &[500, 250]),
+            // A bare LF does not end a line: nothing is answered until the CRLF.
+            (b"NOOP\n", &[]),
+            (b"NOOP\n\r\n", &[500]),
+            (b"NOOP\nNOOP\r\n", &[500]),
             (b"NOOP\rQUIT\r\nNOOP\r\n", &[500, 250]),
-            (b"\n", &[500]),
-            // The bare LF ends the (refused) line; what follows is the next line.
+            (b"\n\r\n", &[500]),
+            // The line with the bare LF runs to the CRLF and is refused whole, so the
+            // command hidden behind the LF never runs.
             (
-                b"EHLO c\r\nMAIL FROM:<a@c.example>\nRCPT TO:<u@example.test>\r\n",
+                b"EHLO c\r\nMAIL FROM:<a@c.example>\nRCPT TO:<u@example.test>\r\nRCPT TO:<u@example.test>\r\n",
                 &[250, 500, 503],
             ),
+            (b"RSET\nMAIL FROM:<h@c.example>\r\nNOOP\r\n", &[500, 250]),
         ]);
-        let test = run(b"NOOP\n");
+        let test = run(b"NOOP\n\r\n");
         assert!(
             test.text()
                 .ends_with("500 5.5.2 Bare CR or LF in command line, lines must end with CRLF\r\n")
