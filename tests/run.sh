@@ -13,4 +13,4 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-exec cargo test --locked "$@"
+exec cargo test --workspace --locked "$@"

@@ -683,7 +683,12 @@ mod tests {
                 "",
                 inbox("\"a b\"@example.test", list(None, 50, 0)),
             ),
-            (Get, "/api/v1/inboxes/a%0Db@example.test".into(), "", Err(404)),
+            (
+                Get,
+                "/api/v1/inboxes/a%0Db@example.test".into(),
+                "",
+                Err(404),
+            ),
             (Get, "/api/v1/inboxes/a%4@example.test".into(), "", Err(400)),
             (
                 Get,

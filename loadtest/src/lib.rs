@@ -1,0 +1,17 @@
+//! smtp-blaster: a load generator for SMTP servers.
+//!
+//! Modules in reading order: [`cli`] (options and their checks), [`sizes`] (size
+//! distributions), [`message`] (message templates and checksums), [`reply`] (SMTP reply
+//! parsing), [`engine`] (the non-blocking connection loop), [`stats`] (histograms and the
+//! report), [`verify`] (reading every inbox back over Mayfly's HTTP API).
+//! `main.rs` only parses arguments and calls [`run`].
+
+pub mod cli;
+pub mod engine;
+pub mod message;
+pub mod reply;
+pub mod sizes;
+pub mod stats;
+pub mod verify;
+
+pub use cli::run;
