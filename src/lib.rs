@@ -11,12 +11,14 @@
 //! - `runtime`: executors, listeners, the shard mesh, delivery and shutdown.
 //! - `net`: the socket loops for SMTP and HTTP.
 //! - `metrics`: per-shard counters and their Prometheus rendering.
+//! - `notify`: systemd readiness (sd_notify) without a dependency.
 
 pub mod config;
 pub mod http;
 pub mod mail;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod runtime;
 pub mod smtp;
 pub mod store;

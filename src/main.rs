@@ -36,6 +36,10 @@ fn main() -> ExitCode {
             ready.smtp_addr, ready.http_addr
         );
         let _ = stdout.flush();
+        let status = format!("serving smtp={} http={}", ready.smtp_addr, ready.http_addr);
+        if let Err(error) = mayfly::notify::ready(&status) {
+            tracing::warn!("sd_notify READY failed: {error}");
+        }
     });
     match result {
         Ok(()) => {
@@ -61,6 +65,7 @@ fn spawn_signal_thread(shutdown: Shutdown) -> std::io::Result<()> {
                     std::process::exit(1);
                 }
                 tracing::info!(signal, "shutting down: finishing current transactions");
+                let _ = mayfly::notify::stopping();
                 shutdown.trigger();
             }
         })?;

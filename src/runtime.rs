@@ -486,7 +486,7 @@ pub fn run(config: Config, shutdown: Shutdown, on_ready: impl FnOnce(Ready)) -> 
     let (started_tx, started_rx) = mpsc::channel::<usize>();
     let fds = Arc::new((smtp_fds, http_fds));
 
-    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(n_shards, None))
+    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(n_shards, allowed_cpus()))
         .name("mayfly")
         .on_all_shards({
             let config = config.clone();
@@ -536,6 +536,28 @@ pub fn run(config: Config, shutdown: Shutdown, on_ready: impl FnOnce(Ready)) -> 
     }
     anyhow::ensure!(!failed, "an executor failed");
     Ok(())
+}
+
+/// The CPUs this process may run on (taskset, systemd `CPUAffinity=`, cgroup cpusets), so
+/// executors are pinned inside that mask; glommio's default would spread over every
+/// online CPU and ignore it. `None` (all online CPUs) if the mask cannot be read.
+fn allowed_cpus() -> Option<glommio::CpuSet> {
+    // SAFETY: `cpu_set_t` is plain old data, valid when zeroed; sched_getaffinity writes at
+    // most `size_of::<cpu_set_t>()` bytes into it.
+    let mask = unsafe {
+        let mut mask: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut mask) != 0 {
+            return None;
+        }
+        mask
+    };
+    let online = glommio::CpuSet::online().ok()?;
+    let allowed = online.filter(|location| {
+        // SAFETY: `location.cpu` is checked against CPU_SETSIZE first, so CPU_ISSET reads
+        // a bit inside `mask`.
+        location.cpu < libc::CPU_SETSIZE as usize && unsafe { libc::CPU_ISSET(location.cpu, &mask) }
+    });
+    (!allowed.is_empty()).then_some(allowed)
 }
 
 /// Binds `n` SO_REUSEPORT listeners on `addr`. Port 0 is resolved by the first bind and reused

@@ -90,6 +90,7 @@ async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
                     break;
                 }
                 if ctx.is_shutting_down() && !session.in_transaction() {
+                    ctx.counters.count_replies(reply::SHUTTING_DOWN);
                     let _ = stream.write_all(reply::SHUTTING_DOWN).await;
                     break;
                 }
@@ -123,7 +124,7 @@ async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
                     Ok(0) => {
                         // Either the client closed, or shutdown interrupted the read.
                         if ctx.is_shutting_down() {
-                            Counters::count_replies(&ctx.counters, reply::SHUTTING_DOWN);
+                            ctx.counters.count_replies(reply::SHUTTING_DOWN);
                             let _ = stream.write_all(reply::SHUTTING_DOWN).await;
                         }
                         break;
@@ -131,7 +132,7 @@ async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
                     Ok(n) => end += n,
                     Err(error) if error.kind() == ErrorKind::TimedOut => {
                         Counters::add(&ctx.counters.smtp_timeouts_total, 1);
-                        Counters::count_replies(&ctx.counters, reply::TIMEOUT);
+                        ctx.counters.count_replies(reply::TIMEOUT);
                         let _ = stream.write_all(reply::TIMEOUT).await;
                         break;
                     }

@@ -95,7 +95,23 @@ impl DataScanner {
         body_bytes_max: usize,
     ) -> (usize, bool) {
         let mut idx = 0;
+        // Below this index the fast path found something odd: go byte-wise there, so a
+        // long run with one bad byte near its end is not rescanned once per line.
+        let mut slow_until_idx = 0;
         while idx < input.len() {
+            let fast_path_applies = idx >= slow_until_idx
+                && self.refusal().is_none()
+                && (self.state == State::InLine
+                    || (self.state == State::LineStart && input[idx] != b'.'));
+            if fast_path_applies {
+                match self.scan_clean_lines(input, idx, body, body_bytes_max) {
+                    Ok(run_end_idx) => {
+                        idx = run_end_idx;
+                        continue;
+                    }
+                    Err(run_end_idx) => slow_until_idx = run_end_idx,
+                }
+            }
             match self.state {
                 State::LineStart => {
                     if input[idx] == b'.' {
@@ -166,6 +182,57 @@ impl DataScanner {
             }
         }
         (input.len(), false)
+    }
+
+    /// The fast path for ordinary text: from `idx` (inside a line, or at the start of one
+    /// that does not begin with a dot), takes every following complete line that ends in
+    /// CRLF, fits the line limit, and is not followed by a line starting with a dot, and
+    /// appends them all with one copy.
+    ///
+    /// Returns `Ok(end)` when it consumed `idx..end` (possibly nothing), or `Err(end)` when
+    /// `idx..end` holds a bare CR, so the byte-wise path must judge that stretch.
+    fn scan_clean_lines(
+        &mut self,
+        input: &[u8],
+        idx: usize,
+        body: &mut Vec<u8>,
+        body_bytes_max: usize,
+    ) -> Result<usize, usize> {
+        let mut line_start_idx = idx;
+        // Octets of the current line seen in earlier chunks (only for the first line).
+        let mut carried_bytes = self.line_bytes;
+        let mut n_lines = 0usize;
+        let mut run_end_idx = idx;
+        for offset in memchr::memchr_iter(b'\n', &input[idx..]) {
+            let lf_idx = idx + offset;
+            // A bare LF (or a CR we cannot see): leave it to the byte-wise path.
+            if lf_idx == line_start_idx || input[lf_idx - 1] != b'\r' {
+                break;
+            }
+            if carried_bytes + (lf_idx + 1 - line_start_idx) > TEXT_LINE_BYTES_MAX {
+                break;
+            }
+            n_lines += 1;
+            carried_bytes = 0;
+            line_start_idx = lf_idx + 1;
+            run_end_idx = lf_idx + 1;
+            if input.get(run_end_idx) == Some(&b'.') {
+                break;
+            }
+        }
+        if n_lines == 0 {
+            // Nothing whole to take; the byte-wise path handles this line.
+            return Err(idx);
+        }
+        let run = &input[idx..run_end_idx];
+        // Each line ends in CRLF, so exactly one CR per line means no bare CR inside.
+        if memchr::memchr_iter(b'\r', run).count() != n_lines {
+            return Err(run_end_idx);
+        }
+        self.append(body, run, body_bytes_max);
+        self.line_bytes = 0;
+        self.state = State::LineStart;
+        Ok(run_end_idx)
     }
 
     /// Clears the refusal flags and the state, for the next body.
