@@ -139,13 +139,14 @@ impl ShardCtx {
         transaction: &Transaction<'_>,
         received_header: &[u8],
         queue_id: &'q str,
+        received_at: SystemTime,
     ) -> Delivery<'q> {
         let size_bytes = received_header.len() + transaction.body.len();
         let ring_bytes = self.store.borrow().config().ring_bytes;
         if size_bytes > ring_bytes {
             return Delivery::TooLarge;
         }
-        let received_at_ms = now_ms();
+        let received_at_ms = unix_ms(received_at);
         let mut local_rcpts: Vec<&str> = Vec::new();
         let mut remote_rcpts: Vec<(usize, Vec<String>)> = Vec::new();
         for rcpt in transaction.rcpts() {
@@ -225,8 +226,11 @@ impl ShardCtx {
 
     /// Inserts into this executor's own shard and wakes long polls on the inboxes it touched.
     fn insert(&self, incoming: &Incoming<'_>) -> Result<(), StoreError> {
-        let now = now_ms();
-        self.store.borrow_mut().insert(incoming, now)?;
+        // The receive time is "now" closely enough (the store keeps its clock monotonic),
+        // and it saves a clock read per message.
+        self.store
+            .borrow_mut()
+            .insert(incoming, incoming.received_at_ms)?;
         if !self.waiters.borrow().is_empty() {
             let mut waiters = self.waiters.borrow_mut();
             for rcpt in incoming.rcpts {
@@ -456,8 +460,11 @@ impl Drop for ConnGuard<'_> {
 
 /// Unix time in milliseconds (vDSO clock read, no syscall).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    unix_ms(SystemTime::now())
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 

@@ -145,9 +145,12 @@ async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             Event::Deliver => {
                 ctx.next_queue_id(&mut queue_id);
                 received_header.clear();
-                session.write_received_header(&queue_id, SystemTime::now(), &mut received_header);
+                let now = SystemTime::now();
+                session.write_received_header(&queue_id, now, &mut received_header);
                 let transaction = session.transaction();
-                let delivery = ctx.deliver(&transaction, &received_header, &queue_id).await;
+                let delivery = ctx
+                    .deliver(&transaction, &received_header, &queue_id, now)
+                    .await;
                 tracing::debug!(queue_id = %queue_id, n_rcpts = transaction.n_rcpts(), bytes = transaction.body.len(), stored = matches!(delivery, crate::smtp::Delivery::Stored { .. }), "transaction");
                 session.delivered(delivery, &mut out);
                 session.shrink_body_buffer(BODY_BUFFER_KEEP_BYTES);

@@ -797,15 +797,27 @@ fn write_date(now: SystemTime, out: &mut Vec<u8>) {
         Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
         Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |secs| -secs),
     };
-    let start_len = out.len();
-    let written = OffsetDateTime::from_unix_timestamp(unix_secs)
-        .ok()
-        .and_then(|date| date.format_into(out, &Rfc2822).ok());
-    if written.is_none() {
-        // Only for clocks outside years 1900..=9999, which RFC 5322 cannot express.
-        out.truncate(start_len);
-        out.extend_from_slice(b"Thu, 01 Jan 1970 00:00:00 +0000");
+    // Formatting a date costs more than the rest of the header; every message of the same
+    // second on this thread (executor) shares one rendering.
+    thread_local! {
+        static LAST_DATE: std::cell::RefCell<(i64, Vec<u8>)> =
+            const { std::cell::RefCell::new((i64::MIN, Vec::new())) };
     }
+    LAST_DATE.with_borrow_mut(|(cached_secs, cached_text)| {
+        if *cached_secs != unix_secs || cached_text.is_empty() {
+            cached_text.clear();
+            let written = OffsetDateTime::from_unix_timestamp(unix_secs)
+                .ok()
+                .and_then(|date| date.format_into(cached_text, &Rfc2822).ok());
+            if written.is_none() {
+                // Only for clocks outside years 1900..=9999, which RFC 5322 cannot express.
+                cached_text.clear();
+                cached_text.extend_from_slice(b"Thu, 01 Jan 1970 00:00:00 +0000");
+            }
+            *cached_secs = unix_secs;
+        }
+        out.extend_from_slice(cached_text);
+    });
 }
 
 #[cfg(test)]
