@@ -25,8 +25,6 @@
 use mail_parser::parsers::MessageStream;
 use mail_parser::{HeaderValue, MessageParser};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::macros::format_description;
 
 use crate::config::DomainPolicy;
 use crate::http::request::{Method, Request};
@@ -215,14 +213,14 @@ pub fn execute(request: &InboxRequest, shard: &mut Shard, now_ms: u64, may_wait:
             // The newest id in the inbox, or `after` if that is newer (nothing newer arrived,
             // or the inbox emptied): a client passing it back never goes backwards.
             let next_after = listing.newest.max(after);
-            Response::json(
+            Response::json_from(
                 200,
-                &json!({
-                    "address": address,
-                    "total": listing.total,
-                    "messages": listing.messages.iter().map(summary_json).collect::<Vec<_>>(),
-                    "next_after": next_after.map(|id| id.to_string()),
-                }),
+                &ListingJson {
+                    address,
+                    total: listing.total,
+                    messages: listing.messages.iter().map(SummaryJson::of).collect(),
+                    next_after: next_after.map(IdJson),
+                },
             )
         }
         InboxOp::Message { id } => match id.and_then(|id| shard.get(address, id)) {
@@ -297,18 +295,129 @@ pub fn create_address(
 
 /// A message `<summary>` as the contract defines it (also what the WebSocket pushes).
 pub fn summary_json(message: &MessageRef<'_>) -> Value {
-    let summary = message.summary();
-    json!({
-        "id": message.id.to_string(),
-        "from": message.mail_from,
-        "to": message.rcpts().collect::<Vec<_>>(),
-        "subject": summary.subject,
-        "date": summary.date_unix_secs.and_then(rfc3339_secs),
-        "received_at": rfc3339(message.received_at_ms),
-        "expires_at": rfc3339(message.expires_at_ms),
-        "size": message.raw.len(),
-        "preview": summary.preview,
-    })
+    serde_json::to_value(SummaryJson::of(message)).unwrap_or(Value::Null)
+}
+
+/// The body of an inbox listing, serialized straight from the shard's memory.
+#[derive(serde::Serialize)]
+struct ListingJson<'a> {
+    address: &'a str,
+    total: usize,
+    messages: Vec<SummaryJson<'a>>,
+    next_after: Option<IdJson>,
+}
+
+/// A `<summary>`, borrowing everything from the store and its cached `Summary`.
+#[derive(serde::Serialize)]
+struct SummaryJson<'a> {
+    id: IdJson,
+    from: &'a str,
+    to: RcptsJson<'a>,
+    subject: &'a str,
+    date: Option<Rfc3339>,
+    received_at: Rfc3339,
+    expires_at: Rfc3339,
+    size: usize,
+    preview: &'a str,
+}
+
+impl<'a> SummaryJson<'a> {
+    fn of(message: &MessageRef<'a>) -> SummaryJson<'a> {
+        let summary = message.summary();
+        SummaryJson {
+            id: IdJson(message.id),
+            from: message.mail_from,
+            to: RcptsJson(*message),
+            subject: &summary.subject,
+            date: summary.date_unix_secs.and_then(Rfc3339::of_secs),
+            received_at: Rfc3339::of_ms(message.received_at_ms),
+            expires_at: Rfc3339::of_ms(message.expires_at_ms),
+            size: message.raw.len(),
+            preview: &summary.preview,
+        }
+    }
+}
+
+/// A message id as its text form, written without an intermediate `String`.
+struct IdJson(MessageId);
+
+impl serde::Serialize for IdJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// The envelope recipients of the message's inbox, as a JSON array.
+struct RcptsJson<'a>(MessageRef<'a>);
+
+impl serde::Serialize for RcptsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.rcpts())
+    }
+}
+
+/// An RFC 3339 UTC timestamp with seconds precision ("2026-11-27T22:15:44Z"), built on
+/// the stack: listing 1000 messages formats 2000-3000 of these.
+#[derive(Clone, Copy)]
+struct Rfc3339([u8; 20]);
+
+impl Rfc3339 {
+    /// Years outside 0000-9999 (which RFC 3339 cannot express) give `None`.
+    fn of_secs(unix_secs: i64) -> Option<Rfc3339> {
+        // Days to civil date: Howard Hinnant's algorithm (proleptic Gregorian, UTC).
+        let days = unix_secs.div_euclid(86_400);
+        let second_of_day = unix_secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let day_of_era = z.rem_euclid(146_097);
+        let year_of_era =
+            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let month_index = (5 * day_of_year + 2) / 153;
+        let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+        let month = if month_index < 10 {
+            month_index + 3
+        } else {
+            month_index - 9
+        };
+        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let mut text = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, value: i64, n_digits: usize| {
+            let mut value = value;
+            for digit_idx in (0..n_digits).rev() {
+                text[at + digit_idx] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, year, 4);
+        put(5, month, 2);
+        put(8, day, 2);
+        put(11, second_of_day / 3600, 2);
+        put(14, second_of_day / 60 % 60, 2);
+        put(17, second_of_day % 60, 2);
+        Some(Rfc3339(text))
+    }
+
+    fn of_ms(unix_ms: u64) -> Rfc3339 {
+        i64::try_from(unix_ms / 1000)
+            .ok()
+            .and_then(Rfc3339::of_secs)
+            .unwrap_or(Rfc3339(*b"9999-12-31T23:59:59Z"))
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("9999-12-31T23:59:59Z")
+    }
+}
+
+impl serde::Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// A summary plus headers (decoded, in order), the text body, and (from issue 4) the
@@ -348,22 +457,7 @@ pub fn message_json(message: &MessageRef<'_>) -> Value {
 /// RFC 3339 UTC with seconds precision, e.g. `2026-11-27T22:15:44Z`. Times past year 9999
 /// are shown as its last second.
 pub fn rfc3339(unix_ms: u64) -> String {
-    i64::try_from(unix_ms / 1000)
-        .ok()
-        .and_then(rfc3339_secs)
-        .unwrap_or_else(|| "9999-12-31T23:59:59Z".to_string())
-}
-
-/// RFC 3339 of Unix seconds, if the year is within 0000–9999 (RFC 3339's range).
-fn rfc3339_secs(unix_secs: i64) -> Option<String> {
-    let time = OffsetDateTime::from_unix_timestamp(unix_secs).ok()?;
-    if time.year() < 0 {
-        return None;
-    }
-    time.format(format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    ))
-    .ok()
+    Rfc3339::of_ms(unix_ms).as_str().to_string()
 }
 
 /// Checks that `method` is allowed; returns whether it is DELETE.
@@ -580,6 +674,30 @@ fn decoded_header_value(raw_value: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    /// The hand-written RFC 3339 formatter against the `time` crate, over 0000..=9999.
+    #[test]
+    fn rfc3339_matches_the_time_crate() {
+        use time::OffsetDateTime;
+        use time::macros::format_description;
+        let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+        let first = OffsetDateTime::from_unix_timestamp(-62_167_219_200).expect("year 0");
+        let last = OffsetDateTime::from_unix_timestamp(253_402_300_799).expect("year 9999");
+        let mut unix_secs = first.unix_timestamp();
+        // A stride that is not a multiple of a day or a year visits every field value.
+        while unix_secs <= last.unix_timestamp() {
+            let expected = OffsetDateTime::from_unix_timestamp(unix_secs)
+                .expect("in range")
+                .format(format)
+                .expect("formattable");
+            let ours = Rfc3339::of_secs(unix_secs).expect("in range");
+            assert_eq!(ours.as_str(), expected, "{unix_secs}");
+            unix_secs += 2_592_001 * 7 + 3_607;
+        }
+        assert!(Rfc3339::of_secs(first.unix_timestamp() - 1).is_none());
+        assert!(Rfc3339::of_secs(last.unix_timestamp() + 1).is_none());
+        assert_eq!(rfc3339(1_795_817_744_999), "2026-11-27T22:15:44Z");
+    }
 
     use super::*;
     use crate::store::{Incoming, ShardConfig};
@@ -1205,9 +1323,12 @@ mod tests {
         for (unix_ms, expected) in cases {
             assert_eq!(rfc3339(unix_ms), expected);
         }
-        assert_eq!(rfc3339_secs(-1), Some("1969-12-31T23:59:59Z".to_string()));
-        assert_eq!(rfc3339_secs(-62_200_000_000), None);
-        assert_eq!(rfc3339_secs(i64::MAX), None);
+        assert_eq!(
+            Rfc3339::of_secs(-1).map(|t| t.as_str().to_string()),
+            Some("1969-12-31T23:59:59Z".to_string())
+        );
+        assert!(Rfc3339::of_secs(-62_200_000_000).is_none());
+        assert!(Rfc3339::of_secs(i64::MAX).is_none());
     }
 
     #[test]

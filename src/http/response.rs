@@ -50,6 +50,16 @@ impl Response {
             .with_header("Cache-Control", "no-store")
     }
 
+    /// A JSON body from anything serde can serialize, without building a `Value` first
+    /// (the hot listing path: no map per object, no intermediate strings).
+    pub fn json_from<T: serde::Serialize>(status: u16, value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response::new(status, CONTENT_TYPE_JSON, body)
+                .with_header("Cache-Control", "no-store"),
+            Err(error) => Response::error(500, "internal", &format!("cannot render JSON: {error}")),
+        }
+    }
+
     /// An error in the contract's shape; `code` is snake_case (`bad_request`, `not_found`, ...).
     pub fn error(status: u16, code: &str, message: &str) -> Response {
         Response::json(
