@@ -8,6 +8,9 @@ use mayfly::runtime::{self, Shutdown};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
 
+/// Log lines queued for the writer thread before new ones are dropped.
+const LOG_QUEUE_LINES: usize = 64 * 1024;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -16,9 +19,17 @@ fn main() -> ExitCode {
     let config = Config::load(std::env::args_os()).unwrap_or_else(|error| error.exit());
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+    // Executors must never block on a slow stderr (a full pipe, a stalled journald): log
+    // lines go through a bounded queue to a writer thread, and are dropped, not waited
+    // for, if it ever fills. The guard flushes what is queued when main returns.
+    let (log_writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("mayfly-log")
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 

@@ -72,6 +72,48 @@ impl RejectReason {
     }
 }
 
+/// Upper bounds of the latency histogram buckets, in microseconds (then +Inf).
+pub const LATENCY_BUCKET_BOUNDS_US: [u64; 12] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000, 10_000_000,
+];
+const N_LATENCY_BUCKETS: usize = LATENCY_BUCKET_BOUNDS_US.len() + 1;
+
+/// A Prometheus-style histogram of latencies with fixed buckets: recording is a few
+/// comparisons and two `Cell` updates, and shards' histograms add up bucket by bucket.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); the last one is +Inf.
+    buckets: [Cell<u64>; N_LATENCY_BUCKETS],
+    sum_us: Cell<u64>,
+}
+
+/// A copy of a `LatencyHistogram`, sent across cores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySnapshot {
+    pub buckets: [u64; N_LATENCY_BUCKETS],
+    pub sum_us: u64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&self, latency: std::time::Duration) {
+        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let bucket_idx = LATENCY_BUCKET_BOUNDS_US
+            .iter()
+            .position(|&bound_us| latency_us <= bound_us)
+            .unwrap_or(LATENCY_BUCKET_BOUNDS_US.len());
+        Counters::add(&self.buckets[bucket_idx], 1);
+        self.sum_us
+            .set(self.sum_us.get().saturating_add(latency_us));
+    }
+
+    pub fn snapshot(&self) -> LatencySnapshot {
+        LatencySnapshot {
+            buckets: std::array::from_fn(|i| self.buckets[i].get()),
+            sum_us: self.sum_us.get(),
+        }
+    }
+}
+
 /// One shard's counters. Only the owning executor touches them.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -91,6 +133,11 @@ pub struct Counters {
     pub http_responses_4xx_total: Cell<u64>,
     pub http_responses_5xx_total: Cell<u64>,
     pub http_long_polls_waiting: Cell<u64>,
+    /// From the end of a message (final dot or BDAT LAST) to its reply: storing it in
+    /// every recipient's shard, cross-core hops included.
+    pub smtp_delivery_latency: LatencyHistogram,
+    /// From a parsed HTTP request to its response being written (long polls included).
+    pub http_request_latency: LatencyHistogram,
 }
 
 impl Counters {
@@ -107,15 +154,19 @@ impl Counters {
     }
 
     /// Counts every 4xx/5xx final reply line in `replies` (what a session just wrote).
-    pub fn count_replies(&self, replies: &[u8]) {
+    /// Returns how many rejections it counted, so the caller can log them.
+    pub fn count_replies(&self, replies: &[u8]) -> usize {
+        let mut n_rejections = 0;
         for line in replies.split(|&b| b == b'\n') {
             // Only final lines ("550 ...", not "550-...") count as one reply.
             if line.get(3) == Some(&b' ')
                 && let Some(reason) = RejectReason::of_reply(line)
             {
                 self.count_rejection(reason);
+                n_rejections += 1;
             }
         }
+        n_rejections
     }
 
     pub fn snapshot(&self, store: ShardStats) -> Snapshot {
@@ -134,6 +185,8 @@ impl Counters {
             http_responses_4xx_total: self.http_responses_4xx_total.get(),
             http_responses_5xx_total: self.http_responses_5xx_total.get(),
             http_long_polls_waiting: self.http_long_polls_waiting.get(),
+            smtp_delivery_latency: self.smtp_delivery_latency.snapshot(),
+            http_request_latency: self.http_request_latency.snapshot(),
         }
     }
 }
@@ -155,10 +208,14 @@ pub struct Snapshot {
     pub http_responses_4xx_total: u64,
     pub http_responses_5xx_total: u64,
     pub http_long_polls_waiting: u64,
+    pub smtp_delivery_latency: LatencySnapshot,
+    pub http_request_latency: LatencySnapshot,
 }
 
 /// Reads one number out of a snapshot.
 type Field = fn(&Snapshot) -> u64;
+/// Reads one histogram out of a snapshot.
+type HistogramField = fn(&Snapshot) -> &LatencySnapshot;
 
 /// Renders the Prometheus text exposition (version 0.0.4) of all shards, index = shard.
 pub fn render(shards: &[Snapshot]) -> String {
@@ -273,6 +330,41 @@ pub fn render(shards: &[Snapshot]) -> String {
         );
     }
 
+    let histograms: [(&str, &str, HistogramField); 2] = [
+        (
+            "mayfly_smtp_delivery_seconds",
+            "Time from the end of a message to its reply (stored in every recipient's shard).",
+            |s| &s.smtp_delivery_latency,
+        ),
+        (
+            "mayfly_http_request_seconds",
+            "Time from a parsed HTTP request to its response (long polls included).",
+            |s| &s.http_request_latency,
+        ),
+    ];
+    for (name, help, histogram) in histograms {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0u64;
+        for bucket_idx in 0..N_LATENCY_BUCKETS {
+            cumulative += shards
+                .iter()
+                .map(|s| histogram(s).buckets[bucket_idx])
+                .sum::<u64>();
+            match LATENCY_BUCKET_BOUNDS_US.get(bucket_idx) {
+                Some(bound_us) => {
+                    let bound_secs = *bound_us as f64 / 1e6;
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound_secs}\"}} {cumulative}");
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        let sum_us: u64 = shards.iter().map(|s| histogram(s).sum_us).sum();
+        let _ = writeln!(out, "{name}_sum {}", sum_us as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {cumulative}");
+    }
+
     let gauges: [(&str, &str, Field); 8] = [
         ("mayfly_messages_held", "Messages held now.", |s| {
             s.store.messages_held
@@ -366,6 +458,33 @@ mod tests {
             snapshot.smtp_rejections_total[RejectReason::Protocol.index()],
             1
         );
+    }
+
+    #[test]
+    fn latency_histograms_are_cumulative_across_shards() {
+        let a = Counters::default();
+        a.smtp_delivery_latency
+            .record(std::time::Duration::from_micros(40));
+        a.smtp_delivery_latency
+            .record(std::time::Duration::from_micros(700));
+        let b = Counters::default();
+        b.smtp_delivery_latency
+            .record(std::time::Duration::from_secs(60));
+        let text = render(&[
+            a.snapshot(ShardStats::default()),
+            b.snapshot(ShardStats::default()),
+        ]);
+        assert!(
+            text.contains("mayfly_smtp_delivery_seconds_bucket{le=\"0.00005\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("mayfly_smtp_delivery_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(text.contains("mayfly_smtp_delivery_seconds_bucket{le=\"0.001\"} 2\n"));
+        assert!(text.contains("mayfly_smtp_delivery_seconds_bucket{le=\"10\"} 2\n"));
+        assert!(text.contains("mayfly_smtp_delivery_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("mayfly_smtp_delivery_seconds_count 3\n"));
+        assert!(text.contains("mayfly_smtp_delivery_seconds_sum 60.00074\n"));
+        assert!(text.contains("mayfly_http_request_seconds_count 0\n"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -114,11 +114,14 @@ async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
 
         let head_only = matches!(request.method, Method::Head);
         let keep_alive = request.keep_alive && !ctx.is_shutting_down();
+        let started = Instant::now();
         let response = respond(&ctx, &request).await;
         count_response(&ctx, &response);
         out.clear();
         response.write_to(keep_alive, head_only, &mut out);
-        if stream.write_all(&out).await.is_err() || !keep_alive {
+        let written = stream.write_all(&out).await.is_ok();
+        ctx.counters.http_request_latency.record(started.elapsed());
+        if !written || !keep_alive {
             break;
         }
     }

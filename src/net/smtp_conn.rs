@@ -6,16 +6,17 @@
 //! per-message cost goes on loopback.
 
 use std::io::ErrorKind;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::metrics::Counters;
 use crate::runtime::ShardCtx;
-use crate::smtp::{Event, Session, reply};
+use crate::smtp::{Delivery, Event, Session, Transaction, reply};
 
 /// Read buffer per session. `Session::advance` consumes every body byte and leaves less than
 /// one command line (512 octets) unconsumed, so this never needs to grow.
@@ -146,12 +147,21 @@ async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
                 ctx.next_queue_id(&mut queue_id);
                 received_header.clear();
                 let now = SystemTime::now();
+                let started = Instant::now();
                 session.write_received_header(&queue_id, now, &mut received_header);
                 let transaction = session.transaction();
                 let delivery = ctx
                     .deliver(&transaction, &received_header, &queue_id, now)
                     .await;
-                tracing::debug!(queue_id = %queue_id, n_rcpts = transaction.n_rcpts(), bytes = transaction.body.len(), stored = matches!(delivery, crate::smtp::Delivery::Stored { .. }), "transaction");
+                let delivery_latency = started.elapsed();
+                ctx.counters.smtp_delivery_latency.record(delivery_latency);
+                log_transaction(
+                    &transaction,
+                    &queue_id,
+                    &delivery,
+                    delivery_latency,
+                    client_ip,
+                );
                 session.delivered(delivery, &mut out);
                 session.shrink_body_buffer(BODY_BUFFER_KEEP_BYTES);
             }
@@ -173,8 +183,63 @@ async fn flush(ctx: &ShardCtx, stream: &mut TcpStream, out: &mut Vec<u8>) -> boo
     if out.is_empty() {
         return true;
     }
-    ctx.counters.count_replies(out);
+    if ctx.counters.count_replies(out) > 0 {
+        log_refusals(out);
+    }
     let written = stream.write_all(out).await.is_ok();
     out.clear();
     written
+}
+
+/// One log line per finished message, Postfix style: queue id, envelope, size, outcome.
+/// The client's address appears only when the operator allowed it (`--log-client-ip`).
+fn log_transaction(
+    transaction: &Transaction<'_>,
+    queue_id: &str,
+    delivery: &Delivery<'_>,
+    delivery_latency: Duration,
+    client_ip: Option<IpAddr>,
+) {
+    let outcome = match delivery {
+        Delivery::Stored { .. } => "stored",
+        Delivery::TemporaryFailure => "deferred",
+        Delivery::TooLarge => "refused_too_large",
+    };
+    let first_rcpt = transaction.rcpts().next().unwrap_or_default();
+    let delivery_us = u64::try_from(delivery_latency.as_micros()).unwrap_or(u64::MAX);
+    match client_ip {
+        Some(client_ip) => tracing::info!(
+            target: "mayfly::smtp",
+            queue_id,
+            from = transaction.mail_from,
+            to = first_rcpt,
+            n_rcpts = transaction.n_rcpts(),
+            size_bytes = transaction.body.len(),
+            outcome,
+            delivery_us,
+            %client_ip,
+            "message"
+        ),
+        None => tracing::info!(
+            target: "mayfly::smtp",
+            queue_id,
+            from = transaction.mail_from,
+            to = first_rcpt,
+            n_rcpts = transaction.n_rcpts(),
+            size_bytes = transaction.body.len(),
+            outcome,
+            delivery_us,
+            "message"
+        ),
+    }
+}
+
+/// Logs each 4xx/5xx reply about to be sent (relay refusals, syntax errors, limits).
+fn log_refusals(replies: &[u8]) {
+    for line in replies.split(|&b| b == b'\n') {
+        if line.get(3) == Some(&b' ') && matches!(line.first(), Some(b'4' | b'5')) {
+            let reply = String::from_utf8_lossy(line.trim_ascii_end());
+            tracing::info!(target: "mayfly::smtp", %reply, "refused");
+        }
+    }
 }
