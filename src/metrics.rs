@@ -127,6 +127,8 @@ pub struct Counters {
     pub message_bytes_accepted_total: Cell<u64>,
     /// 4xx/5xx replies sent, by reason.
     pub smtp_rejections_total: [Cell<u64>; RejectReason::ALL.len()],
+    /// 4xx/5xx replies sent, by class: index 0 is 4xx (try again), 1 is 5xx (permanent).
+    pub smtp_rejections_by_class_total: [Cell<u64>; 2],
     pub http_connections_total: Cell<u64>,
     pub http_connections_open: Cell<u64>,
     pub http_requests_total: Cell<u64>,
@@ -163,6 +165,8 @@ impl Counters {
                 && let Some(reason) = RejectReason::of_reply(line)
             {
                 self.count_rejection(reason);
+                let class_idx = usize::from(line[0] == b'5');
+                Counters::add(&self.smtp_rejections_by_class_total[class_idx], 1);
                 n_rejections += 1;
             }
         }
@@ -179,6 +183,9 @@ impl Counters {
             messages_accepted_total: self.messages_accepted_total.get(),
             message_bytes_accepted_total: self.message_bytes_accepted_total.get(),
             smtp_rejections_total: std::array::from_fn(|i| self.smtp_rejections_total[i].get()),
+            smtp_rejections_by_class_total: std::array::from_fn(|i| {
+                self.smtp_rejections_by_class_total[i].get()
+            }),
             http_connections_total: self.http_connections_total.get(),
             http_connections_open: self.http_connections_open.get(),
             http_requests_total: self.http_requests_total.get(),
@@ -202,6 +209,7 @@ pub struct Snapshot {
     pub messages_accepted_total: u64,
     pub message_bytes_accepted_total: u64,
     pub smtp_rejections_total: [u64; RejectReason::ALL.len()],
+    pub smtp_rejections_by_class_total: [u64; 2],
     pub http_connections_total: u64,
     pub http_connections_open: u64,
     pub http_requests_total: u64,
@@ -295,6 +303,20 @@ pub fn render(shards: &[Snapshot]) -> String {
             out,
             "mayfly_smtp_rejections_total{{reason=\"{}\"}} {value}",
             reason.label()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP mayfly_smtp_rejections_by_class_total SMTP 4xx/5xx replies sent, by reply code class.\n# TYPE mayfly_smtp_rejections_by_class_total counter"
+    );
+    for (class_idx, class) in ["4xx", "5xx"].into_iter().enumerate() {
+        let value: u64 = shards
+            .iter()
+            .map(|s| s.smtp_rejections_by_class_total[class_idx])
+            .sum();
+        let _ = writeln!(
+            out,
+            "mayfly_smtp_rejections_by_class_total{{class=\"{class}\"}} {value}"
         );
     }
     let _ = writeln!(
@@ -454,6 +476,7 @@ mod tests {
             snapshot.smtp_rejections_total[RejectReason::RelayDenied.index()],
             1
         );
+        assert_eq!(snapshot.smtp_rejections_by_class_total, [0, 2]);
         assert_eq!(
             snapshot.smtp_rejections_total[RejectReason::Protocol.index()],
             1
