@@ -16,14 +16,21 @@
 //! - `POST /api/v1/addresses` on a catch-all server (no domain configured) without a
 //!   `domain` in the body is a 400 asking for one, rather than inventing a domain that the
 //!   server's MX records may not cover.
-//! - `html` is always `null` and `attachments` always `[]`, and the attachment endpoint is a
-//!   404: sanitised HTML and attachments arrive with issue 4. Until then no raw HTML is
-//!   ever returned as HTML (the `text` part of an HTML-only message is mail-parser's
-//!   plain-text rendering).
+//! - The message view parses the message once and caches the result in the store
+//!   (`MessageRef::parsed`); `text` is the first text body, or mail-parser's plain-text
+//!   rendering of the HTML body when there is no text/plain part; `html` is the first
+//!   text/html body after `http::sanitize` (never raw HTML), or `null`.
+//! - Attachments are the top-level parts mail-parser lists as attachments, numbered from 0
+//!   in message order; a message/rfc822 part is one attachment (its own attachments are not
+//!   listed). `filename` is `null` when the part names no file; a download of such a part is
+//!   named `attachment-{index}` (`.eml` for a message). A download is the part's body with
+//!   only its transfer encoding undone, so a text file keeps its charset, which its
+//!   Content-Type names.
+//! - An attachment index that is not a plain decimal number is a 404, like one out of range.
 //! - `GET .../ws` is a 501 until the WebSocket endpoint exists.
 
-use mail_parser::parsers::MessageStream;
-use mail_parser::{HeaderValue, MessageParser};
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
 use crate::config::DomainPolicy;
@@ -47,8 +54,44 @@ pub const DOMAIN_BYTES_MAX: usize = 253;
 pub const DOMAIN_LABEL_BYTES_MAX: usize = 63;
 /// Path segments a known route has at most (`/api/v1/inboxes/{a}/messages/{id}/attachments/{n}`).
 const PATH_SEGMENTS_MAX: usize = 9;
+/// Longest file name offered in a Content-Disposition, in characters (longer names are cut).
+pub const FILENAME_CHARS_MAX: usize = 200;
+/// Security policy of attachment downloads: an HTML or SVG attachment opened in the browser
+/// anyway runs nothing and loads nothing on this origin.
+const ATTACHMENT_CSP: &str = "sandbox; default-src 'none'";
 /// Characters of generated local parts.
 const LOCAL_PART_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Every endpoint `route` knows: method and path template. `docs/openapi.json` describes
+/// exactly these (a test holds it to that), and `route` answers 405 for other methods on
+/// these paths and 404 for any other path.
+pub const ENDPOINTS: [(&str, &str); 19] = [
+    ("GET", "/"),
+    ("HEAD", "/"),
+    ("GET", "/healthz"),
+    ("HEAD", "/healthz"),
+    ("GET", "/metrics"),
+    ("HEAD", "/metrics"),
+    ("POST", "/api/v1/addresses"),
+    ("GET", "/api/v1/inboxes/{address}"),
+    ("HEAD", "/api/v1/inboxes/{address}"),
+    ("DELETE", "/api/v1/inboxes/{address}"),
+    ("GET", "/api/v1/inboxes/{address}/messages/{id}"),
+    ("HEAD", "/api/v1/inboxes/{address}/messages/{id}"),
+    ("DELETE", "/api/v1/inboxes/{address}/messages/{id}"),
+    ("GET", "/api/v1/inboxes/{address}/messages/{id}/raw"),
+    ("HEAD", "/api/v1/inboxes/{address}/messages/{id}/raw"),
+    (
+        "GET",
+        "/api/v1/inboxes/{address}/messages/{id}/attachments/{index}",
+    ),
+    (
+        "HEAD",
+        "/api/v1/inboxes/{address}/messages/{id}/attachments/{index}",
+    ),
+    ("GET", "/api/v1/inboxes/{address}/ws"),
+    ("HEAD", "/api/v1/inboxes/{address}/ws"),
+];
 
 /// What a request is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +130,12 @@ pub enum InboxOp {
     Message { id: Option<MessageId> },
     /// `GET .../messages/{id}/raw`.
     Raw { id: Option<MessageId> },
+    /// `GET .../messages/{id}/attachments/{index}`; `index: None` when the text is not an
+    /// index, which answers 404.
+    Attachment {
+        id: Option<MessageId>,
+        index: Option<usize>,
+    },
     /// `DELETE .../messages/{id}`.
     DeleteMessage { id: Option<MessageId> },
     /// `DELETE /api/v1/inboxes/{address}`.
@@ -173,14 +222,19 @@ pub fn route(request: &Request, domains: &DomainPolicy) -> Result<Route, Respons
             "inboxes",
             address,
             "messages",
-            _,
+            id,
             "attachments",
-            _,
+            index,
         ] => {
             allow(method, Allowed::GetHead)?;
-            inbox_address(address, domains)?;
-            // Messages list no attachments until issue 4, so no index names one.
-            Err(Response::error(404, "not_found", "no such attachment"))
+            let address = inbox_address(address, domains)?;
+            Ok(Route::Inbox(InboxRequest {
+                address,
+                op: InboxOp::Attachment {
+                    id: message_id(id),
+                    index: attachment_index(index),
+                },
+            }))
         }
         ["", "api", "v1", "inboxes", address, "ws"] => {
             allow(method, Allowed::GetHead)?;
@@ -224,7 +278,11 @@ pub fn execute(request: &InboxRequest, shard: &mut Shard, now_ms: u64, may_wait:
             )
         }
         InboxOp::Message { id } => match id.and_then(|id| shard.get(address, id)) {
-            Some(message) => Response::json(200, &message_json(&message)),
+            Some(message) => Response::json_from(200, &MessageJson::of(&message)),
+            None => no_such_message(),
+        },
+        InboxOp::Attachment { id, index } => match id.and_then(|id| shard.get(address, id)) {
+            Some(message) => attachment_response(&message, index),
             None => no_such_message(),
         },
         InboxOp::Raw { id } => match id.and_then(|id| shard.get(address, id)) {
@@ -420,38 +478,134 @@ impl serde::Serialize for Rfc3339 {
     }
 }
 
-/// A summary plus headers (decoded, in order), the text body, and (from issue 4) the
-/// sanitised HTML and attachments.
+/// A summary plus headers (decoded, in order), the text body, the sanitized HTML body and
+/// the attachments: the message view of the contract.
 pub fn message_json(message: &MessageRef<'_>) -> Value {
-    let mut value = summary_json(message);
-    let parsed = MessageParser::default().parse(message.raw);
-    let headers: Vec<[String; 2]> = parsed.as_ref().map_or_else(Vec::new, |parsed| {
-        parsed
-            .headers()
-            .iter()
-            .map(|header| {
-                let raw_value = message
-                    .raw
-                    .get(header.offset_start() as usize..header.offset_end() as usize);
-                [
-                    header.name().to_string(),
-                    decoded_header_value(raw_value.unwrap_or_default()),
-                ]
-            })
-            .collect()
-    });
-    let text = parsed
-        .as_ref()
-        .and_then(|parsed| parsed.body_text(0))
-        .map(|text| text.into_owned());
-    if let Value::Object(object) = &mut value {
-        object.insert("headers".to_string(), json!(headers));
-        object.insert("text".to_string(), json!(text));
-        // Issue 4: sanitised HTML and attachments. Never raw HTML.
-        object.insert("html".to_string(), Value::Null);
-        object.insert("attachments".to_string(), json!([]));
+    serde_json::to_value(MessageJson::of(message)).unwrap_or(Value::Null)
+}
+
+/// The URL path of the attachments of `message` as seen from its inbox, up to and
+/// including the last `/` (the index follows). The address is percent-encoded except for
+/// unreserved characters and `@`, so the path can go into an HTML attribute as it is.
+pub fn attachments_path(message: &MessageRef<'_>) -> String {
+    let mut path = String::from("/api/v1/inboxes/");
+    for byte in message.inbox_key().bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~@".contains(&byte) {
+            path.push(char::from(byte));
+        } else {
+            path.push_str(&format!("%{byte:02X}"));
+        }
     }
-    value
+    path.push_str(&format!("/messages/{}/attachments/", message.id));
+    path
+}
+
+/// The message view, borrowing from the store and its cached parse.
+#[derive(serde::Serialize)]
+struct MessageJson<'a> {
+    #[serde(flatten)]
+    summary: SummaryJson<'a>,
+    headers: Vec<(Cow<'a, str>, String)>,
+    text: Option<Cow<'a, str>>,
+    html: Option<String>,
+    attachments: Vec<AttachmentJson<'a>>,
+}
+
+impl<'a> MessageJson<'a> {
+    fn of(message: &MessageRef<'a>) -> MessageJson<'a> {
+        let parsed = message.parsed();
+        MessageJson {
+            summary: SummaryJson::of(message),
+            headers: parsed.headers(message.raw).collect(),
+            text: parsed.text(message.raw),
+            html: parsed.html(&attachments_path(message)),
+            attachments: parsed
+                .attachments()
+                .iter()
+                .enumerate()
+                .map(|(index, attachment)| AttachmentJson {
+                    index,
+                    filename: attachment.filename.as_deref(),
+                    content_type: &attachment.content_type,
+                    size: attachment.size_bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One entry of a message view's `attachments`.
+#[derive(serde::Serialize)]
+struct AttachmentJson<'a> {
+    index: usize,
+    filename: Option<&'a str>,
+    content_type: &'a str,
+    size: usize,
+}
+
+/// The download of attachment `index` of `message`, or a 404.
+fn attachment_response(message: &MessageRef<'_>, index: Option<usize>) -> Response {
+    let parsed = message.parsed();
+    let found = index.and_then(|index| {
+        let attachment = parsed.attachments().get(index)?;
+        Some((
+            index,
+            attachment,
+            parsed.attachment_bytes(message.raw, index)?,
+        ))
+    });
+    let Some((index, attachment, bytes)) = found else {
+        return Response::error(404, "not_found", "no such attachment in this message");
+    };
+    let filename = match attachment.filename.as_deref() {
+        Some(filename) => filename.to_string(),
+        None if attachment.content_type.starts_with("message/rfc822") => {
+            format!("attachment-{index}.eml")
+        }
+        None => format!("attachment-{index}"),
+    };
+    // The content type is dynamic, so it goes in as a header field (an empty
+    // `content_type` writes none of its own).
+    Response::new(200, "", bytes.into_owned())
+        .with_header("Content-Type", attachment.content_type.to_string())
+        .with_header("Content-Disposition", content_disposition(&filename))
+        .with_header("Content-Security-Policy", ATTACHMENT_CSP)
+        .with_header("Cache-Control", "no-store")
+}
+
+/// `attachment; filename="..."` with an ASCII fallback in which quotes, backslashes, path
+/// separators, controls and non-ASCII characters are `_`, plus RFC 6266 / RFC 8187
+/// `filename*=UTF-8''...` when the fallback differs from the name.
+fn content_disposition(filename: &str) -> String {
+    let name: String = filename
+        .chars()
+        .filter(|ch| !ch.is_control())
+        .map(|ch| if matches!(ch, '/' | '\\') { '_' } else { ch })
+        .take(FILENAME_CHARS_MAX)
+        .collect();
+    let fallback: String = name
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii() && ch != '"' && ch != '%' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut header = format!("attachment; filename=\"{fallback}\"");
+    if fallback != name {
+        header.push_str("; filename*=UTF-8''");
+        for byte in name.bytes() {
+            // RFC 8187 attr-char.
+            if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+                header.push(char::from(byte));
+            } else {
+                header.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    header
 }
 
 /// RFC 3339 UTC with seconds precision, e.g. `2026-11-27T22:15:44Z`. Times past year 9999
@@ -518,6 +672,14 @@ fn inbox_address(segment: &str, domains: &DomainPolicy) -> Result<String, Respon
 }
 
 fn message_id(segment: &str) -> Option<MessageId> {
+    segment.parse().ok()
+}
+
+/// A plain decimal attachment index (`usize::from_str` would also take `+1`).
+fn attachment_index(segment: &str) -> Option<usize> {
+    if segment.is_empty() || !segment.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     segment.parse().ok()
 }
 
@@ -658,17 +820,6 @@ fn percent_decode(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(decoded).ok()
-}
-
-/// A header value unfolded, with RFC 2047 encoded words decoded (mail-parser's
-/// unstructured-field parser, applied to every field so structured ones read as written).
-fn decoded_header_value(raw_value: &[u8]) -> String {
-    match MessageStream::new(raw_value).parse_unstructured() {
-        HeaderValue::Text(text) => text.into_owned(),
-        HeaderValue::TextList(texts) => texts.join(" "),
-        HeaderValue::Empty => String::new(),
-        _ => String::from_utf8_lossy(raw_value).trim().to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -887,6 +1038,44 @@ mod tests {
             (
                 Get,
                 format!("/api/v1/inboxes/{a}/messages/{id_text}/attachments/0"),
+                "",
+                inbox(
+                    a,
+                    InboxOp::Attachment {
+                        id: Some(id),
+                        index: Some(0),
+                    },
+                ),
+            ),
+            (
+                Head,
+                format!("/api/v1/inboxes/{a}/messages/x/attachments/+1"),
+                "",
+                inbox(
+                    a,
+                    InboxOp::Attachment {
+                        id: None,
+                        index: None,
+                    },
+                ),
+            ),
+            (
+                Get,
+                format!(
+                    "/api/v1/inboxes/{a}/messages/{id_text}/attachments/99999999999999999999999"
+                ),
+                "",
+                inbox(
+                    a,
+                    InboxOp::Attachment {
+                        id: Some(id),
+                        index: None,
+                    },
+                ),
+            ),
+            (
+                Get,
+                format!("/api/v1/inboxes/a@other.test/messages/{id_text}/attachments/0"),
                 "",
                 Err(404),
             ),
@@ -1183,7 +1372,7 @@ mod tests {
             ])
         );
         assert_eq!(body["subject"], "Hi there");
-        assert_eq!(body["html"], Value::Null);
+        assert_eq!(body["html"], "<p>Hi <b>you</b></p>\n");
         assert_eq!(body["attachments"], json!([]));
         let text = body["text"].as_str().expect("text");
         assert!(
@@ -1221,6 +1410,176 @@ mod tests {
             404,
         );
         assert_eq!(body["error"]["code"], "not_found");
+    }
+
+    #[test]
+    fn serves_attachments_and_rewrites_inline_images() {
+        let mut shard = shard();
+        let a = "a+b@example.test";
+        let message = "Subject: files\r\n\
+            Content-Type: multipart/mixed; boundary=XX\r\n\r\n\
+            --XX\r\n\
+            Content-Type: text/html\r\n\r\n\
+            <img src=\"cid:pic\"><a href=\"https://ok.test\">ok</a>\r\n\
+            --XX\r\n\
+            Content-Type: image/gif; name=\"\\\"x\\\"/..\\\\evil.gif\"\r\n\
+            Content-ID: <pic>\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\n\
+            R0lGODlh\r\n\
+            --XX\r\n\
+            Content-Type: application/octet-stream\r\n\
+            Content-Disposition: attachment\r\n\r\n\
+            raw bytes\r\n\
+            --XX--\r\n";
+        let id = deliver(&mut shard, &[a], message, NOW_MS);
+        let body = ready_json(
+            run(&mut shard, a, InboxOp::Message { id: Some(id) }, true),
+            200,
+        );
+        let prefix = format!("/api/v1/inboxes/a%2Bb@example.test/messages/{id}/attachments/");
+        assert_eq!(
+            body["html"],
+            format!(
+                "<img src=\"{prefix}0\"><a href=\"https://ok.test\" target=\"_blank\" \
+                 rel=\"noopener noreferrer\">ok</a>"
+            )
+        );
+        assert_eq!(
+            body["attachments"],
+            json!([
+                {"index": 0, "filename": "\"x\"/..\\evil.gif", "content_type": "image/gif", "size": 6},
+                {"index": 1, "filename": null, "content_type": "application/octet-stream", "size": 9},
+            ])
+        );
+        /// Content-Type, Content-Disposition and body of a download.
+        type Download<'t> = (&'t str, &'t str, &'t [u8]);
+        let cases: [(Option<usize>, Option<Download<'_>>); 4] = [
+            (
+                Some(0),
+                Some((
+                    "image/gif",
+                    "attachment; filename=\"_x__.._evil.gif\"; filename*=UTF-8''%22x%22_.._evil.gif",
+                    b"GIF89a",
+                )),
+            ),
+            (
+                Some(1),
+                Some((
+                    "application/octet-stream",
+                    "attachment; filename=\"attachment-1\"",
+                    b"raw bytes",
+                )),
+            ),
+            (Some(2), None),
+            (None, None),
+        ];
+        for (index, expected) in cases {
+            let outcome = run(
+                &mut shard,
+                a,
+                InboxOp::Attachment {
+                    id: Some(id),
+                    index,
+                },
+                true,
+            );
+            match expected {
+                Some((content_type, disposition, bytes)) => {
+                    let Outcome::Ready(response) = outcome else {
+                        panic!("not ready");
+                    };
+                    assert_eq!(response.status, 200);
+                    let header = |name: &str| {
+                        response
+                            .headers
+                            .iter()
+                            .find(|(key, _)| *key == name)
+                            .map(|(_, value)| value.as_str())
+                    };
+                    assert_eq!(header("Content-Type"), Some(content_type));
+                    assert_eq!(header("Content-Disposition"), Some(disposition));
+                    assert_eq!(header("Content-Security-Policy"), Some(ATTACHMENT_CSP));
+                    assert_eq!(response.body, bytes);
+                }
+                None => {
+                    let body = ready_json(outcome, 404);
+                    assert_eq!(body["error"]["code"], "not_found");
+                }
+            }
+        }
+        let gone = InboxOp::Attachment {
+            id: Some(MessageId { seq: 9, ..id }),
+            index: Some(0),
+        };
+        ready_json(run(&mut shard, a, gone, true), 404);
+    }
+
+    /// `ENDPOINTS` is the routing table: each listed method routes (the WebSocket path
+    /// answers 501 for now), every other method on it is a 405.
+    #[test]
+    fn endpoints_list_what_route_serves() {
+        use Method::*;
+        let concrete = |template: &str| {
+            template
+                .replace("{address}", "a%40example.test")
+                .replace("{id}", "nope")
+                .replace("{index}", "0")
+        };
+        for (_, template) in ENDPOINTS {
+            for method in [Get, Head, Post, Delete, Other] {
+                let name = match method {
+                    Get => "GET",
+                    Head => "HEAD",
+                    Post => "POST",
+                    Delete => "DELETE",
+                    Other => "OTHER",
+                };
+                let listed = ENDPOINTS.contains(&(name, template));
+                let path = concrete(template);
+                let status = match route(&get(method, &path, ""), &domains()) {
+                    Ok(_) => 200,
+                    Err(response) => response.status,
+                };
+                let expected = match (listed, template.ends_with("/ws")) {
+                    (true, true) => 501,
+                    (true, false) => 200,
+                    (false, _) => 405,
+                };
+                assert_eq!(status, expected, "{name} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn content_dispositions_are_safe() {
+        let long = "a".repeat(FILENAME_CHARS_MAX + 10);
+        let long_expected = format!(
+            "attachment; filename=\"{}\"",
+            "a".repeat(FILENAME_CHARS_MAX)
+        );
+        let cases = [
+            ("report.pdf", "attachment; filename=\"report.pdf\""),
+            (
+                "résumé.pdf",
+                "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf",
+            ),
+            (
+                "a\"b\r\nX-Evil: 1.txt",
+                "attachment; filename=\"a_bX-Evil: 1.txt\"; filename*=UTF-8''a%22bX-Evil%3A%201.txt",
+            ),
+            (
+                "../../etc/passwd",
+                "attachment; filename=\".._.._etc_passwd\"",
+            ),
+            (
+                "100%.txt",
+                "attachment; filename=\"100_.txt\"; filename*=UTF-8''100%25.txt",
+            ),
+            (long.as_str(), long_expected.as_str()),
+        ];
+        for (filename, expected) in cases {
+            assert_eq!(content_disposition(filename), expected, "{filename:?}");
+        }
     }
 
     #[test]
@@ -1365,7 +1724,7 @@ mod tests {
 
         #[test]
         fn executes_any_routed_request_without_panicking(
-            path in "/api/v1/inboxes/(a|A|%41|b)(@|%40)example\\.test(/messages/[0-9a-f]{0,27}(/raw)?)?",
+            path in "/api/v1/inboxes/(a|A|%41|b)(@|%40)example\\.test(/messages/[0-9a-f]{0,27}(/raw|/attachments/[0-9+]{0,3})?)?",
             query in "((after|limit|wait)=[0-9a-f]{0,27}&?){0,3}",
             method in prop_oneof![Just(Method::Get), Just(Method::Delete)],
         ) {

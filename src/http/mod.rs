@@ -9,6 +9,7 @@
 pub mod api;
 pub mod request;
 pub mod response;
+pub mod sanitize;
 
 pub use api::{InboxOp, InboxRequest, Outcome, Route};
 pub use request::{Limits, Method, Request};

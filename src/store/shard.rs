@@ -31,8 +31,11 @@
 //! a held message costs an `Entry` (48 bytes on 64-bit targets, ~72 with `VecDeque` spare
 //! capacity) and 8–16 bytes per inbox holding it. An inbox costs about 96 bytes plus its
 //! key. So a single-recipient message to an inbox that already exists costs about 90 bytes
-//! of heap; a message whose summary has been read also caches a `Summary` (64 bytes plus
-//! subject and preview, at most ~1 KiB for the preview part).
+//! of heap; a message whose summary has been read also caches a `Summary` (about 80 bytes
+//! plus subject and preview, at most ~1 KiB for the preview part), and one that has been
+//! viewed a `ParsedMessage` (16 bytes per header field, the decoded text if it needed
+//! decoding, the sanitized HTML, ~80 bytes plus the name per attachment: attachments and
+//! plain text are offsets into the ring, not copies).
 //! All of this is charged against a metadata budget (`RING_BYTES_PER_META_BYTE`,
 //! `META_BYTES_MAX_FLOOR`): when it is exhausted the oldest messages are evicted as if the
 //! ring were full, so a flood of tiny messages to many addresses cannot grow the heap without
@@ -43,7 +46,7 @@ use std::cell::{Cell, OnceCell};
 use std::collections::VecDeque;
 use std::fmt;
 
-use crate::mail::Summary;
+use crate::mail::{ParsedMessage, Summary};
 use crate::store::id::MessageId;
 use crate::store::index::{InboxIndex, inbox_key};
 use crate::store::ring::{Ring, Slot};
@@ -162,10 +165,10 @@ pub struct MessageRef<'a> {
     inbox_key: &'a str,
     /// The envelope's recipient records.
     rcpt_records: RcptRecords<'a>,
-    /// The entry's summary cache.
-    summary: &'a OnceCell<Box<Summary>>,
-    /// The shard's count of bytes held by cached summaries.
-    summary_bytes: &'a Cell<usize>,
+    /// The entry's cache of parsed fields.
+    parsed: &'a OnceCell<Box<Parsed>>,
+    /// The shard's count of heap bytes held by cached parses.
+    parsed_bytes: &'a Cell<usize>,
 }
 
 /// One shard's store. See the module documentation for the design.
@@ -179,8 +182,9 @@ pub struct Shard {
     front_seq: u64,
     /// Inbox key -> seqs.
     index: InboxIndex,
-    /// Heap bytes of cached summaries; a `Cell` because summaries are parsed through `&self`.
-    summary_bytes: Cell<usize>,
+    /// Heap bytes of cached parses (`Parsed`); a `Cell` because messages are parsed
+    /// through `&self`.
+    parsed_bytes: Cell<usize>,
     /// Metadata budget, see `RING_BYTES_PER_META_BYTE`.
     meta_bytes_max: usize,
     /// Counters; the ring gauges are filled in by `stats`.
@@ -198,7 +202,16 @@ struct Entry {
     received_at_ms: u64,
     expires_at_ms: u64,
     /// Parsed on first read, because the SMTP hot path should only copy bytes.
-    summary: OnceCell<Box<Summary>>,
+    parsed: OnceCell<Box<Parsed>>,
+}
+
+/// What readers parsed of one message, cached in its entry until the message goes.
+struct Parsed {
+    /// What a listing shows.
+    summary: Summary,
+    /// What the message view shows, parsed the first time a reader views the message (from
+    /// the same parse as `summary` if nobody listed it before).
+    message: OnceCell<Box<ParsedMessage>>,
 }
 
 /// Why a message leaves the store, for the counters.
@@ -238,7 +251,7 @@ impl Shard {
             entries: VecDeque::new(),
             front_seq: 1,
             index: InboxIndex::new(),
-            summary_bytes: Cell::new(0),
+            parsed_bytes: Cell::new(0),
             meta_bytes_max,
             stats: ShardStats::default(),
         }
@@ -338,7 +351,7 @@ impl Shard {
             n_inbox_refs: keys.len() as u32,
             received_at_ms: incoming.received_at_ms,
             expires_at_ms,
-            summary: OnceCell::new(),
+            parsed: OnceCell::new(),
         });
         self.stats.stored_total += 1;
         self.stats.stored_bytes_total += raw_bytes as u64;
@@ -449,11 +462,11 @@ impl Shard {
         }
     }
 
-    /// Estimated heap bytes of metadata (entries, inbox index, cached summaries). Each insert
+    /// Estimated heap bytes of metadata (entries, inbox index, cached parses). Each insert
     /// evicts the oldest messages until it fits `meta_bytes_max()` (a single message may be
-    /// larger on its own); summaries parsed since the last insert can exceed it until the next.
+    /// larger on its own); messages parsed since the last insert can exceed it until the next.
     pub fn meta_bytes(&self) -> usize {
-        self.entries.len() * ENTRY_META_BYTES + self.index.meta_bytes() + self.summary_bytes.get()
+        self.entries.len() * ENTRY_META_BYTES + self.index.meta_bytes() + self.parsed_bytes.get()
     }
 
     /// The metadata budget.
@@ -502,8 +515,8 @@ impl Shard {
             raw,
             inbox_key: stored_key,
             rcpt_records,
-            summary: &entry.summary,
-            summary_bytes: &self.summary_bytes,
+            parsed: &entry.parsed,
+            parsed_bytes: &self.parsed_bytes,
         }
     }
 
@@ -553,10 +566,14 @@ impl Shard {
         let entry = &mut self.entries[entry_idx];
         debug_assert_eq!(entry.n_inbox_refs, 0);
         let raw_bytes = (entry.slot.len() - entry.envelope_bytes as usize) as u64;
-        if let Some(summary) = entry.summary.take() {
-            self.summary_bytes
-                .set(self.summary_bytes.get() - summary_heap_bytes(&summary));
-            wipe_summary(*summary);
+        if let Some(parsed) = entry.parsed.take() {
+            self.parsed_bytes
+                .set(self.parsed_bytes.get() - parsed_heap_bytes(&parsed));
+            let Parsed { summary, message } = *parsed;
+            summary.wipe();
+            if let Some(message) = message.into_inner() {
+                message.wipe();
+            }
         }
         let slot = entry.slot;
         self.ring.zero(slot);
@@ -606,11 +623,39 @@ impl<'a> MessageRef<'a> {
 
     /// Subject, date and preview, parsed on first use and cached in the entry.
     pub fn summary(&self) -> &'a Summary {
-        self.summary.get_or_init(|| {
-            let summary = Box::new(Summary::parse(self.raw));
-            self.summary_bytes
-                .set(self.summary_bytes.get() + summary_heap_bytes(&summary));
-            summary
+        &self
+            .parsed
+            .get_or_init(|| {
+                let parsed = Box::new(Parsed {
+                    summary: Summary::parse(self.raw),
+                    message: OnceCell::new(),
+                });
+                self.parsed_bytes
+                    .set(self.parsed_bytes.get() + parsed_heap_bytes(&parsed));
+                parsed
+            })
+            .summary
+    }
+
+    /// Headers, bodies and attachments, parsed on first use and cached in the entry (with
+    /// the summary, if it was not cached yet). Its offsets refer to `raw`.
+    pub fn parsed(&self) -> &'a ParsedMessage {
+        let cached = self.parsed.get_or_init(|| {
+            let (summary, message) = ParsedMessage::parse(self.raw);
+            let parsed = Box::new(Parsed {
+                summary,
+                message: OnceCell::from(Box::new(message)),
+            });
+            self.parsed_bytes
+                .set(self.parsed_bytes.get() + parsed_heap_bytes(&parsed));
+            parsed
+        });
+        // Set above unless a listing cached only the summary: then parse the view now.
+        cached.message.get_or_init(|| {
+            let (_, message) = ParsedMessage::parse(self.raw);
+            self.parsed_bytes
+                .set(self.parsed_bytes.get() + message_heap_bytes(&message));
+            Box::new(message)
         })
     }
 
@@ -709,25 +754,18 @@ fn take_str<'a>(bytes: &mut &'a [u8]) -> &'a str {
     std::str::from_utf8(text).expect("envelope strings are UTF-8")
 }
 
-/// Heap bytes of a boxed summary.
-fn summary_heap_bytes(summary: &Summary) -> usize {
-    size_of::<Summary>() + summary.subject.capacity() + summary.preview.capacity()
+/// Heap bytes of a cache entry: what `summary` and `parsed` add to `parsed_bytes`.
+fn parsed_heap_bytes(parsed: &Parsed) -> usize {
+    size_of::<Parsed>()
+        + parsed.summary.heap_bytes()
+        + parsed
+            .message
+            .get()
+            .map_or(0, |message| message_heap_bytes(message))
 }
 
-/// Overwrites a dropped summary's text, which is message content, before freeing it.
-fn wipe_summary(summary: Summary) {
-    let Summary {
-        subject, preview, ..
-    } = summary;
-    for text in [subject, preview] {
-        let mut bytes = text.into_bytes();
-        for byte in bytes.iter_mut() {
-            // SAFETY: `byte` is a valid, aligned, exclusive reference into a live Vec. A
-            // volatile write is used so the compiler cannot drop these stores as dead
-            // (the Vec is freed right after).
-            unsafe { std::ptr::write_volatile(byte, 0) };
-        }
-    }
+fn message_heap_bytes(message: &ParsedMessage) -> usize {
+    size_of::<ParsedMessage>() + message.heap_bytes()
 }
 
 #[cfg(test)]
@@ -838,13 +876,13 @@ mod tests {
             }
             assert_eq!(n_indexed, 0, "an inbox lists a dead or unknown message");
             assert_eq!(self.index.meta_bytes(), index_meta_bytes);
-            let summaries: usize = self
+            let parsed_bytes: usize = self
                 .entries
                 .iter()
-                .filter_map(|entry| entry.summary.get())
-                .map(|summary| summary_heap_bytes(summary))
+                .filter_map(|entry| entry.parsed.get())
+                .map(|parsed| parsed_heap_bytes(parsed))
                 .sum();
-            assert_eq!(self.summary_bytes.get(), summaries);
+            assert_eq!(self.parsed_bytes.get(), parsed_bytes);
         }
     }
 
@@ -1169,10 +1207,35 @@ mod tests {
             ),
             ("Hi", "body text")
         );
-        assert!(shard.summary_bytes.get() >= size_of::<Summary>() + 2 + 9);
+        assert!(shard.parsed_bytes.get() >= size_of::<Summary>() + 2 + 9);
+        shard.check_invariants();
+        // The message view is parsed once more, then cached beside the summary.
+        let summary_only_bytes = shard.parsed_bytes.get();
+        let view: *const ParsedMessage = message.parsed();
+        assert!(std::ptr::eq(view, message.parsed()));
+        assert!(std::ptr::eq(first, message.summary()));
+        assert!(shard.parsed_bytes.get() > summary_only_bytes);
         shard.check_invariants();
         shard.delete_message("a@x.test", message_id);
-        assert_eq!((shard.summary_bytes.get(), shard.meta_bytes()), (0, 0));
+        assert_eq!((shard.parsed_bytes.get(), shard.meta_bytes()), (0, 0));
+
+        // Viewed before listed: one parse fills both.
+        let message_id = put(
+            &mut shard,
+            &["a@x.test"],
+            "Subject: Ho\r\n\r\nother text\r\n",
+            0,
+        );
+        let message = shard.get("a@x.test", message_id).expect("held");
+        let text = message
+            .parsed()
+            .text(message.raw)
+            .map(|text| text.into_owned());
+        assert_eq!(text.as_deref(), Some("other text\r\n"));
+        assert_eq!(message.summary().subject, "Ho");
+        shard.check_invariants();
+        shard.delete_message("a@x.test", message_id);
+        assert_eq!(shard.parsed_bytes.get(), 0);
     }
 
     #[test]
