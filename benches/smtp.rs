@@ -65,6 +65,7 @@ fn session_config() -> Rc<SessionConfig> {
         recipients_max: 100,
         domains: DomainPolicy::new(&["example.test"]),
         starttls_available: false,
+        tls_required: false,
     })
 }
 

@@ -63,6 +63,20 @@ pub struct Config {
     pub log_client_ip: bool,
     /// Log filter (tracing-subscriber EnvFilter syntax); `RUST_LOG` overrides it.
     pub log_level: String,
+    /// Where the implicit-TLS SMTP listener (RFC 8314) binds; `None`: no such listener.
+    pub smtps_addr: Option<SocketAddr>,
+    /// Where the HTTPS listener for the API binds; `None`: no such listener.
+    pub https_addr: Option<SocketAddr>,
+    /// PEM certificate chain, leaf first (always given together with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate in `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Generate a self-signed certificate for `hostname` at start-up (instead of files).
+    pub tls_self_signed: bool,
+    /// Refuse MAIL with `530 5.7.0` on the plain SMTP listener until STARTTLS succeeded.
+    pub tls_required: bool,
+    /// How long a TLS handshake may take in all before the connection is closed.
+    pub tls_handshake_timeout: Duration,
     /// The config file this came from, if any (for the log).
     pub config_file: Option<PathBuf>,
 }
@@ -191,6 +205,7 @@ const DATA_TIMEOUT_DEFAULT: &str = "3m";
 const HTTP_IDLE_TIMEOUT_DEFAULT: &str = "30s";
 const SHUTDOWN_GRACE_DEFAULT: &str = "10s";
 const LOG_LEVEL_DEFAULT: &str = "info";
+const TLS_HANDSHAKE_TIMEOUT_DEFAULT: &str = "10s";
 /// Used when the machine's hostname cannot be read or is not a valid domain name.
 const HOSTNAME_FALLBACK: &str = "mayfly.localdomain";
 
@@ -221,7 +236,7 @@ const DOMAIN_BYTES_MAX: usize = 253;
 const LABEL_BYTES_MAX: usize = 63;
 /// Every key of the TOML file, in the order of docs/configuration.md. A test checks that
 /// it matches `FileConfig`; it is used to suggest the closest key for a typo.
-const KEYS: [&str; 18] = [
+const KEYS: [&str; 25] = [
     "smtp",
     "http",
     "domains",
@@ -240,6 +255,13 @@ const KEYS: [&str; 18] = [
     "shutdown_grace",
     "log_client_ip",
     "log_level",
+    "smtps",
+    "https",
+    "tls_cert",
+    "tls_key",
+    "tls_self_signed",
+    "require_tls",
+    "tls_handshake_timeout",
 ];
 
 /// The command line. Fields hold text: values are parsed later, together with the file's,
@@ -319,6 +341,30 @@ struct Cli {
     /// overrides it.
     #[arg(long, value_name = "FILTER", default_value = LOG_LEVEL_DEFAULT)]
     log_level: String,
+    /// Also serve SMTP with implicit TLS (RFC 8314, port 465 by convention) on this address;
+    /// needs a certificate.
+    #[arg(long, value_name = "ADDR:PORT")]
+    smtps: Option<String>,
+    /// Also serve the HTTP API over TLS on this address; needs a certificate.
+    #[arg(long, value_name = "ADDR:PORT")]
+    https: Option<String>,
+    /// PEM certificate chain (leaf first) for STARTTLS, --smtps and --https; reloaded on
+    /// SIGHUP. Needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert; reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<String>,
+    /// Generate a self-signed certificate for --hostname at start-up (testing only;
+    /// instead of --tls-cert and --tls-key).
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// Refuse MAIL with "530 5.7.0" on the --smtp listener until the client did STARTTLS.
+    #[arg(long)]
+    require_tls: bool,
+    /// How long a TLS handshake may take before the connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = TLS_HANDSHAKE_TIMEOUT_DEFAULT)]
+    tls_handshake_timeout: String,
 }
 
 /// The TOML file as written: every key optional, values kept with their position so an
@@ -344,6 +390,13 @@ struct FileConfig {
     shutdown_grace: Option<Spanned<Scalar>>,
     log_client_ip: Option<bool>,
     log_level: Option<Spanned<Scalar>>,
+    smtps: Option<Spanned<Scalar>>,
+    https: Option<Spanned<Scalar>>,
+    tls_cert: Option<Spanned<Scalar>>,
+    tls_key: Option<Spanned<Scalar>>,
+    tls_self_signed: Option<bool>,
+    require_tls: Option<bool>,
+    tls_handshake_timeout: Option<Spanned<Scalar>>,
 }
 
 /// A TOML string or integer, as text: `max_memory = 1048576` and `max_memory = "1MiB"` both
@@ -588,6 +641,38 @@ impl Layers {
             self.pick("log_level", &cli.log_level, &file.log_level),
             |text| validate_log_filter(text).map(|()| text.to_string()),
         )?;
+        let optional_addr = |key: &'static str, flag: Option<&str>, file_value| {
+            self.pick_optional(key, flag, file_value)
+                .map(|setting| self.parse(setting, parse_socket_addr))
+                .transpose()
+        };
+        let smtps_addr = optional_addr("smtps", cli.smtps.as_deref(), &file.smtps)?;
+        let https_addr = optional_addr("https", cli.https.as_deref(), &file.https)?;
+        let optional_path = |key: &'static str, flag: Option<&str>, file_value| {
+            self.pick_optional(key, flag, file_value)
+                .map(|setting| self.parse(setting, parse_path))
+                .transpose()
+        };
+        let tls_cert = optional_path("tls_cert", cli.tls_cert.as_deref(), &file.tls_cert)?;
+        let tls_key = optional_path("tls_key", cli.tls_key.as_deref(), &file.tls_key)?;
+        let flag_or_file = |key: &str, flag: bool, file_value: Option<bool>| {
+            if self.given(key) {
+                flag
+            } else {
+                file_value.unwrap_or(false)
+            }
+        };
+        let tls_self_signed =
+            flag_or_file("tls_self_signed", cli.tls_self_signed, file.tls_self_signed);
+        let tls_required = flag_or_file("require_tls", cli.require_tls, file.require_tls);
+        let tls_handshake_timeout = self.parse(
+            self.pick(
+                "tls_handshake_timeout",
+                &cli.tls_handshake_timeout,
+                &file.tls_handshake_timeout,
+            ),
+            duration_in(TIMEOUT_RANGE),
+        )?;
 
         let config = Config {
             smtp_addr,
@@ -608,6 +693,13 @@ impl Layers {
             shutdown_grace,
             log_client_ip,
             log_level,
+            smtps_addr,
+            https_addr,
+            tls_cert,
+            tls_key,
+            tls_self_signed,
+            tls_required,
+            tls_handshake_timeout,
             config_file: self.file.as_ref().map(|file| file.path.clone()),
         };
         check_consistency(&config)?;
@@ -758,6 +850,13 @@ static EMPTY_FILE: FileConfig = FileConfig {
     shutdown_grace: None,
     log_client_ip: None,
     log_level: None,
+    smtps: None,
+    https: None,
+    tls_cert: None,
+    tls_key: None,
+    tls_self_signed: None,
+    require_tls: None,
+    tls_handshake_timeout: None,
 };
 
 impl<'de> Deserialize<'de> for Scalar {
@@ -1075,6 +1174,15 @@ fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// A file path; relative paths are taken from the working directory. Whether the file
+/// exists and holds what it should is checked when it is read (TLS set-up), not here.
+fn parse_path(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        return Err("empty: expected a file path".to_string());
+    }
+    Ok(PathBuf::from(text))
+}
+
 /// A configured recipient domain: a DNS name, optionally with a leading `*.` (that domain
 /// and every subdomain) and a trailing dot.
 fn validate_domain(name: &str) -> Result<(), String> {
@@ -1164,12 +1272,63 @@ fn check_consistency(config: &Config) -> Result<(), Error> {
             format_size(share)
         )));
     }
-    let (smtp, http) = (config.smtp_addr, config.http_addr);
-    let ips_overlap =
-        smtp.ip() == http.ip() || smtp.ip().is_unspecified() || http.ip().is_unspecified();
-    if smtp.port() != 0 && smtp.port() == http.port() && ips_overlap {
+    let listeners = [
+        ("--smtp", Some(config.smtp_addr)),
+        ("--http", Some(config.http_addr)),
+        ("--smtps", config.smtps_addr),
+        ("--https", config.https_addr),
+    ];
+    let listeners: Vec<(&str, SocketAddr)> = listeners
+        .into_iter()
+        .filter_map(|(flag, addr)| addr.map(|addr| (flag, addr)))
+        .collect();
+    for (idx, (flag_a, a)) in listeners.iter().enumerate() {
+        for (flag_b, b) in &listeners[idx + 1..] {
+            let ips_overlap =
+                a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+            if a.port() != 0 && a.port() == b.port() && ips_overlap {
+                return Err(Error::Inconsistent(format!(
+                    "{flag_a} {a} and {flag_b} {b} would bind the same port; give them different ports"
+                )));
+            }
+        }
+    }
+    check_tls_consistency(config)
+}
+
+/// A certificate is given in exactly one way, and whatever needs TLS has one.
+fn check_tls_consistency(config: &Config) -> Result<(), Error> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), None) => {
+            return Err(Error::Inconsistent(format!(
+                "--tls-cert {} is given without --tls-key; give both (the certificate chain \
+                 and its private key)",
+                cert.display()
+            )));
+        }
+        (None, Some(key)) => {
+            return Err(Error::Inconsistent(format!(
+                "--tls-key {} is given without --tls-cert; give both (the certificate chain \
+                 and its private key)",
+                key.display()
+            )));
+        }
+        (Some(_), Some(_)) if config.tls_self_signed => {
+            return Err(Error::Inconsistent(
+                "--tls-self-signed and --tls-cert/--tls-key are both given; choose one".to_string(),
+            ));
+        }
+        _ => {}
+    }
+    let has_certificate = config.tls_cert.is_some() || config.tls_self_signed;
+    let needs_certificate = [
+        config.smtps_addr.map(|addr| format!("--smtps {addr}")),
+        config.https_addr.map(|addr| format!("--https {addr}")),
+        config.tls_required.then(|| "--require-tls".to_string()),
+    ];
+    if !has_certificate && let Some(what) = needs_certificate.into_iter().flatten().next() {
         return Err(Error::Inconsistent(format!(
-            "--smtp {smtp} and --http {http} would bind the same port; give them different ports"
+            "{what} needs a certificate: give --tls-cert and --tls-key, or --tls-self-signed"
         )));
     }
     Ok(())
@@ -2068,6 +2227,155 @@ log_level = "debug"
     }
 
     #[test]
+    fn tls_settings() {
+        let config = load(&[]).expect("defaults");
+        assert_eq!(config.smtps_addr, None);
+        assert_eq!(config.https_addr, None);
+        assert_eq!(config.tls_cert, None);
+        assert_eq!(config.tls_key, None);
+        assert!(!config.tls_self_signed);
+        assert!(!config.tls_required);
+        assert_eq!(config.tls_handshake_timeout, Duration::from_secs(10));
+
+        let config = load(&[
+            "--smtps",
+            "127.0.0.1:0",
+            "--https",
+            "[::1]:8443",
+            "--tls-cert",
+            "/etc/mayfly/cert.pem",
+            "--tls-key",
+            "key.pem",
+            "--require-tls",
+            "--tls-handshake-timeout",
+            "2s",
+        ])
+        .expect("TLS flags load");
+        assert_eq!(
+            config.smtps_addr.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:0")
+        );
+        assert_eq!(
+            config.https_addr.map(|a| a.to_string()).as_deref(),
+            Some("[::1]:8443")
+        );
+        assert_eq!(
+            config.tls_cert.as_deref(),
+            Some(Path::new("/etc/mayfly/cert.pem"))
+        );
+        assert_eq!(config.tls_key.as_deref(), Some(Path::new("key.pem")));
+        assert!(config.tls_required);
+        assert_eq!(config.tls_handshake_timeout, Duration::from_secs(2));
+
+        let toml = "smtps = \"127.0.0.1:4650\"\ntls_self_signed = true\nrequire_tls = true\n\
+                    tls_handshake_timeout = \"500ms\"\n";
+        let (_file, result) = load_file(toml, &[]);
+        let config = result.expect("TLS keys load");
+        assert_eq!(config.smtps_addr.map(|a| a.port()), Some(4650));
+        assert!(config.tls_self_signed);
+        assert!(config.tls_required);
+        assert_eq!(config.tls_handshake_timeout, Duration::from_millis(500));
+        // Flags switch the booleans on over a file that has them off.
+        let (_file, result) = load_file(
+            "tls_self_signed = false\nrequire_tls = false\n",
+            &["--tls-self-signed", "--require-tls"],
+        );
+        let config = result.expect("flags over file");
+        assert!(config.tls_self_signed && config.tls_required);
+    }
+
+    #[test]
+    fn tls_consistency() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--tls-cert", "c.pem"],
+                "--tls-cert c.pem is given without --tls-key; give both (the certificate chain and its private key)",
+            ),
+            (
+                &["--tls-key", "k.pem"],
+                "--tls-key k.pem is given without --tls-cert; give both (the certificate chain and its private key)",
+            ),
+            (
+                &[
+                    "--tls-cert",
+                    "c.pem",
+                    "--tls-key",
+                    "k.pem",
+                    "--tls-self-signed",
+                ],
+                "--tls-self-signed and --tls-cert/--tls-key are both given; choose one",
+            ),
+            (
+                &["--smtps", "127.0.0.1:4650"],
+                "--smtps 127.0.0.1:4650 needs a certificate: give --tls-cert and --tls-key, or --tls-self-signed",
+            ),
+            (
+                &["--https", "127.0.0.1:8443"],
+                "--https 127.0.0.1:8443 needs a certificate: give --tls-cert and --tls-key, or --tls-self-signed",
+            ),
+            (
+                &["--require-tls"],
+                "--require-tls needs a certificate: give --tls-cert and --tls-key, or --tls-self-signed",
+            ),
+            (
+                &["--tls-self-signed", "--smtps", "127.0.0.1:2525"],
+                "--smtp 127.0.0.1:2525 and --smtps 127.0.0.1:2525 would bind the same port; give them different ports",
+            ),
+            (
+                &["--tls-self-signed", "--https", "0.0.0.0:8025"],
+                "--http 127.0.0.1:8025 and --https 0.0.0.0:8025 would bind the same port; give them different ports",
+            ),
+            (
+                &[
+                    "--tls-self-signed",
+                    "--smtps",
+                    "127.0.0.1:443",
+                    "--https",
+                    "127.0.0.1:443",
+                ],
+                "--smtps 127.0.0.1:443 and --https 127.0.0.1:443 would bind the same port; give them different ports",
+            ),
+            (
+                &["--tls-handshake-timeout", "0s"],
+                "invalid value '0s' for --tls-handshake-timeout: must be from 1ms to 1d",
+            ),
+            (
+                &["--tls-self-signed", "--smtps", "localhost:465"],
+                "invalid value 'localhost:465' for --smtps: expected an IP address and port such as 127.0.0.1:2525 or [::1]:2525 (host names are not resolved)",
+            ),
+            (
+                &["--tls-cert", "", "--tls-key", "k.pem"],
+                "invalid value '' for --tls-cert: empty: expected a file path",
+            ),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(error_text(load(args)), *expected, "{args:?}");
+        }
+        let (file, result) = load_file("https = 8443\n", &["--tls-self-signed"]);
+        assert_eq!(
+            error_text(result),
+            format!(
+                "config file {}: invalid value '8443' for https (line 1): expected ADDR:PORT such as 127.0.0.1:2525, 0.0.0.0:25 or [::1]:2525",
+                file.path()
+            )
+        );
+        let fine: &[&[&str]] = &[
+            &["--tls-self-signed"],
+            &["--tls-cert", "c.pem", "--tls-key", "k.pem", "--require-tls"],
+            &[
+                "--tls-self-signed",
+                "--smtps",
+                "127.0.0.1:0",
+                "--https",
+                "127.0.0.1:0",
+            ],
+        ];
+        for args in fine {
+            assert!(load(args).is_ok(), "{args:?}");
+        }
+    }
+
+    #[test]
     fn log_client_ip_layers() {
         assert!(!load(&[]).expect("defaults").log_client_ip);
         assert!(load(&["--log-client-ip"]).expect("flag").log_client_ip);
@@ -2151,6 +2459,7 @@ log_level = "debug"
             HTTP_IDLE_TIMEOUT_DEFAULT,
             SHUTDOWN_GRACE_DEFAULT,
             HOSTNAME_FALLBACK,
+            TLS_HANDSHAKE_TIMEOUT_DEFAULT,
         ];
         for default in defaults {
             assert!(

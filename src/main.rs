@@ -1,11 +1,14 @@
-//! The `mayfly` binary: read the configuration, set up logging and signals, run the server.
+//! The `mayfly` binary: read the configuration, set up logging, TLS and signals, run the
+//! server.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use mayfly::config::Config;
-use mayfly::runtime::{self, Shutdown};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use mayfly::config::{Config, EXIT_CODE_CONFIG};
+use mayfly::net::tls::TlsCerts;
+use mayfly::runtime::{self, Ready, Shutdown};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
 
 /// Log lines queued for the writer thread before new ones are dropped.
@@ -33,21 +36,27 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    // A certificate that cannot be loaded is a configuration error like a bad flag: one
+    // line naming the flag and file, and no listener ever serves plaintext instead.
+    let tls = match TlsCerts::from_config(&config) {
+        Ok(tls) => tls,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_CODE_CONFIG as u8);
+        }
+    };
     let shutdown = Shutdown::new();
-    if let Err(error) = spawn_signal_thread(shutdown.clone()) {
+    if let Err(error) = spawn_signal_thread(shutdown.clone(), tls.clone()) {
         eprintln!("mayfly: cannot install signal handlers: {error}");
         return ExitCode::FAILURE;
     }
-    let result = runtime::run(config, shutdown, |ready| {
+    let result = runtime::run(config, tls, shutdown, |ready| {
         // Tests and scripts wait for this line; it is the only thing written to stdout.
+        let listeners = listeners_text(&ready);
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(
-            stdout,
-            "mayfly listening smtp={} http={}",
-            ready.smtp_addr, ready.http_addr
-        );
+        let _ = writeln!(stdout, "mayfly listening {listeners}");
         let _ = stdout.flush();
-        let status = format!("serving smtp={} http={}", ready.smtp_addr, ready.http_addr);
+        let status = format!("serving {listeners}");
         if let Err(error) = mayfly::notify::ready(&status) {
             tracing::warn!("sd_notify READY failed: {error}");
         }
@@ -64,13 +73,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// `smtp=A http=B`, then ` smtps=C` and ` https=D` when those listeners are configured
+/// (scripts parse the first two by position, so they stay first).
+fn listeners_text(ready: &Ready) -> String {
+    let mut text = format!("smtp={} http={}", ready.smtp_addr, ready.http_addr);
+    if let Some(addr) = ready.smtps_addr {
+        text.push_str(&format!(" smtps={addr}"));
+    }
+    if let Some(addr) = ready.https_addr {
+        text.push_str(&format!(" https={addr}"));
+    }
+    text
+}
+
 /// First SIGTERM/SIGINT starts a graceful shutdown; a second one exits at once.
-fn spawn_signal_thread(shutdown: Shutdown) -> std::io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+/// SIGHUP re-reads the TLS certificate and key: new handshakes use them, sessions already
+/// running keep theirs, and a file that does not load leaves the old certificate in place.
+fn spawn_signal_thread(shutdown: Shutdown, tls: Option<Arc<TlsCerts>>) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new()
         .name("mayfly-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
+                if signal == SIGHUP {
+                    reload_tls(tls.as_deref());
+                    continue;
+                }
                 if shutdown.is_triggered() {
                     tracing::warn!(signal, "second signal: exiting without waiting");
                     std::process::exit(1);
@@ -81,4 +109,20 @@ fn spawn_signal_thread(shutdown: Shutdown) -> std::io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// What SIGHUP does: reload the certificate files, and say in the log what happened.
+fn reload_tls(tls: Option<&TlsCerts>) {
+    match tls {
+        Some(tls) if tls.reloadable() => match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded; new connections use it"),
+            Err(error) => {
+                tracing::error!(
+                    "SIGHUP: TLS certificate not reloaded, keeping the old one: {error}"
+                );
+            }
+        },
+        Some(_) => tracing::info!("SIGHUP: the self-signed certificate is kept; nothing to reload"),
+        None => tracing::info!("SIGHUP: TLS is not configured; nothing to reload"),
+    }
 }

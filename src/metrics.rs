@@ -135,6 +135,10 @@ pub struct Counters {
     pub http_responses_4xx_total: Cell<u64>,
     pub http_responses_5xx_total: Cell<u64>,
     pub http_long_polls_waiting: Cell<u64>,
+    /// TLS handshakes completed (STARTTLS, --smtps and --https together).
+    pub tls_sessions_total: Cell<u64>,
+    /// TLS handshakes that failed or timed out; the connection was closed.
+    pub tls_handshake_failures_total: Cell<u64>,
     /// From the end of a message (final dot or BDAT LAST) to its reply: storing it in
     /// every recipient's shard, cross-core hops included.
     pub smtp_delivery_latency: LatencyHistogram,
@@ -192,6 +196,8 @@ impl Counters {
             http_responses_4xx_total: self.http_responses_4xx_total.get(),
             http_responses_5xx_total: self.http_responses_5xx_total.get(),
             http_long_polls_waiting: self.http_long_polls_waiting.get(),
+            tls_sessions_total: self.tls_sessions_total.get(),
+            tls_handshake_failures_total: self.tls_handshake_failures_total.get(),
             smtp_delivery_latency: self.smtp_delivery_latency.snapshot(),
             http_request_latency: self.http_request_latency.snapshot(),
         }
@@ -216,6 +222,8 @@ pub struct Snapshot {
     pub http_responses_4xx_total: u64,
     pub http_responses_5xx_total: u64,
     pub http_long_polls_waiting: u64,
+    pub tls_sessions_total: u64,
+    pub tls_handshake_failures_total: u64,
     pub smtp_delivery_latency: LatencySnapshot,
     pub http_request_latency: LatencySnapshot,
 }
@@ -288,6 +296,18 @@ pub fn render(shards: &[Snapshot]) -> String {
         "mayfly_http_requests_total",
         "HTTP requests parsed.",
         total(|s| s.http_requests_total),
+    );
+    counter(
+        &mut out,
+        "mayfly_tls_sessions_total",
+        "TLS handshakes completed (STARTTLS, SMTPS and HTTPS).",
+        total(|s| s.tls_sessions_total),
+    );
+    counter(
+        &mut out,
+        "mayfly_tls_handshake_failures_total",
+        "TLS handshakes that failed or timed out (the connection was closed).",
+        total(|s| s.tls_handshake_failures_total),
     );
 
     let _ = writeln!(
@@ -514,6 +534,8 @@ mod tests {
     fn renders_sums_and_per_shard_gauges() {
         let a = Snapshot {
             messages_accepted_total: 3,
+            tls_sessions_total: 2,
+            tls_handshake_failures_total: 1,
             store: ShardStats {
                 bytes_held: 100,
                 ..ShardStats::default()
@@ -522,6 +544,7 @@ mod tests {
         };
         let b = Snapshot {
             messages_accepted_total: 4,
+            tls_sessions_total: 5,
             store: ShardStats {
                 bytes_held: 50,
                 ..ShardStats::default()
@@ -534,6 +557,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("mayfly_bytes_held{shard=\"0\"} 100\n"));
+        assert!(text.contains("\nmayfly_tls_sessions_total 7\n"), "{text}");
+        assert!(text.contains("# TYPE mayfly_tls_handshake_failures_total counter\n"));
+        assert!(text.contains("\nmayfly_tls_handshake_failures_total 1\n"));
         assert!(text.contains("mayfly_bytes_held{shard=\"1\"} 50\n"));
     }
 }

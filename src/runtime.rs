@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::http::api::{self, InboxOp, InboxRequest, Outcome};
 use crate::http::response::Response;
 use crate::metrics::{Counters, Snapshot};
+use crate::net::tls::TlsCerts;
 use crate::smtp::{Delivery, SessionConfig, Transaction};
 use crate::store::{self, Incoming, Shard, ShardConfig, StoreError};
 
@@ -66,6 +67,10 @@ impl Shutdown {
 pub struct Ready {
     pub smtp_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The implicit-TLS SMTP listener, when `--smtps` is configured.
+    pub smtps_addr: Option<SocketAddr>,
+    /// The HTTPS listener, when `--https` is configured.
+    pub https_addr: Option<SocketAddr>,
 }
 
 /// A request from one shard to another.
@@ -99,6 +104,9 @@ pub struct ShardCtx {
     pub n_shards: usize,
     pub config: Arc<Config>,
     pub session_config: Rc<SessionConfig>,
+    /// The TLS certificate for STARTTLS, `--smtps` and `--https`; `None` when TLS is off.
+    /// Shared with the signal thread, which swaps in a new one on SIGHUP.
+    pub tls: Option<Arc<TlsCerts>>,
     pub store: RefCell<Shard>,
     pub counters: Counters,
     /// Sends to the other shards; `send_to(self.shard_idx)` is an error by design.
@@ -366,15 +374,7 @@ impl ShardCtx {
     fn handle(self: &Rc<Self>, msg: ShardMsg) {
         match msg {
             ShardMsg::Store { job, reply } => {
-                let rcpts: Vec<&str> = job.rcpts.iter().map(String::as_str).collect();
-                let parts: [&[u8]; 1] = [&job.data];
-                let incoming = Incoming {
-                    mail_from: &job.mail_from,
-                    rcpts: &rcpts,
-                    parts: &parts,
-                    received_at_ms: job.received_at_ms,
-                };
-                let _ = reply.send(self.insert(&incoming));
+                let _ = reply.send(self.store_job(&job));
             }
             ShardMsg::Inbox { request, reply } => {
                 let ctx = self.clone();
@@ -387,6 +387,17 @@ impl ShardCtx {
                 let _ = reply.send(self.snapshot());
             }
         }
+    }
+
+    fn store_job(&self, job: &StoreJob) -> Result<(), StoreError> {
+        let rcpts: Vec<&str> = job.rcpts.iter().map(String::as_str).collect();
+        let parts: [&[u8]; 1] = [&job.data];
+        self.insert(&Incoming {
+            mail_from: &job.mail_from,
+            rcpts: &rcpts,
+            parts: &parts,
+            received_at_ms: job.received_at_ms,
+        })
     }
 
     /// Wakes every parked long poll (they answer at once once shutdown has begun).
@@ -468,17 +479,46 @@ fn unix_ms(time: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The listening sockets of every executor, index = shard; the TLS-only ones are optional.
+struct ListenerFds {
+    smtp: Vec<RawFd>,
+    http: Vec<RawFd>,
+    smtps: Option<Vec<RawFd>>,
+    https: Option<Vec<RawFd>>,
+}
+
 /// Runs the server until `shutdown` is triggered and every shard has finished.
-/// `on_ready` is called once every executor is serving.
+/// `tls` is the certificate for STARTTLS, `--smtps` and `--https` (required when either
+/// listener is configured). `on_ready` is called once every executor is serving.
 ///
 /// # Errors
-/// Binding a listener or starting an executor failed.
-pub fn run(config: Config, shutdown: Shutdown, on_ready: impl FnOnce(Ready)) -> anyhow::Result<()> {
+/// Binding a listener or starting an executor failed, or a TLS listener has no certificate.
+pub fn run(
+    config: Config,
+    tls: Option<Arc<TlsCerts>>,
+    shutdown: Shutdown,
+    on_ready: impl FnOnce(Ready),
+) -> anyhow::Result<()> {
     let n_shards = config.cores;
+    anyhow::ensure!(
+        tls.is_some() || (config.smtps_addr.is_none() && config.https_addr.is_none()),
+        "--smtps and --https need a certificate (--tls-cert and --tls-key, or --tls-self-signed)"
+    );
     let (smtp_fds, smtp_addr) = bind_listeners(config.smtp_addr, n_shards)
         .with_context(|| format!("cannot listen for SMTP on {}", config.smtp_addr))?;
     let (http_fds, http_addr) = bind_listeners(config.http_addr, n_shards)
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
+    let bind_optional = |addr: Option<SocketAddr>, what: &str| {
+        addr.map(|addr| {
+            bind_listeners(addr, n_shards)
+                .with_context(|| format!("cannot listen for {what} on {addr}"))
+        })
+        .transpose()
+    };
+    let smtps = bind_optional(config.smtps_addr, "SMTPS")?;
+    let https = bind_optional(config.https_addr, "HTTPS")?;
+    let smtps_addr = smtps.as_ref().map(|(_, addr)| *addr);
+    let https_addr = https.as_ref().map(|(_, addr)| *addr);
     if config.domains.is_catch_all() {
         tracing::warn!(
             "no --domain configured: accepting mail for every domain (development catch-all)"
@@ -491,16 +531,23 @@ pub fn run(config: Config, shutdown: Shutdown, on_ready: impl FnOnce(Ready)) -> 
     let mesh = MeshBuilder::full(n_shards, MESH_CHANNEL_CAPACITY);
     let shards_producing = Arc::new(AtomicUsize::new(n_shards));
     let (started_tx, started_rx) = mpsc::channel::<usize>();
-    let fds = Arc::new((smtp_fds, http_fds));
+    let fds = Arc::new(ListenerFds {
+        smtp: smtp_fds,
+        http: http_fds,
+        smtps: smtps.map(|(fds, _)| fds),
+        https: https.map(|(fds, _)| fds),
+    });
 
     let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(n_shards, allowed_cpus()))
         .name("mayfly")
         .on_all_shards({
             let config = config.clone();
             let shutdown = shutdown.clone();
+            let tls = tls.clone();
             move || async move {
                 shard_main(
                     config,
+                    tls,
                     mesh,
                     fds,
                     boot_micros,
@@ -521,10 +568,20 @@ pub fn run(config: Config, shutdown: Shutdown, on_ready: impl FnOnce(Ready)) -> 
         }
     }
     if !shutdown.is_triggered() {
-        tracing::info!(%smtp_addr, %http_addr, cores = n_shards, "serving");
+        tracing::info!(
+            %smtp_addr,
+            %http_addr,
+            smtps_addr = smtps_addr.map(|addr| addr.to_string()),
+            https_addr = https_addr.map(|addr| addr.to_string()),
+            starttls = tls.is_some(),
+            cores = n_shards,
+            "serving"
+        );
         on_ready(Ready {
             smtp_addr,
             http_addr,
+            smtps_addr,
+            https_addr,
         });
     }
     let mut failed = false;
@@ -587,10 +644,12 @@ fn bind_listeners(addr: SocketAddr, n: usize) -> std::io::Result<(Vec<RawFd>, So
     Ok((fds, bound_addr))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn shard_main(
     config: Arc<Config>,
+    tls: Option<Arc<TlsCerts>>,
     mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
-    fds: Arc<(Vec<RawFd>, Vec<RawFd>)>,
+    fds: Arc<ListenerFds>,
     boot_micros: u64,
     shutdown: Shutdown,
     shards_producing: Arc<AtomicUsize>,
@@ -604,9 +663,19 @@ async fn shard_main(
     let n_shards = config.cores;
     // SAFETY: each fd was created by `bind_listeners`, is listening, and is handed to exactly
     // one executor (the one whose mesh peer id indexes it), which takes sole ownership here.
-    let smtp_listener = unsafe { TcpListener::from_raw_fd(fds.0[shard_idx]) };
+    let smtp_listener = unsafe { TcpListener::from_raw_fd(fds.smtp[shard_idx]) };
     // SAFETY: as above, for the HTTP listener.
-    let http_listener = unsafe { TcpListener::from_raw_fd(fds.1[shard_idx]) };
+    let http_listener = unsafe { TcpListener::from_raw_fd(fds.http[shard_idx]) };
+    // SAFETY: as above, for the optional SMTPS and HTTPS listeners.
+    let smtps_listener = fds
+        .smtps
+        .as_ref()
+        .map(|fds| unsafe { TcpListener::from_raw_fd(fds[shard_idx]) });
+    // SAFETY: as above.
+    let https_listener = fds
+        .https
+        .as_ref()
+        .map(|fds| unsafe { TcpListener::from_raw_fd(fds[shard_idx]) });
 
     let ring_bytes = config.memory_bytes_max / n_shards;
     let store = Shard::new(ShardConfig {
@@ -621,13 +690,15 @@ async fn shard_main(
         message_bytes_max: config.message_bytes_max,
         recipients_max: config.recipients_max,
         domains: config.domains.clone(),
-        starttls_available: false,
+        starttls_available: tls.is_some(),
+        tls_required: config.tls_required,
     });
     let ctx = Rc::new(ShardCtx {
         shard_idx,
         n_shards,
         config: config.clone(),
         session_config,
+        tls,
         store: RefCell::new(store),
         counters: Counters::default(),
         mesh: senders,
@@ -655,6 +726,18 @@ async fn shard_main(
         ctx.clone(),
         http_listener,
     ));
+    let smtps_accept = smtps_listener.map(|listener| {
+        glommio::spawn_local(crate::net::smtp_conn::accept_loop_implicit_tls(
+            ctx.clone(),
+            listener,
+        ))
+    });
+    let https_accept = https_listener.map(|listener| {
+        glommio::spawn_local(crate::net::http_conn::accept_loop_tls(
+            ctx.clone(),
+            listener,
+        ))
+    });
     let _ = started.send(shard_idx);
     tracing::debug!(shard_idx, ring_bytes, "shard serving");
 
@@ -669,6 +752,9 @@ async fn shard_main(
     ctx.shutting_down.set(true);
     smtp_accept.cancel().await;
     http_accept.cancel().await;
+    for task in [smtps_accept, https_accept].into_iter().flatten() {
+        task.cancel().await;
+    }
     ctx.connections.interrupt(true);
     ctx.wake_all_waiters();
     // Step 2: let sessions in a transaction finish it, up to the grace period.

@@ -3,6 +3,7 @@
 //! Parsing and the API live in `http::`, with no socket. Inbox requests are answered by the
 //! shard that owns the inbox (`ShardCtx::serve_inbox` forwards them over the mesh); this
 //! loop only moves bytes and enforces the connection's limits and idle timeout.
+//! The same loop serves `--http` and, after the TLS handshake, `--https`.
 
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
@@ -16,7 +17,8 @@ use crate::http::api::{self, Route};
 use crate::http::request::{self, Limits, Method};
 use crate::http::response::Response;
 use crate::metrics::{self, Counters};
-use crate::runtime::{ShardCtx, now_ms};
+use crate::net::tls::{self, Conn};
+use crate::runtime::{ConnGuard, ShardCtx, now_ms};
 
 /// Request-size limits; a request over them is refused, never buffered.
 const LIMITS: Limits = Limits {
@@ -29,8 +31,18 @@ const LIMITS: Limits = Limits {
 const READ_BUFFER_BYTES: usize = 8 * 1024 + 64 * 1024;
 const READ_CHUNK_BYTES: usize = 4096;
 
-/// Accepts HTTP connections on this executor's listener until cancelled.
+/// Accepts HTTP connections on this executor's `--http` listener until cancelled.
 pub async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener) {
+    accept_with(ctx, listener, false).await;
+}
+
+/// Accepts HTTPS connections on this executor's `--https` listener until cancelled: the
+/// TLS handshake first, then the same request loop. Needs `ctx.tls`.
+pub async fn accept_loop_tls(ctx: Rc<ShardCtx>, listener: TcpListener) {
+    accept_with(ctx, listener, true).await;
+}
+
+async fn accept_with(ctx: Rc<ShardCtx>, listener: TcpListener, over_tls: bool) {
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -44,31 +56,51 @@ pub async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener) {
         if ctx.counters.http_connections_open.get() as usize
             >= ctx.config.http_connections_per_core_max
         {
-            glommio::spawn_local(refuse(stream)).detach();
+            glommio::spawn_local(refuse(stream, over_tls)).detach();
             continue;
         }
-        glommio::spawn_local(serve(ctx.clone(), stream)).detach();
+        glommio::spawn_local(serve(ctx.clone(), stream, over_tls)).detach();
     }
 }
 
-async fn refuse(mut stream: TcpStream) {
-    let mut out = Vec::new();
-    let mut response = Response::error(
-        503,
-        "unavailable",
-        "too many connections to this core; retry shortly",
-    );
-    response.headers.push(("Retry-After", "1".to_string()));
-    response.write_to(false, false, &mut out);
-    let _ = stream.write_all(&out).await;
+async fn refuse(mut stream: TcpStream, over_tls: bool) {
+    // A TLS client could not read a plaintext 503; it only gets the close.
+    if !over_tls {
+        let mut out = Vec::new();
+        let mut response = Response::error(
+            503,
+            "unavailable",
+            "too many connections to this core; retry shortly",
+        );
+        response.headers.push(("Retry-After", "1".to_string()));
+        response.write_to(false, false, &mut out);
+        let _ = stream.write_all(&out).await;
+    }
     let _ = stream.close().await;
 }
 
-async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, over_tls: bool) {
     Counters::add(&ctx.counters.http_connections_open, 1);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(ctx.config.http_idle_timeout));
     let guard = ctx.connections.register(stream.as_raw_fd());
+    if over_tls {
+        if let Some((mut tls_stream, _)) = tls::accept(&ctx, stream).await {
+            serve_requests(&ctx, &mut tls_stream, &guard).await;
+            drop(guard);
+            let _ = tls_stream.close().await;
+        }
+    } else {
+        let mut stream = stream;
+        serve_requests(&ctx, &mut stream, &guard).await;
+        drop(guard);
+        let _ = stream.close().await;
+    }
+    Counters::sub(&ctx.counters.http_connections_open, 1);
+}
+
+/// Reads, answers and keeps alive until the client or a limit ends the connection.
+async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &ConnGuard<'_>) {
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
     let mut out = Vec::with_capacity(1024);
 
@@ -79,10 +111,10 @@ async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
                 Ok(Some(parsed)) => break parsed,
                 Ok(None) => {}
                 Err(response) => {
-                    count_response(&ctx, &response);
+                    count_response(ctx, &response);
                     out.clear();
                     response.write_to(false, false, &mut out);
-                    let _ = stream.write_all(&out).await;
+                    let _ = write_flushed(stream, &out).await;
                     break 'connection;
                 }
             }
@@ -101,7 +133,7 @@ async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
                 Ok(n) if n > 0 => buf.truncate(filled + n),
                 Ok(_) => break 'connection,
                 Err(error) => {
-                    if error.kind() != ErrorKind::TimedOut {
+                    if !matches!(error.kind(), ErrorKind::TimedOut | ErrorKind::UnexpectedEof) {
                         tracing::debug!("http read failed: {error}");
                     }
                     break 'connection;
@@ -115,19 +147,22 @@ async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
         let head_only = matches!(request.method, Method::Head);
         let keep_alive = request.keep_alive && !ctx.is_shutting_down();
         let started = Instant::now();
-        let response = respond(&ctx, &request).await;
-        count_response(&ctx, &response);
+        let response = respond(ctx, &request).await;
+        count_response(ctx, &response);
         out.clear();
         response.write_to(keep_alive, head_only, &mut out);
-        let written = stream.write_all(&out).await.is_ok();
+        let written = write_flushed(stream, &out).await.is_ok();
         ctx.counters.http_request_latency.record(started.elapsed());
         if !written || !keep_alive {
             break;
         }
     }
-    drop(guard);
-    let _ = stream.close().await;
-    Counters::sub(&ctx.counters.http_connections_open, 1);
+}
+
+/// Writes `bytes` and flushes: a TLS stream may hold encrypted records until flushed.
+async fn write_flushed<S: Conn>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 async fn respond(ctx: &Rc<ShardCtx>, request: &request::Request) -> Response {

@@ -4,6 +4,13 @@
 //! whatever bytes arrived, and writes its replies once per read: with PIPELINING a client's
 //! whole batch of commands is answered with one write (RFC 2920), which is where most of the
 //! per-message cost goes on loopback.
+//!
+//! One loop (`Connection::run`) serves plain TCP and TLS alike (it is generic over
+//! `net::tls::Conn`). STARTTLS (RFC 3207) ends the plain loop, throws away whatever the
+//! client sent after the STARTTLS line (CVE-2011-0411: nothing said in plaintext may count
+//! after the upgrade), runs the handshake on the same TCP stream, and runs the loop again
+//! over TLS with the same session. The `--smtps` listener (RFC 8314) does the handshake
+//! first and greets over TLS.
 
 use std::io::ErrorKind;
 use std::net::IpAddr;
@@ -15,7 +22,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::metrics::Counters;
-use crate::runtime::ShardCtx;
+use crate::net::tls::{self, Conn};
+use crate::runtime::{ConnGuard, ShardCtx};
 use crate::smtp::{Delivery, Event, Session, Transaction, reply};
 
 /// Read buffer per session. `Session::advance` consumes every body byte and leaves less than
@@ -27,8 +35,18 @@ const WRITE_BUFFER_BYTES: usize = 1024;
 /// session does not keep a 10 MiB allocation alive.
 const BODY_BUFFER_KEEP_BYTES: usize = 256 * 1024;
 
-/// Accepts SMTP connections on this executor's listener until cancelled.
+/// Accepts SMTP connections on this executor's `--smtp` listener until cancelled.
 pub async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener) {
+    accept_with(ctx, listener, false).await;
+}
+
+/// Accepts SMTP connections with implicit TLS (RFC 8314) on this executor's `--smtps`
+/// listener until cancelled. Needs `ctx.tls`.
+pub async fn accept_loop_implicit_tls(ctx: Rc<ShardCtx>, listener: TcpListener) {
+    accept_with(ctx, listener, true).await;
+}
+
+async fn accept_with(ctx: Rc<ShardCtx>, listener: TcpListener, implicit_tls: bool) {
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -42,15 +60,19 @@ pub async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener) {
         Counters::add(&ctx.counters.smtp_connections_total, 1);
         if ctx.counters.smtp_sessions_open.get() as usize >= ctx.config.smtp_sessions_per_core_max {
             Counters::add(&ctx.counters.smtp_sessions_refused_total, 1);
-            glommio::spawn_local(refuse(stream)).detach();
+            glommio::spawn_local(refuse(stream, implicit_tls)).detach();
             continue;
         }
-        glommio::spawn_local(serve(ctx.clone(), stream)).detach();
+        glommio::spawn_local(serve(ctx.clone(), stream, implicit_tls)).detach();
     }
 }
 
-async fn refuse(mut stream: TcpStream) {
-    let _ = stream.write_all(reply::TOO_MANY_SESSIONS).await;
+async fn refuse(mut stream: TcpStream, implicit_tls: bool) {
+    // A TLS client would read the plaintext 421 as a broken record; it only gets the close
+    // (and spending a handshake on a connection we turn away would defeat the cap).
+    if !implicit_tls {
+        let _ = stream.write_all(reply::TOO_MANY_SESSIONS).await;
+    }
     let _ = stream.close().await;
 }
 
@@ -61,134 +83,228 @@ enum ReadTimeout {
     Data,
 }
 
-async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+/// How `Connection::run` ended.
+enum End {
+    /// Close the connection (QUIT, error, timeout, shutdown, client gone).
+    Close,
+    /// STARTTLS was answered with 220: upgrade, then run again.
+    StartTls,
+}
+
+/// One SMTP session and its buffers; survives the STARTTLS upgrade.
+struct Connection {
+    ctx: Rc<ShardCtx>,
+    session: Session,
+    client_ip: Option<IpAddr>,
+    buf: Vec<u8>,
+    /// Unconsumed input is `buf[start..end]`.
+    start: usize,
+    end: usize,
+    out: Vec<u8>,
+    received_header: Vec<u8>,
+    queue_id: String,
+    timeout: ReadTimeout,
+}
+
+async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, implicit_tls: bool) {
     Counters::add(&ctx.counters.smtp_sessions_open, 1);
     let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(ctx.config.command_timeout));
     let client_ip = if ctx.config.log_client_ip {
         stream.peer_addr().ok().map(|addr| addr.ip())
     } else {
         None
     };
-    let mut session = Session::new(ctx.session_config.clone(), client_ip);
+    let mut conn = Connection {
+        session: Session::new(ctx.session_config.clone(), client_ip),
+        ctx: ctx.clone(),
+        client_ip,
+        buf: vec![0u8; READ_BUFFER_BYTES],
+        start: 0,
+        end: 0,
+        out: Vec::with_capacity(WRITE_BUFFER_BYTES),
+        received_header: Vec::with_capacity(256),
+        queue_id: String::with_capacity(32),
+        timeout: ReadTimeout::Command,
+    };
     let guard = ctx.connections.register(stream.as_raw_fd());
 
-    let mut buf = vec![0u8; READ_BUFFER_BYTES];
-    let (mut start, mut end) = (0usize, 0usize);
-    let mut out = Vec::with_capacity(WRITE_BUFFER_BYTES);
-    let mut received_header = Vec::with_capacity(256);
-    let mut queue_id = String::with_capacity(32);
-    let mut timeout = ReadTimeout::Command;
-    let _ = stream.set_read_timeout(Some(ctx.config.command_timeout));
-    session.greeting(&mut out);
-
-    loop {
-        let (consumed, event) = session.advance(&buf[start..end], &mut out);
-        debug_assert!(consumed <= end - start);
-        start += consumed;
-        match event {
-            Event::NeedInput => {
-                if !flush(&ctx, &mut stream, &mut out).await {
-                    break;
-                }
-                if ctx.is_shutting_down() && !session.in_transaction() {
-                    ctx.counters.count_replies(reply::SHUTTING_DOWN);
-                    let _ = stream.write_all(reply::SHUTTING_DOWN).await;
-                    break;
-                }
-                if start == end {
-                    (start, end) = (0, 0);
-                } else if end == buf.len() {
-                    buf.copy_within(start..end, 0);
-                    (start, end) = (0, end - start);
-                }
-                // The session guarantees the remainder is under one command line.
-                assert!(
-                    end < buf.len(),
-                    "session left {} unconsumed bytes",
-                    end - start
-                );
-                let wanted = if session.expects_data() {
-                    ReadTimeout::Data
-                } else {
-                    ReadTimeout::Command
-                };
-                if wanted != timeout {
-                    timeout = wanted;
-                    let duration = match wanted {
-                        ReadTimeout::Command => ctx.config.command_timeout,
-                        ReadTimeout::Data => ctx.config.data_timeout,
-                    };
-                    let _ = stream.set_read_timeout(Some(duration));
-                }
-                guard.set_idle(!session.in_transaction());
-                match stream.read(&mut buf[end..]).await {
-                    Ok(0) => {
-                        // Either the client closed, or shutdown interrupted the read.
-                        if ctx.is_shutting_down() {
-                            ctx.counters.count_replies(reply::SHUTTING_DOWN);
-                            let _ = stream.write_all(reply::SHUTTING_DOWN).await;
-                        }
-                        break;
-                    }
-                    Ok(n) => end += n,
-                    Err(error) if error.kind() == ErrorKind::TimedOut => {
-                        Counters::add(&ctx.counters.smtp_timeouts_total, 1);
-                        ctx.counters.count_replies(reply::TIMEOUT);
-                        let _ = stream.write_all(reply::TIMEOUT).await;
-                        break;
-                    }
-                    Err(error) => {
-                        tracing::debug!("smtp read failed: {error}");
-                        break;
-                    }
-                }
+    let plain = if implicit_tls {
+        Some(stream)
+    } else {
+        let mut stream = stream;
+        conn.session.greeting(&mut conn.out);
+        match conn.run(&mut stream, &guard).await {
+            End::Close => {
+                drop(guard);
+                let _ = stream.close().await;
+                Counters::sub(&ctx.counters.smtp_sessions_open, 1);
+                return;
             }
-            Event::Deliver => {
-                ctx.next_queue_id(&mut queue_id);
-                received_header.clear();
-                let now = SystemTime::now();
-                let started = Instant::now();
-                session.write_received_header(&queue_id, now, &mut received_header);
-                let transaction = session.transaction();
-                let delivery = ctx
-                    .deliver(&transaction, &received_header, &queue_id, now)
-                    .await;
-                let delivery_latency = started.elapsed();
-                ctx.counters.smtp_delivery_latency.record(delivery_latency);
-                log_transaction(
-                    &transaction,
-                    &queue_id,
-                    &delivery,
-                    delivery_latency,
-                    client_ip,
-                );
-                session.delivered(delivery, &mut out);
-                session.shrink_body_buffer(BODY_BUFFER_KEEP_BYTES);
-            }
-            Event::Quit | Event::Close | Event::StartTls => {
-                // STARTTLS is never advertised yet (starttls_available is false), so the
-                // session cannot ask for it; closing is the safe answer if it ever did.
-                let _ = flush(&ctx, &mut stream, &mut out).await;
-                break;
+            End::StartTls => {
+                // CVE-2011-0411: whatever the client pipelined after STARTTLS was sent in
+                // plaintext and must not be executed after the upgrade.
+                (conn.start, conn.end) = (0, 0);
+                Some(stream)
             }
         }
+    };
+    if let Some(stream) = plain
+        && let Some((mut tls_stream, negotiated)) = tls::accept(&ctx, stream).await
+    {
+        conn.session
+            .tls_started(negotiated.version, negotiated.cipher);
+        if implicit_tls {
+            conn.session.greeting(&mut conn.out);
+        }
+        // The session refuses a second STARTTLS, so this run can only end in Close.
+        let _ = conn.run(&mut tls_stream, &guard).await;
+        drop(guard);
+        let _ = tls_stream.close().await;
     }
-    drop(guard);
-    let _ = stream.close().await;
     Counters::sub(&ctx.counters.smtp_sessions_open, 1);
 }
 
+impl Connection {
+    /// Runs the session over `stream` until it ends or asks for STARTTLS.
+    async fn run<S: Conn>(&mut self, stream: &mut S, guard: &ConnGuard<'_>) -> End {
+        let ctx = self.ctx.clone();
+        loop {
+            let (consumed, event) = self
+                .session
+                .advance(&self.buf[self.start..self.end], &mut self.out);
+            debug_assert!(consumed <= self.end - self.start);
+            self.start += consumed;
+            match event {
+                Event::NeedInput => {
+                    if !flush(&ctx, stream, &mut self.out).await {
+                        return End::Close;
+                    }
+                    if ctx.is_shutting_down() && !self.session.in_transaction() {
+                        ctx.counters.count_replies(reply::SHUTTING_DOWN);
+                        let _ = write_flushed(stream, reply::SHUTTING_DOWN).await;
+                        return End::Close;
+                    }
+                    if self.start == self.end {
+                        (self.start, self.end) = (0, 0);
+                    } else if self.end == self.buf.len() {
+                        self.buf.copy_within(self.start..self.end, 0);
+                        (self.start, self.end) = (0, self.end - self.start);
+                    }
+                    // The session guarantees the remainder is under one command line.
+                    assert!(
+                        self.end < self.buf.len(),
+                        "session left {} unconsumed bytes",
+                        self.end - self.start
+                    );
+                    self.set_read_timeout(stream.tcp());
+                    guard.set_idle(!self.session.in_transaction());
+                    match stream.read(&mut self.buf[self.end..]).await {
+                        Ok(n) if n > 0 => self.end += n,
+                        // A TLS stream reports a TCP close without close_notify this way.
+                        Ok(_) => return self.closed_by_peer(stream).await,
+                        Err(error) if error.kind() == ErrorKind::UnexpectedEof => {
+                            return self.closed_by_peer(stream).await;
+                        }
+                        Err(error) if error.kind() == ErrorKind::TimedOut => {
+                            Counters::add(&ctx.counters.smtp_timeouts_total, 1);
+                            ctx.counters.count_replies(reply::TIMEOUT);
+                            let _ = write_flushed(stream, reply::TIMEOUT).await;
+                            return End::Close;
+                        }
+                        Err(error) => {
+                            tracing::debug!("smtp read failed: {error}");
+                            return End::Close;
+                        }
+                    }
+                }
+                Event::Deliver => self.deliver().await,
+                Event::StartTls => {
+                    return if flush(&ctx, stream, &mut self.out).await {
+                        End::StartTls
+                    } else {
+                        End::Close
+                    };
+                }
+                Event::Quit | Event::Close => {
+                    let _ = flush(&ctx, stream, &mut self.out).await;
+                    return End::Close;
+                }
+            }
+        }
+    }
+
+    /// The read side ended: the client closed, or shutdown interrupted the read.
+    async fn closed_by_peer<S: Conn>(&self, stream: &mut S) -> End {
+        if self.ctx.is_shutting_down() {
+            self.ctx.counters.count_replies(reply::SHUTTING_DOWN);
+            let _ = write_flushed(stream, reply::SHUTTING_DOWN).await;
+        }
+        End::Close
+    }
+
+    /// Switches the stream between the command and the data timeout when the state changed.
+    fn set_read_timeout(&mut self, tcp: &TcpStream) {
+        let wanted = if self.session.expects_data() {
+            ReadTimeout::Data
+        } else {
+            ReadTimeout::Command
+        };
+        if wanted != self.timeout {
+            self.timeout = wanted;
+            let duration = match wanted {
+                ReadTimeout::Command => self.ctx.config.command_timeout,
+                ReadTimeout::Data => self.ctx.config.data_timeout,
+            };
+            let _ = tcp.set_read_timeout(Some(duration));
+        }
+    }
+
+    /// Stores the finished transaction and writes its reply into `out`.
+    async fn deliver(&mut self) {
+        let ctx = &self.ctx;
+        ctx.next_queue_id(&mut self.queue_id);
+        self.received_header.clear();
+        let now = SystemTime::now();
+        let started = Instant::now();
+        self.session
+            .write_received_header(&self.queue_id, now, &mut self.received_header);
+        let transaction = self.session.transaction();
+        let delivery = ctx
+            .deliver(&transaction, &self.received_header, &self.queue_id, now)
+            .await;
+        let delivery_latency = started.elapsed();
+        ctx.counters.smtp_delivery_latency.record(delivery_latency);
+        log_transaction(
+            &transaction,
+            &self.queue_id,
+            &delivery,
+            delivery_latency,
+            self.client_ip,
+        );
+        self.session.delivered(delivery, &mut self.out);
+        self.session.shrink_body_buffer(BODY_BUFFER_KEEP_BYTES);
+    }
+}
+
 /// Writes the pending replies; false when the client is gone.
-async fn flush(ctx: &ShardCtx, stream: &mut TcpStream, out: &mut Vec<u8>) -> bool {
+async fn flush<S: Conn>(ctx: &ShardCtx, stream: &mut S, out: &mut Vec<u8>) -> bool {
     if out.is_empty() {
         return true;
     }
     if ctx.counters.count_replies(out) > 0 {
         log_refusals(out);
     }
-    let written = stream.write_all(out).await.is_ok();
+    let written = write_flushed(stream, out).await.is_ok();
     out.clear();
     written
+}
+
+/// Writes `bytes` and flushes: a TLS stream may hold encrypted records until flushed
+/// (for plain TCP the flush does nothing).
+async fn write_flushed<S: Conn>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 /// One log line per finished message, Postfix style: queue id, envelope, size, outcome.

@@ -35,6 +35,8 @@ pub const STARTTLS_READY: &[u8] = b"220 2.0.0 Ready to start TLS\r\n";
 
 /// STARTTLS while the server has no certificate.
 pub const STARTTLS_UNAVAILABLE: &[u8] = b"502 5.5.1 STARTTLS not available\r\n";
+/// MAIL before STARTTLS when the server requires TLS (RFC 3207 4).
+pub const MUST_STARTTLS: &[u8] = b"530 5.7.0 Must issue a STARTTLS command first\r\n";
 /// STARTTLS on a connection that already runs TLS.
 pub const TLS_ALREADY_ACTIVE: &[u8] = b"503 5.5.1 TLS already active\r\n";
 /// A command word we do not know.

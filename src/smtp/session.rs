@@ -76,6 +76,8 @@ pub struct SessionConfig {
     pub domains: DomainPolicy,
     /// Whether STARTTLS is offered: EHLO advertises it and STARTTLS returns `Event::StartTls`.
     pub starttls_available: bool,
+    /// Whether MAIL is refused with `530 5.7.0` until TLS is active (RFC 3207 4).
+    pub tls_required: bool,
 }
 
 /// What the caller must do after `Session::advance`.
@@ -521,6 +523,9 @@ impl Session {
         if self.greeting == Greeting::None {
             return self.reply_error(reply::NEED_HELO, out);
         }
+        if self.config.tls_required && !self.tls_active {
+            return self.reply_error(reply::MUST_STARTTLS, out);
+        }
         if self.in_mail {
             return self.reply_error(reply::NESTED_MAIL, out);
         }
@@ -842,6 +847,7 @@ mod tests {
             recipients_max: RECIPIENTS_MAX,
             domains: DomainPolicy::new(&["example.test", "*.sub.example.test"]),
             starttls_available: false,
+            tls_required: false,
         }
     }
 
@@ -1680,6 +1686,45 @@ mod tests {
             "Received: from c by mx.example.test (Mayfly) with ESMTPS (version=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256)\r\n\
              \tid q1 for <u@example.test>; Fri, 27 Nov 2026 22:15:44 +0000\r\n"
         );
+    }
+
+    #[test]
+    fn tls_required_refuses_mail_until_starttls() {
+        let mut session_config = config();
+        session_config.starttls_available = true;
+        session_config.tls_required = true;
+        let mut test = TestSession::with_config(session_config, None);
+        // Before TLS: EHLO still offers STARTTLS, MAIL is refused with 530 (and so RCPT and
+        // DATA have no transaction), NOOP and RSET work.
+        test.feed(
+            b"EHLO c\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<u@example.test>\r\nNOOP\r\nRSET\r\n",
+        );
+        test.assert_codes(&[250, 530, 503, 250, 250]);
+        assert!(test.text().contains("250-STARTTLS\r\n"));
+        assert!(
+            test.text()
+                .contains("530 5.7.0 Must issue a STARTTLS command first\r\n")
+        );
+        assert!(test.stored.is_empty());
+        // After STARTTLS (and the EHLO it requires again) the same transaction goes through.
+        test.feed(b"STARTTLS\r\n");
+        test.feed(
+            b"EHLO c\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<u@example.test>\r\nDATA\r\nx\r\n.\r\n",
+        );
+        test.assert_codes(&[250, 530, 503, 250, 250, 220, 250, 250, 250, 354, 250]);
+        assert_eq!(test.stored.len(), 1);
+        assert!(
+            test.stored[0]
+                .received
+                .contains("with ESMTPS (version=TLSv1.3")
+        );
+
+        // Without tls_required, MAIL in plaintext is fine even when STARTTLS is offered.
+        let mut session_config = config();
+        session_config.starttls_available = true;
+        let mut test = TestSession::with_config(session_config, None);
+        test.feed(b"EHLO c\r\nMAIL FROM:<a@c.example>\r\n");
+        test.assert_codes(&[250, 250]);
     }
 
     #[test]

@@ -108,6 +108,14 @@ impl Server {
     /// If the binary cannot be started, exits before it is ready, is not ready within
     /// `READY_TIMEOUT`, or prints a ready line that does not follow the contract.
     pub fn start(extra_args: &[&str]) -> Server {
+        Server::start_parsing(extra_args, parse_ready_line)
+    }
+
+    /// As `start`, with the ready line checked by `parse` (which returns smtp and http).
+    fn start_parsing(
+        extra_args: &[&str],
+        parse: fn(&str) -> Result<(SocketAddr, SocketAddr), String>,
+    ) -> Server {
         let bin = mayfly_bin();
         let args = flags_with_defaults(extra_args);
         let mut child = Command::new(&bin)
@@ -149,7 +157,7 @@ impl Server {
                 );
             }
         };
-        let (smtp_addr, http_addr) = match parse_ready_line(&ready_line) {
+        let (smtp_addr, http_addr) = match parse(&ready_line) {
             Ok(addrs) => addrs,
             Err(why) => {
                 let _ = child.kill();
@@ -1120,4 +1128,67 @@ pub fn metric_sum_with_label(metrics: &str, name_part: &str, label: &str) -> Opt
         .map(|line| format!("{line}\n"))
         .collect();
     metric_sum(&filtered, name_part)
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS listeners
+
+/// The optional TLS listeners from a ready line.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsListeners {
+    pub smtps: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+}
+
+/// Parses `mayfly listening smtp=A http=B[ smtps=C][ https=D]` strictly.
+pub fn parse_ready_line_tls(line: &str) -> Result<(SocketAddr, SocketAddr, TlsListeners), String> {
+    let rest = line
+        .strip_prefix("mayfly listening ")
+        .ok_or("does not start with `mayfly listening `")?;
+    let mut smtp = None;
+    let mut http = None;
+    let mut listeners = TlsListeners {
+        smtps: None,
+        https: None,
+    };
+    let expected = ["smtp", "http", "smtps", "https"];
+    let mut expected_idx = 0;
+    for field in rest.split(' ') {
+        let (name, value) = field
+            .split_once('=')
+            .ok_or_else(|| format!("field {field:?} is not name=addr"))?;
+        let position = expected[expected_idx..]
+            .iter()
+            .position(|candidate| *candidate == name)
+            .ok_or_else(|| format!("unexpected or out-of-order field {name:?}"))?;
+        expected_idx += position + 1;
+        let addr: SocketAddr = value
+            .parse()
+            .map_err(|error| format!("{name} address: {error}"))?;
+        if addr.port() == 0 {
+            return Err(format!("port 0 for {name} in ready line"));
+        }
+        match name {
+            "smtp" => smtp = Some(addr),
+            "http" => http = Some(addr),
+            "smtps" => listeners.smtps = Some(addr),
+            _ => listeners.https = Some(addr),
+        }
+    }
+    match (smtp, http) {
+        (Some(smtp), Some(http)) => Ok((smtp, http, listeners)),
+        _ => Err("smtp= and http= must come first".into()),
+    }
+}
+
+impl Server {
+    /// As `start`, for a server that may also print ` smtps=` and ` https=` in its ready line.
+    pub fn start_tls(extra_args: &[&str]) -> (Server, TlsListeners) {
+        let server = Server::start_parsing(extra_args, |line| {
+            parse_ready_line_tls(line).map(|(smtp, http, _)| (smtp, http))
+        });
+        let (_, _, listeners) =
+            parse_ready_line_tls(&server.ready_line).expect("ready line parsed once already");
+        (server, listeners)
+    }
 }

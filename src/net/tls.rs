@@ -1,0 +1,475 @@
+//! TLS for the listeners: the server certificate (PEM files or a self-signed one), its
+//! reload on SIGHUP, and the handshake with a deadline.
+//!
+//! The socket loops are generic over [`Conn`], so one SMTP loop and one HTTP loop serve
+//! plain TCP and TLS alike. rustls does the TLS (ring provider, TLS 1.2 and 1.3 only);
+//! futures-rustls drives it over glommio's `TcpStream`, so a handshake or a record never
+//! blocks the executor's other sessions.
+//!
+//! The current `ServerConfig` sits behind an `RwLock` that is read once per handshake
+//! (never per command or per record), so a reload from the signal thread only affects
+//! handshakes that start after it; established sessions keep the config they started with.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use futures_rustls::TlsAcceptor;
+use futures_rustls::server::TlsStream;
+use glommio::net::TcpStream;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::config::Config;
+use crate::metrics::Counters;
+use crate::runtime::ShardCtx;
+
+/// A PEM file larger than this is not a certificate chain or key; refuse to read it whole.
+const PEM_FILE_BYTES_MAX: u64 = 1 << 20;
+
+/// A connection the socket loops can serve: plain TCP or TLS over TCP. The TCP stream
+/// inside is reachable for its socket options (read timeout, fd for shutdown).
+pub trait Conn: AsyncRead + AsyncWrite + Unpin {
+    /// The TCP stream this connection runs on.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Conn for TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Why TLS could not be set up. Every variant displays as one line naming the flag and file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file cannot be read (missing, unreadable, too large).
+    #[error("cannot read {flag} {}: {reason}", .path.display())]
+    Read {
+        flag: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    /// A file was read but holds no usable PEM certificate or key.
+    #[error("{flag} {}: {reason}", .path.display())]
+    Parse {
+        flag: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    /// The certificate and key were read but rustls refuses them together (the key does
+    /// not belong to the certificate, or an unsupported key type).
+    #[error("--tls-cert {} with --tls-key {}: {reason}", .cert.display(), .key.display())]
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
+    /// The self-signed certificate could not be generated.
+    #[error("--tls-self-signed: {0}")]
+    SelfSigned(String),
+}
+
+/// Where the certificate comes from, so a reload knows what to re-read.
+#[derive(Debug)]
+enum Source {
+    Files { cert: PathBuf, key: PathBuf },
+    SelfSigned { hostname: String },
+}
+
+/// The server's TLS identity, shared by every executor and the signal thread.
+#[derive(Debug)]
+pub struct TlsCerts {
+    source: Source,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+/// What a finished handshake negotiated, in the words of the Received header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    /// "TLSv1.3" or "TLSv1.2".
+    pub version: &'static str,
+    /// rustls' name of the suite, e.g. "TLS13_AES_256_GCM_SHA384".
+    pub cipher: &'static str,
+}
+
+/// Why a handshake did not finish.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The client did not finish within the deadline.
+    TimedOut,
+    /// The TLS or TCP layer failed (bad ClientHello, no shared cipher, reset, EOF).
+    Failed(io::Error),
+}
+
+impl TlsCerts {
+    /// The TLS identity the configuration asks for: `None` when TLS is off.
+    ///
+    /// # Errors
+    /// A certificate or key file cannot be read or parsed, they do not match, or the
+    /// self-signed certificate cannot be generated. The message names the flag and file.
+    pub fn from_config(config: &Config) -> Result<Option<Arc<TlsCerts>>, TlsError> {
+        let source = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Source::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ if config.tls_self_signed => Source::SelfSigned {
+                hostname: config.hostname.clone(),
+            },
+            // Config validation guarantees both files or neither.
+            _ => return Ok(None),
+        };
+        let server_config = source.load()?;
+        Ok(Some(Arc::new(TlsCerts {
+            source,
+            current: RwLock::new(server_config),
+        })))
+    }
+
+    /// Re-reads the certificate and key files; on success new handshakes use them, on
+    /// error the old ones stay in use. A self-signed identity is kept as it is (a new
+    /// random certificate would only break clients that pinned the old one).
+    ///
+    /// # Errors
+    /// As for [`TlsCerts::from_config`]; the current config is unchanged.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        if matches!(self.source, Source::SelfSigned { .. }) {
+            return Ok(());
+        }
+        let server_config = self.source.load()?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = server_config;
+        Ok(())
+    }
+
+    /// Whether the identity comes from files (and so a reload can change it).
+    pub fn reloadable(&self) -> bool {
+        matches!(self.source, Source::Files { .. })
+    }
+
+    /// The config new handshakes use.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs the server side of a handshake on `stream`, for at most `timeout` in all
+    /// (a client trickling bytes cannot stretch it; glommio's per-read timeout on the
+    /// stream still bounds each read inside it).
+    ///
+    /// # Errors
+    /// [`HandshakeError::TimedOut`] past the deadline, [`HandshakeError::Failed`] when the
+    /// TLS or TCP layer gives up; the stream is dropped (closed) in both cases.
+    pub async fn handshake(
+        &self,
+        stream: TcpStream,
+        timeout: Duration,
+    ) -> Result<(TlsStream<TcpStream>, Negotiated), HandshakeError> {
+        let accept = TlsAcceptor::from(self.server_config()).accept(stream);
+        let outcome = futures_lite::future::or(async { Some(accept.await) }, async {
+            glommio::timer::Timer::new(timeout).await;
+            None
+        })
+        .await;
+        match outcome {
+            None => Err(HandshakeError::TimedOut),
+            Some(Err(error)) => Err(HandshakeError::Failed(error)),
+            Some(Ok(tls)) => {
+                let negotiated = negotiated(tls.get_ref().1);
+                Ok((tls, negotiated))
+            }
+        }
+    }
+}
+
+/// The server side of a TLS handshake on a freshly accepted or just upgraded connection,
+/// bounded by `--tls-handshake-timeout`, counted in the metrics. `None` (the connection is
+/// closed) when TLS is not configured, or the handshake failed or timed out.
+pub async fn accept(
+    ctx: &ShardCtx,
+    stream: TcpStream,
+) -> Option<(TlsStream<TcpStream>, Negotiated)> {
+    let Some(certs) = &ctx.tls else {
+        tracing::error!("TLS requested without a certificate; closing the connection");
+        return None;
+    };
+    match certs
+        .handshake(stream, ctx.config.tls_handshake_timeout)
+        .await
+    {
+        Ok(done) => {
+            Counters::add(&ctx.counters.tls_sessions_total, 1);
+            Some(done)
+        }
+        Err(error) => {
+            Counters::add(&ctx.counters.tls_handshake_failures_total, 1);
+            match error {
+                HandshakeError::TimedOut => tracing::debug!("TLS handshake timed out"),
+                HandshakeError::Failed(error) => tracing::debug!("TLS handshake failed: {error}"),
+            }
+            None
+        }
+    }
+}
+
+impl Source {
+    fn load(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        match self {
+            Source::Files { cert, key } => {
+                let cert_pem = read_pem_file("--tls-cert", cert)?;
+                let key_pem = read_pem_file("--tls-key", key)?;
+                let (chain, key_der) = parse_pem(cert, &cert_pem, key, &key_pem)?;
+                server_config(chain, key_der).map_err(|reason| TlsError::Mismatch {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    reason,
+                })
+            }
+            Source::SelfSigned { hostname } => {
+                let self_signed_error =
+                    |error: rcgen::Error| TlsError::SelfSigned(error.to_string());
+                // The hostname as subject alternative name and common name, so that clients
+                // and `openssl s_client` show whose certificate it is.
+                let mut params = rcgen::CertificateParams::new(vec![hostname.clone()])
+                    .map_err(self_signed_error)?;
+                params
+                    .distinguished_name
+                    .push(rcgen::DnType::CommonName, hostname.as_str());
+                let signing_key = rcgen::KeyPair::generate().map_err(self_signed_error)?;
+                let cert = params
+                    .self_signed(&signing_key)
+                    .map_err(self_signed_error)?;
+                let chain = vec![cert.der().clone()];
+                let key_der =
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(signing_key.serialize_der()));
+                server_config(chain, key_der).map_err(TlsError::SelfSigned)
+            }
+        }
+    }
+}
+
+/// Parses a certificate chain (leaf first) and a private key (PKCS#8, PKCS#1 or SEC1).
+fn parse_pem(
+    cert_path: &Path,
+    cert_pem: &[u8],
+    key_path: &Path,
+    key_pem: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let cert_error = |reason: String| TlsError::Parse {
+        flag: "--tls-cert",
+        path: cert_path.to_path_buf(),
+        reason,
+    };
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| cert_error(format!("not a PEM certificate chain ({error})")))?;
+    if chain.is_empty() {
+        return Err(cert_error(
+            "no PEM certificate (BEGIN CERTIFICATE) found".to_string(),
+        ));
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| TlsError::Parse {
+        flag: "--tls-key",
+        path: key_path.to_path_buf(),
+        reason: match error {
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                "no PEM private key (BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY) found"
+                    .to_string()
+            }
+            other => format!("not a PEM private key ({other})"),
+        },
+    })?;
+    Ok((chain, key_der))
+}
+
+/// A rustls server config with the ring provider, TLS 1.2 and 1.3, no client certificates.
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key_der: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|error| error.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|error| error.to_string())?;
+    Ok(Arc::new(config))
+}
+
+fn read_pem_file(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read as _;
+    let read_error = |reason: String| TlsError::Read {
+        flag,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|error| read_error(io_reason(&error)))?;
+    let mut bytes = Vec::new();
+    file.take(PEM_FILE_BYTES_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| read_error(io_reason(&error)))?;
+    if bytes.len() as u64 > PEM_FILE_BYTES_MAX {
+        return Err(read_error(
+            "larger than 1MiB, which is not a PEM file".to_string(),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The version and cipher names for the Received header.
+fn negotiated(connection: &rustls::ServerConnection) -> Negotiated {
+    let version = match connection.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        // Only 1.2 and 1.3 are enabled; anything else cannot finish a handshake.
+        _ => "TLS",
+    };
+    let cipher = connection
+        .negotiated_cipher_suite()
+        .and_then(|suite| suite.suite().as_str())
+        .unwrap_or("unknown");
+    Negotiated { version, cipher }
+}
+
+/// An I/O error's text without std's " (os error N)" suffix.
+fn io_reason(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error ") {
+        Some(idx) => text[..idx].to_string(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A temp directory removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let path =
+                std::env::temp_dir().join(format!("mayfly-tls-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&path).expect("create temp dir");
+            TempDir(path)
+        }
+
+        fn write(&self, name: &str, contents: &[u8]) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, contents).expect("write temp file");
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn generated(name: &str) -> (String, String) {
+        let certified =
+            rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("rcgen works");
+        (certified.cert.pem(), certified.signing_key.serialize_pem())
+    }
+
+    fn files_source(dir: &TempDir, cert_pem: &[u8], key_pem: &[u8]) -> Source {
+        Source::Files {
+            cert: dir.write("cert.pem", cert_pem),
+            key: dir.write("key.pem", key_pem),
+        }
+    }
+
+    #[test]
+    fn loads_matching_files_and_refuses_bad_ones() {
+        let dir = TempDir::new("load");
+        let (cert, key) = generated("mx.example.test");
+        let (_, other_key) = generated("other.example.test");
+        let good = files_source(&dir, cert.as_bytes(), key.as_bytes());
+        assert!(good.load().is_ok());
+
+        // (cert, key, expected start of the message)
+        let cases: &[(&[u8], &[u8], &str)] = &[
+            (b"", key.as_bytes(), "--tls-cert "),
+            (b"not pem at all\n", key.as_bytes(), "--tls-cert "),
+            (cert.as_bytes(), b"", "--tls-key "),
+            (cert.as_bytes(), cert.as_bytes(), "--tls-key "),
+            (
+                cert.as_bytes(),
+                other_key.as_bytes(),
+                "--tls-cert {cert} with --tls-key",
+            ),
+        ];
+        for (cert_pem, key_pem, expected) in cases {
+            let source = files_source(&dir, cert_pem, key_pem);
+            let text = source.load().expect_err("bad input is refused").to_string();
+            let expected = expected.replace("{cert}", &dir.0.join("cert.pem").to_string_lossy());
+            assert!(text.starts_with(&expected), "{expected:?}: {text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+    }
+
+    #[test]
+    fn missing_file_names_flag_and_path() {
+        let source = Source::Files {
+            cert: PathBuf::from("/nonexistent/mayfly/cert.pem"),
+            key: PathBuf::from("/nonexistent/mayfly/key.pem"),
+        };
+        let text = source.load().expect_err("missing file").to_string();
+        assert_eq!(
+            text,
+            "cannot read --tls-cert /nonexistent/mayfly/cert.pem: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn reload_keeps_the_old_config_on_error() {
+        let dir = TempDir::new("reload");
+        let (cert, key) = generated("first.example.test");
+        let source = files_source(&dir, cert.as_bytes(), key.as_bytes());
+        let server_config = source.load().expect("loads");
+        let certs = TlsCerts {
+            source,
+            current: RwLock::new(server_config),
+        };
+        let before = certs.server_config();
+        dir.write("cert.pem", b"garbage");
+        assert!(certs.reload().is_err());
+        assert!(Arc::ptr_eq(&before, &certs.server_config()));
+
+        let (cert, key) = generated("second.example.test");
+        dir.write("cert.pem", cert.as_bytes());
+        dir.write("key.pem", key.as_bytes());
+        certs.reload().expect("new files load");
+        assert!(!Arc::ptr_eq(&before, &certs.server_config()));
+    }
+
+    #[test]
+    fn self_signed_for_hostname() {
+        let source = Source::SelfSigned {
+            hostname: "mx.example.test".to_string(),
+        };
+        let server_config = source.load().expect("generates");
+        let certs = TlsCerts {
+            source,
+            current: RwLock::new(server_config),
+        };
+        assert!(!certs.reloadable());
+        let before = certs.server_config();
+        certs.reload().expect("nothing to reload");
+        assert!(Arc::ptr_eq(&before, &certs.server_config()));
+    }
+}
