@@ -6,7 +6,7 @@
 //! - `config`: every limit and timeout, from defaults, a TOML file and flags.
 //! - `smtp`: the SMTP protocol as a state machine over bytes, with no IO.
 //! - `store`: one shard's ring buffer and inbox index, and routing of inboxes to shards.
-//! - `mail`: the parsed summary of a stored message.
+//! - `mail`: the parsed views of a stored message (summary; headers, text, HTML, attachments).
 //! - `http`: HTTP/1.1 request parsing, routing and JSON rendering, with no IO.
 //! - `runtime`: executors, listeners, the shard mesh, delivery and shutdown.
 //! - `net`: the socket loops for SMTP and HTTP.

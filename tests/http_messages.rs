@@ -246,10 +246,8 @@ fn encoded_subjects_and_legacy_charsets_are_decoded() {
             "=?ISO-2022-JP?B?GyRCJDMkcyRLJEEkTxsoQg==?=",
             b"\x1b$B$3$s$K$A$O\x1b(B\r\n",
             "text/plain; charset=ISO-2022-JP",
-            // FIXME: should be "こんにちは\r\n". mail-parser decodes ISO-2022-JP (and the
-            // other CJK charsets) only with its `full_encoding` feature (encoding_rs), which
-            // Cargo.toml does not enable yet; without it the 7-bit bytes pass through.
-            "\x1b$B$3$s$K$A$O\x1b(B\r\n",
+            // Decoded by mail-parser's `full_encoding` feature (encoding_rs).
+            "こんにちは\r\n",
         ),
     ];
     for (address, encoded_subject, body, content_type, expected_text) in cases {
@@ -272,8 +270,7 @@ fn encoded_subjects_and_legacy_charsets_are_decoded() {
         let expected_subject = match address {
             "latin@example.test" => "Grüße aus Köln",
             "windows@example.test" => "“Quoted” €uro",
-            // FIXME: "こんにちは" once mail-parser's `full_encoding` feature is on (see above).
-            _ => "\x1b$B$3$s$K$A$O\x1b(B",
+            _ => "こんにちは",
         };
         assert_eq!(view["subject"], expected_subject, "{view}");
         assert_eq!(header(&view, "Subject"), Some(expected_subject), "{view}");
