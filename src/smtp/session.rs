@@ -512,6 +512,11 @@ impl Session {
         }
     }
 
+    /// RFC 3207 4: with --require-tls, every mail command before STARTTLS gets 530.
+    fn must_starttls(&self) -> bool {
+        self.config.tls_required && !self.tls_active
+    }
+
     fn greet(&mut self, greeting: Greeting, domain: &str) {
         self.reset_transaction();
         self.greeting = greeting;
@@ -523,7 +528,7 @@ impl Session {
         if self.greeting == Greeting::None {
             return self.reply_error(reply::NEED_HELO, out);
         }
-        if self.config.tls_required && !self.tls_active {
+        if self.must_starttls() {
             return self.reply_error(reply::MUST_STARTTLS, out);
         }
         if self.in_mail {
@@ -552,6 +557,9 @@ impl Session {
     fn rcpt(&mut self, forward_path: ForwardPath<'_>, out: &mut Vec<u8>) -> Option<Event> {
         if self.greeting == Greeting::None {
             return self.reply_error(reply::NEED_HELO, out);
+        }
+        if self.must_starttls() {
+            return self.reply_error(reply::MUST_STARTTLS, out);
         }
         if !self.in_mail {
             return self.reply_error(reply::NEED_MAIL, out);
@@ -594,6 +602,9 @@ impl Session {
     fn data(&mut self, out: &mut Vec<u8>) -> Option<Event> {
         if self.greeting == Greeting::None {
             return self.reply_error(reply::NEED_HELO, out);
+        }
+        if self.must_starttls() {
+            return self.reply_error(reply::MUST_STARTTLS, out);
         }
         if !self.in_mail {
             return self.reply_error(reply::NEED_MAIL, out);
@@ -647,6 +658,8 @@ impl Session {
         let message_bytes_max = u64::try_from(self.config.message_bytes_max).unwrap_or(u64::MAX);
         let refusal = if self.greeting == Greeting::None {
             Some(BdatRefusal::Sequence(reply::NEED_HELO))
+        } else if self.must_starttls() {
+            Some(BdatRefusal::Sequence(reply::MUST_STARTTLS))
         } else if !self.in_mail {
             Some(BdatRefusal::Sequence(reply::NEED_MAIL))
         } else if self.n_rcpts == 0 {
@@ -1694,12 +1707,12 @@ mod tests {
         session_config.starttls_available = true;
         session_config.tls_required = true;
         let mut test = TestSession::with_config(session_config, None);
-        // Before TLS: EHLO still offers STARTTLS, MAIL is refused with 530 (and so RCPT and
-        // DATA have no transaction), NOOP and RSET work.
+        // Before TLS: EHLO still offers STARTTLS, MAIL, RCPT, DATA and BDAT are refused
+        // with 530 (RFC 3207 4; the BDAT chunk is still consumed), NOOP and RSET work.
         test.feed(
-            b"EHLO c\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<u@example.test>\r\nNOOP\r\nRSET\r\n",
+            b"EHLO c\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<u@example.test>\r\nDATA\r\nBDAT 3\r\nabcNOOP\r\nRSET\r\n",
         );
-        test.assert_codes(&[250, 530, 503, 250, 250]);
+        test.assert_codes(&[250, 530, 530, 530, 530, 250, 250]);
         assert!(test.text().contains("250-STARTTLS\r\n"));
         assert!(
             test.text()
@@ -1711,7 +1724,9 @@ mod tests {
         test.feed(
             b"EHLO c\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<u@example.test>\r\nDATA\r\nx\r\n.\r\n",
         );
-        test.assert_codes(&[250, 530, 503, 250, 250, 220, 250, 250, 250, 354, 250]);
+        test.assert_codes(&[
+            250, 530, 530, 530, 530, 250, 250, 220, 250, 250, 250, 354, 250,
+        ]);
         assert_eq!(test.stored.len(), 1);
         assert!(
             test.stored[0]
