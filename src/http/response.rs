@@ -56,7 +56,11 @@ impl Response {
         match serde_json::to_vec(value) {
             Ok(body) => Response::new(status, CONTENT_TYPE_JSON, body)
                 .with_header("Cache-Control", "no-store"),
-            Err(error) => Response::error(500, "internal_error", &format!("cannot render JSON: {error}")),
+            Err(error) => Response::error(
+                500,
+                "internal_error",
+                &format!("cannot render JSON: {error}"),
+            ),
         }
     }
 
