@@ -51,6 +51,11 @@ pub struct Config {
     pub smtp_sessions_per_core_max: usize,
     /// Concurrent HTTP connections per core; beyond it a new connection is closed.
     pub http_connections_per_core_max: usize,
+    /// Long polls (`?wait=`) parked per core; beyond it a long poll is answered at once.
+    pub long_polls_per_core_max: usize,
+    /// HTTP requests per second allowed to one client IP on one core (twice that as a
+    /// burst); 0 turns the limit off. Over it: 429 with Retry-After.
+    pub http_requests_per_ip_per_sec_max: usize,
     /// RFC 5321 4.5.3.2: how long to wait for a command line (5 minutes there).
     pub command_timeout: Duration,
     /// RFC 5321 4.5.3.2: how long to wait for each read while receiving DATA or a BDAT chunk (3 minutes there).
@@ -198,6 +203,12 @@ const MAX_RECIPIENTS_DEFAULT: &str = "100";
 const MAX_MESSAGES_PER_INBOX_DEFAULT: &str = "1000";
 const MAX_SESSIONS_PER_CORE_DEFAULT: &str = "1000";
 const MAX_HTTP_CONNECTIONS_PER_CORE_DEFAULT: &str = "1000";
+/// A held long poll costs a parked task and a timer, a few hundred bytes.
+const MAX_LONG_POLLS_PER_CORE_DEFAULT: &str = "10000";
+/// Off by default: QA suites and the bundled blaster's --verify read thousands of inboxes
+/// from one address, and behind a reverse proxy every client shares the proxy's address.
+/// Internet-facing deployments set it (docs/deploy.md).
+const HTTP_RATE_LIMIT_DEFAULT: &str = "0";
 /// RFC 5321 4.5.3.2.7 (server timeout waiting for the next command): 5 minutes.
 const COMMAND_TIMEOUT_DEFAULT: &str = "5m";
 /// RFC 5321 4.5.3.2.6 (DATA block: the wait for each read of message text): 3 minutes.
@@ -229,6 +240,8 @@ const RECIPIENTS_RANGE: RangeInclusive<usize> = 1..=100_000;
 const INBOX_MESSAGES_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 const SESSIONS_PER_CORE_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 const HTTP_CONNECTIONS_PER_CORE_RANGE: RangeInclusive<usize> = 1..=1_000_000;
+const LONG_POLLS_PER_CORE_RANGE: RangeInclusive<usize> = 1..=1_000_000;
+const HTTP_RATE_LIMIT_RANGE: RangeInclusive<usize> = 0..=1_000_000;
 /// A config file is a few hundred bytes; refuse to slurp something that clearly is not one.
 const CONFIG_FILE_BYTES_MAX: u64 = 1 << 20;
 /// RFC 1035 2.3.4 (253 in text form without the trailing dot).
@@ -236,7 +249,7 @@ const DOMAIN_BYTES_MAX: usize = 253;
 const LABEL_BYTES_MAX: usize = 63;
 /// Every key of the TOML file, in the order of docs/configuration.md. A test checks that
 /// it matches `FileConfig`; it is used to suggest the closest key for a typo.
-const KEYS: [&str; 25] = [
+const KEYS: [&str; 27] = [
     "smtp",
     "http",
     "domains",
@@ -249,6 +262,8 @@ const KEYS: [&str; 25] = [
     "hostname",
     "max_sessions_per_core",
     "max_http_connections_per_core",
+    "max_long_polls_per_core",
+    "http_rate_limit",
     "command_timeout",
     "data_timeout",
     "http_idle_timeout",
@@ -321,6 +336,12 @@ struct Cli {
     /// Concurrent HTTP connections per core; more are closed.
     #[arg(long, value_name = "N", default_value = MAX_HTTP_CONNECTIONS_PER_CORE_DEFAULT)]
     max_http_connections_per_core: String,
+    /// Long polls (?wait=) held per core; more are answered at once.
+    #[arg(long, value_name = "N", default_value = MAX_LONG_POLLS_PER_CORE_DEFAULT)]
+    max_long_polls_per_core: String,
+    /// HTTP requests per second per client IP per core (burst twice that); 0 = no limit.
+    #[arg(long, value_name = "N", default_value = HTTP_RATE_LIMIT_DEFAULT)]
+    http_rate_limit: String,
     /// SMTP: how long to wait for a command line (RFC 5321 4.5.3.2).
     #[arg(long, value_name = "DURATION", default_value = COMMAND_TIMEOUT_DEFAULT)]
     command_timeout: String,
@@ -384,6 +405,8 @@ struct FileConfig {
     hostname: Option<Spanned<Scalar>>,
     max_sessions_per_core: Option<Spanned<Scalar>>,
     max_http_connections_per_core: Option<Spanned<Scalar>>,
+    max_long_polls_per_core: Option<Spanned<Scalar>>,
+    http_rate_limit: Option<Spanned<Scalar>>,
     command_timeout: Option<Spanned<Scalar>>,
     data_timeout: Option<Spanned<Scalar>>,
     http_idle_timeout: Option<Spanned<Scalar>>,
@@ -608,6 +631,22 @@ impl Layers {
             ),
             |text| parse_count(text, &HTTP_CONNECTIONS_PER_CORE_RANGE),
         )?;
+        let long_polls_per_core_max = self.parse(
+            self.pick(
+                "max_long_polls_per_core",
+                &cli.max_long_polls_per_core,
+                &file.max_long_polls_per_core,
+            ),
+            |text| parse_count(text, &LONG_POLLS_PER_CORE_RANGE),
+        )?;
+        let http_requests_per_ip_per_sec_max = self.parse(
+            self.pick(
+                "http_rate_limit",
+                &cli.http_rate_limit,
+                &file.http_rate_limit,
+            ),
+            |text| parse_count(text, &HTTP_RATE_LIMIT_RANGE),
+        )?;
         let command_timeout = self.parse(
             self.pick(
                 "command_timeout",
@@ -687,6 +726,8 @@ impl Layers {
             hostname,
             smtp_sessions_per_core_max,
             http_connections_per_core_max,
+            long_polls_per_core_max,
+            http_requests_per_ip_per_sec_max,
             command_timeout,
             data_timeout,
             http_idle_timeout,
@@ -844,6 +885,8 @@ static EMPTY_FILE: FileConfig = FileConfig {
     hostname: None,
     max_sessions_per_core: None,
     max_http_connections_per_core: None,
+    max_long_polls_per_core: None,
+    http_rate_limit: None,
     command_timeout: None,
     data_timeout: None,
     http_idle_timeout: None,

@@ -113,6 +113,8 @@ pub struct ShardCtx {
     mesh: Senders<ShardMsg>,
     /// Long polls parked until a message arrives in their inbox (key: inbox key).
     waiters: RefCell<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    /// HTTP requests per client address on this core.
+    pub http_rate_limiter: crate::net::rate_limit::RateLimiter,
     /// Open connections of this executor, so shutdown can interrupt their reads.
     pub connections: ConnRegistry,
     /// Set once when this executor begins to shut down.
@@ -288,7 +290,11 @@ impl ShardCtx {
         };
         let deadline = Instant::now() + wait;
         loop {
-            let may_wait = !self.is_shutting_down() && Instant::now() < deadline;
+            // Past the per-core cap a long poll is answered at once; the client polls again.
+            let may_wait = !self.is_shutting_down()
+                && Instant::now() < deadline
+                && self.counters.http_long_polls_waiting.get()
+                    < self.config.long_polls_per_core_max as u64;
             let outcome = {
                 let now = now_ms();
                 let mut store = self.store.borrow_mut();
@@ -703,6 +709,9 @@ async fn shard_main(
         counters: Counters::default(),
         mesh: senders,
         waiters: RefCell::new(HashMap::new()),
+        http_rate_limiter: crate::net::rate_limit::RateLimiter::new(
+            config.http_requests_per_ip_per_sec_max,
+        ),
         connections: ConnRegistry::default(),
         shutting_down: Cell::new(false),
         queue_seq: Cell::new(0),

@@ -850,3 +850,55 @@ fn many_long_polls_on_both_cores_each_get_their_own_mail() {
         assert_eq!(response.json()["messages"], serde_json::json!([]));
     }
 }
+
+#[test]
+fn a_client_over_the_rate_limit_gets_429_with_retry_after() {
+    // 5 requests/s with a burst of 10: 30 back-to-back requests must hit the limit.
+    let server = Server::start(&["--http-rate-limit", "5"]);
+    let statuses: Vec<u16> = (0..30).map(|_| server.get("/healthz").status).collect();
+    assert!(
+        statuses[..10].iter().all(|&status| status == 200),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let limited = server.get("/healthz");
+    limited.assert_error(429, "rate_limited");
+    let retry_after: u64 = limited
+        .header("retry-after")
+        .expect("Retry-After on a 429")
+        .parse()
+        .expect("whole seconds");
+    assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+    // A token comes back every 200 ms.
+    thread::sleep(Duration::from_millis(400));
+    assert_eq!(server.get("/healthz").status, 200);
+}
+
+#[test]
+fn long_polls_over_the_per_core_cap_are_answered_at_once() {
+    let server = Server::start(&["--cores", "1", "--max-long-polls-per-core", "1"]);
+    let held = thread::scope(|scope| {
+        let first = scope.spawn(|| {
+            let started = Instant::now();
+            let inbox = server.inbox_query("held@example.test", "wait=3");
+            (started.elapsed(), inbox)
+        });
+        // Let the first poll park before the second arrives.
+        thread::sleep(Duration::from_millis(500));
+        let started = Instant::now();
+        let second = server.inbox_query("other@example.test", "wait=3");
+        let second_elapsed = started.elapsed();
+        assert_eq!(second["messages"], serde_json::json!([]), "{second}");
+        assert!(
+            second_elapsed < Duration::from_secs(2),
+            "the cap did not apply: {second_elapsed:?}"
+        );
+        first.join().expect("first poll")
+    });
+    let (first_elapsed, first_inbox) = held;
+    assert!(
+        first_elapsed >= Duration::from_millis(2500),
+        "the first poll was not held: {first_elapsed:?}"
+    );
+    assert_eq!(first_inbox["messages"], serde_json::json!([]));
+}

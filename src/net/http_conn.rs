@@ -103,6 +103,7 @@ async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, over_tls: bool) {
 async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &ConnGuard<'_>) {
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
     let mut out = Vec::with_capacity(1024);
+    let client_ip = stream.tcp().peer_addr().ok().map(|addr| addr.ip());
 
     'connection: loop {
         // Read until a whole request is buffered.
@@ -147,7 +148,11 @@ async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &Con
         let head_only = matches!(request.method, Method::Head);
         let keep_alive = request.keep_alive && !ctx.is_shutting_down();
         let started = Instant::now();
-        let response = respond(ctx, &request).await;
+        let limited = client_ip.and_then(|ip| ctx.http_rate_limiter.check(ip, started).err());
+        let response = match limited {
+            Some(retry_after) => rate_limited(retry_after),
+            None => respond(ctx, &request).await,
+        };
         count_response(ctx, &response);
         out.clear();
         response.write_to(keep_alive, head_only, &mut out);
@@ -211,6 +216,20 @@ async fn respond(ctx: &Rc<ShardCtx>, request: &request::Request) -> Response {
         ),
         Route::Inbox(inbox_request) => ctx.serve_inbox(inbox_request).await,
     }
+}
+
+/// 429 with the contract's error body and a whole-second `Retry-After` (at least 1).
+fn rate_limited(retry_after: Duration) -> Response {
+    let retry_after_secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = Response::error(
+        429,
+        "rate_limited",
+        &format!("too many requests from this address; retry after {retry_after_secs} s"),
+    );
+    response
+        .headers
+        .push(("Retry-After", retry_after_secs.to_string()));
+    response
 }
 
 fn count_response(ctx: &ShardCtx, response: &Response) {

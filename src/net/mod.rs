@@ -6,5 +6,6 @@
 //! generic over `tls::Conn`, so they serve plain TCP and TLS alike.
 
 pub mod http_conn;
+pub mod rate_limit;
 pub mod smtp_conn;
 pub mod tls;
