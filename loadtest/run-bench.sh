@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Mayfly vs Postfix smtp-sink on one machine, interleaved, server and load pinned apart.
+#
+# Usage: loadtest/run-bench.sh [--quick] [--rounds N] [--out DIR] [--only PARTS] [--flamegraphs]
+#
+#   --quick         smaller runs, 1 round, no 1 M store (about 3 minutes)
+#   --rounds N      rounds of the interleaved workloads (default 5; medians are reported)
+#   --out DIR       where results go (default loadtest/results)
+#   --only PARTS    comma list of: interleaved, ring, held, sweeps, probe (default all)
+#   --flamegraphs   afterwards, record perf flamegraphs of the server into flamegraphs/
+#                   (needs perf, inferno-collapse-perf and inferno-flamegraph)
+#
+# Environment:
+#   MAYFLY=path SMTP_BLASTER=path   use these binaries instead of building release ones
+#   CARGO_TARGET_DIR                where cargo builds (default: the workspace's target/)
+#   SERVER_CPUS=0 LOAD_CPUS=1       CPU lists for the server (taskset) and the load
+#   MACHINE=name                    machine tag in result file names (default: hostname)
+#   MAX_BUSY=0.5                    before each round and part, wait (at most 30 s) until other work
+#                                   on the machine uses less than this many CPUs
+#
+# Needs: Python 3, taskset, Postfix's smtp-sink and smtp-source (/usr/sbin), run as root
+# (smtp-sink -u nobody, and 10 000 idle connections need a raised open-file limit).
+# Everything talks to 127.0.0.1 only, and every run is bounded in messages and time.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+quick=""
+rounds=""
+out="$here/results"
+only="interleaved,ring,held,sweeps,probe"
+flame=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) quick="--quick" ;;
+        --rounds) rounds="$2"; shift ;;
+        --out) out="$2"; shift ;;
+        --only) only="$2"; shift ;;
+        --flamegraphs) flame=1 ;;
+        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "run-bench.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+for tool in taskset python3 /usr/sbin/smtp-sink /usr/sbin/smtp-source; do
+    command -v "$tool" >/dev/null || { echo "run-bench.sh: $tool not found" >&2; exit 1; }
+done
+
+if [[ -z "${MAYFLY:-}" || -z "${SMTP_BLASTER:-}" ]]; then
+    (cd "$root" && cargo build --release --workspace)
+    target="${CARGO_TARGET_DIR:-$root/target}"
+    MAYFLY="${MAYFLY:-$target/release/mayfly}"
+    SMTP_BLASTER="${SMTP_BLASTER:-$target/release/smtp-blaster}"
+fi
+commit="$(git -C "$root" log -1 --format=%h 2>/dev/null || echo unknown)"
+if [[ -n "$(GIT_OPTIONAL_LOCKS=0 git -C "$root" status --porcelain -- src loadtest/src Cargo.toml 2>/dev/null)" ]]; then
+    commit="$commit-dirty"
+fi
+
+# 10 000 idle connections plus the load need more descriptors than the usual 1024 or 20000.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+args=(--out "$out" --mayfly "$MAYFLY" --blaster "$SMTP_BLASTER"
+      --server-cpus "${SERVER_CPUS:-0}" --load-cpus "${LOAD_CPUS:-1}"
+      --commit "$commit" --machine "${MACHINE:-$(hostname -s 2>/dev/null || echo machine)}"
+      --max-load "${MAX_BUSY:-0.5}" --only "$only")
+[[ -n "$quick" ]] && args+=("$quick")
+[[ -n "$rounds" ]] && args+=(--rounds "$rounds")
+python3 "$here/bench/bench.py" "${args[@]}"
+
+if [[ -n "$flame" ]]; then
+    python3 "$here/bench/flame.py" --mayfly "$MAYFLY" --blaster "$SMTP_BLASTER" \
+        --server-cpus "${SERVER_CPUS:-0}" --load-cpus "${LOAD_CPUS:-1}" \
+        --commit "$commit" --out "$root/flamegraphs"
+fi
