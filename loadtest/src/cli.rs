@@ -20,6 +20,7 @@ use crate::engine::{self, RunConfig, Shared, Workload};
 use crate::message::{self, MessageSpec};
 use crate::sizes::{self, SizeClass, SplitMix64};
 use crate::stats::Stats;
+use crate::tls::{self, TlsMode, TlsSettings, Trust};
 use crate::verify;
 
 /// Time limit of a run bounded only by `--messages`.
@@ -98,9 +99,24 @@ pub struct Args {
     /// EHLO name.
     #[arg(long, default_value = "blaster.invalid")]
     pub ehlo: String,
-    /// Require STARTTLS (errors out: TLS is not implemented yet).
-    #[arg(long)]
+    /// STARTTLS after EHLO (RFC 3207), then EHLO again; the run stops if the target does not offer it.
+    #[arg(long, conflicts_with = "smtps")]
     pub starttls: bool,
+    /// Implicit TLS from connect (RFC 8314, e.g. Mayfly's --smtps port).
+    #[arg(long)]
+    pub smtps: bool,
+    /// Accept any server certificate (signatures are still checked); for self-signed test servers.
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
+    /// PEM file of root certificates to trust for the server certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Server name for SNI and certificate checks [default: the target host, or "localhost" for an IP address].
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// Full TLS handshake on every connection (no session resumption).
+    #[arg(long)]
+    pub tls_no_resumption: bool,
     /// Seconds of load before measuring starts.
     #[arg(long, default_value_t = 0.0)]
     pub warmup: f64,
@@ -348,6 +364,7 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
         );
     }
     let target = resolve_target(&args.target, args.allow_non_loopback)?;
+    let tls = tls_settings(args)?;
     let cpus = args
         .cpu
         .as_deref()
@@ -406,7 +423,7 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
         bdat: args.bdat,
         in_flight: args.in_flight,
         ehlo: args.ehlo.clone(),
-        starttls: args.starttls,
+        tls,
         reply_timeout: Duration::from_secs_f64(timeout_secs),
         busy_poll: args.busy_poll && !args.epoll,
         keep_accepted: args.verify.is_some(),
@@ -423,6 +440,41 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
         n_connections: args.connections,
         cpus,
     })
+}
+
+/// The TLS settings of `--starttls` / `--smtps`, or `None` for plaintext.
+///
+/// # Errors
+/// When TLS options come without `--starttls`/`--smtps`, when neither `--tls-insecure` nor
+/// `--tls-ca` says which certificates to accept, or when the CA file or name is bad.
+pub fn tls_settings(args: &Args) -> anyhow::Result<Option<TlsSettings>> {
+    let mode = match (args.starttls, args.smtps) {
+        (true, _) => TlsMode::StartTls,
+        (false, true) => TlsMode::Implicit,
+        (false, false) => {
+            ensure!(
+                !args.tls_insecure
+                    && args.tls_ca.is_none()
+                    && args.tls_server_name.is_none()
+                    && !args.tls_no_resumption,
+                "--tls-* options need --starttls or --smtps"
+            );
+            return Ok(None);
+        }
+    };
+    let trust = match (&args.tls_ca, args.tls_insecure) {
+        (Some(path), _) => Trust::CaFile(path),
+        (None, true) => Trust::Insecure,
+        (None, false) => bail!(
+            "--starttls/--smtps: say which server certificates to accept: --tls-ca FILE, \
+             or --tls-insecure (any certificate, e.g. mayfly --tls-self-signed)"
+        ),
+    };
+    Ok(Some(TlsSettings {
+        mode,
+        config: tls::client_config(trust, !args.tls_no_resumption)?,
+        server_name: tls::server_name(args.tls_server_name.as_deref(), &args.target)?,
+    }))
 }
 
 /// Resolves HOST:PORT and enforces the loopback rule on every address it resolves to.
@@ -537,6 +589,16 @@ mod tests {
                 "--inboxes",
                 "5",
             ],
+            &["-m", "1", "--starttls", "--tls-insecure"],
+            &[
+                "-m",
+                "1",
+                "--smtps",
+                "--tls-insecure",
+                "--tls-server-name",
+                "mx.example.test",
+                "--tls-no-resumption",
+            ],
         ];
         for &extra in cases {
             let args = args(extra).unwrap_or_else(|e| panic!("{extra:?}: {e}"));
@@ -572,6 +634,18 @@ mod tests {
             &["-m", "1", "--ehlo", "x\r\nMAIL"],
             &["-m", "1", "--cpu", "3-1"],
             &["-m", "1", "--verify", "https://127.0.0.1:1"],
+            &["-m", "1", "--starttls"],
+            &["-m", "1", "--tls-insecure"],
+            &["-m", "1", "--starttls", "--smtps", "--tls-insecure"],
+            &["-m", "1", "--smtps", "--tls-ca", "/nonexistent/ca.pem"],
+            &[
+                "-m",
+                "1",
+                "--smtps",
+                "--tls-insecure",
+                "--tls-server-name",
+                "no such name",
+            ],
         ];
         for &extra in cases {
             if let Ok(args) = args(extra) {

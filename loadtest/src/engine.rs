@@ -11,6 +11,9 @@
 //! ([`Expect`]), because SMTP answers commands in order whether they were pipelined or not.
 //! Transactions sit in a second FIFO; the oldest unfinished transaction owns the next
 //! transaction reply. Pipelining only changes *when* the next command may be written.
+//! With `--starttls`, EHLO is followed by STARTTLS, a TLS handshake and a second EHLO
+//! before the first transaction; with `--smtps` the handshake comes before the greeting.
+//! Either way the connection then reads and writes through [`crate::tls`], non-blocking.
 //!
 //! Message bytes come from precomputed templates ([`crate::message`]); output goes into a
 //! per-connection buffer that is reused, so the send loop does not allocate per message.
@@ -24,11 +27,13 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::ClientConnection;
 
 use crate::message::{MessageSpec, Template};
 use crate::reply::{Capabilities, Parsed, capabilities, parse_reply};
 use crate::sizes::ClassPicker;
 use crate::stats::Stats;
+use crate::tls::{self, PlainRead, TlsMode, TlsSettings};
 
 /// Read buffer per connection; a reply that does not fit is a protocol error.
 const INBUF_BYTES: usize = 64 * 1024;
@@ -71,8 +76,8 @@ pub struct RunConfig {
     pub in_flight: usize,
     /// EHLO argument.
     pub ehlo: String,
-    /// Require STARTTLS before mail.
-    pub starttls: bool,
+    /// TLS: STARTTLS after EHLO, or implicit from connect; `None` = plaintext.
+    pub tls: Option<TlsSettings>,
     /// Longest wait for any reply or for connect.
     pub reply_timeout: Duration,
     /// Spin on `epoll_wait(0)` instead of sleeping.
@@ -211,16 +216,12 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     }
 }
 
-/// The STARTTLS hook. TLS is not built in yet: when it is, this is where the plaintext
-/// stream is handed to a TLS client (e.g. a rustls `ClientConnection` wrapped around the
-/// socket) after the server's `220` to `STARTTLS`, and `Conn` reads and writes through it.
-/// Until then a target that offers STARTTLS gets a clear error instead of a silent
-/// plaintext run.
-fn start_tls(_conn: &mut Conn) -> Result<(), String> {
-    Err(
-        "--starttls: the target offers STARTTLS, but TLS is not implemented in smtp-blaster yet"
-            .to_owned(),
-    )
+/// Wraps the connection in a new TLS client session: after the `220` to `STARTTLS`, or
+/// right after connect for implicit TLS. From here on `Conn` reads and writes through it.
+fn start_tls(conn: &mut Conn, settings: &TlsSettings) -> Result<(), String> {
+    conn.tls = Some(tls::connect(settings)?);
+    conn.tls_recorded = false;
+    Ok(())
 }
 
 /// A reply the connection waits for, in the order the commands were sent.
@@ -228,6 +229,8 @@ fn start_tls(_conn: &mut Conn) -> Result<(), String> {
 enum Expect {
     Greeting,
     Ehlo,
+    /// The 220 to STARTTLS.
+    StartTls,
     Mail,
     Rcpt(u32),
     /// The 354 to DATA.
@@ -285,6 +288,10 @@ struct Txn {
 
 struct Conn {
     stream: Option<TcpStream>,
+    /// The TLS session once STARTTLS (or implicit TLS) began; boxed, as it is large.
+    tls: Option<Box<ClientConnection>>,
+    /// The handshake of `tls` is already counted in the report.
+    tls_recorded: bool,
     phase: Phase,
     reconnect_at_ns: u64,
     inbuf: Box<[u8]>,
@@ -358,6 +365,8 @@ impl<'a> Engine<'a> {
         let conns = (0..n_connections)
             .map(|_| Conn {
                 stream: None,
+                tls: None,
+                tls_recorded: false,
                 phase: Phase::Idle,
                 reconnect_at_ns: 0,
                 inbuf: vec![0u8; INBUF_BYTES].into_boxed_slice(),
@@ -499,6 +508,9 @@ impl<'a> Engine<'a> {
                         let what = match conn.phase {
                             Phase::Connecting => "timeout connecting",
                             Phase::Quitting => "timeout waiting for QUIT reply or close",
+                            _ if conn.tls.as_ref().is_some_and(|tls| tls.is_handshaking()) => {
+                                "timeout in the TLS handshake"
+                            }
                             _ => "timeout waiting for greeting or EHLO reply",
                         };
                         self.fail(conn_idx, what, now_ns);
@@ -623,6 +635,16 @@ impl<'a> Engine<'a> {
                 conn.phase = Phase::Opening;
                 conn.progress_ns = now_ns;
                 conn.expects.push_back(Expect::Greeting);
+                if let Some(settings) = self.config.tls.as_ref()
+                    && settings.mode == TlsMode::Implicit
+                {
+                    if let Err(message) = start_tls(conn, settings) {
+                        self.abort_run(conn_idx, message);
+                        return;
+                    }
+                    // Sends the ClientHello; the greeting comes after the handshake.
+                    self.flush(conn_idx, now_ns);
+                }
                 self.on_readable(conn_idx, closing);
             }
             Phase::Opening | Phase::Ready | Phase::Quitting => {
@@ -647,9 +669,13 @@ impl<'a> Engine<'a> {
                     now_ns,
                 );
             }
-            let spare = conn.inbuf.len() - conn.in_len;
-            match stream.read(&mut conn.inbuf[conn.in_len..]) {
-                Ok(0) => {
+            let closing = closing || conn.phase == Phase::Quitting;
+            let outcome = match conn.tls.as_mut() {
+                Some(tls) => tls::read_plain(tls, stream, &mut conn.inbuf[conn.in_len..], closing),
+                None => read_plain_tcp(stream, &mut conn.inbuf[conn.in_len..], closing),
+            };
+            match outcome {
+                Ok(PlainRead::Eof) => {
                     let now_ns = self.now_ns();
                     let conn = &self.conns[conn_idx];
                     if conn.phase == Phase::Quitting && conn.quit_acked {
@@ -660,8 +686,8 @@ impl<'a> Engine<'a> {
                     }
                     return;
                 }
-                Ok(n_read) => {
-                    conn.in_len += n_read;
+                Ok(PlainRead::Data { n, more }) => {
+                    conn.in_len += n;
                     let now_ns = self.now_ns();
                     if !self.process_replies(conn_idx, now_ns) {
                         return;
@@ -670,16 +696,14 @@ impl<'a> Engine<'a> {
                     self.flush(conn_idx, now_ns);
                     // A short read drained the socket, and edge-triggered epoll will report new
                     // data; but an end of stream that arrived with the data gets no new edge.
-                    let closing = closing || self.conns[conn_idx].phase == Phase::Quitting;
-                    if n_read < spare && !closing {
+                    if !more && !closing && self.conns[conn_idx].phase != Phase::Quitting {
                         return;
                     }
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => {
+                Ok(PlainRead::WouldBlock) => return,
+                Err(kind) => {
                     let now_ns = self.now_ns();
-                    return self.fail(conn_idx, &format!("read: {}", err.kind()), now_ns);
+                    return self.fail(conn_idx, &kind, now_ns);
                 }
             }
         }
@@ -710,6 +734,12 @@ impl<'a> Engine<'a> {
             };
             pos += len;
             conn.progress_ns = now_ns;
+            if expect == Some(Expect::StartTls) && error_key.is_none() && pos != conn.in_len {
+                // Bytes after the 220 were sent in plaintext but would be read as if they
+                // came through TLS (the CVE-2011-0411 class of injection): refuse them.
+                self.fail(conn_idx, "protocol: data after the 220 to STARTTLS", now_ns);
+                return false;
+            }
             let Some(expect) = expect else {
                 // An unsolicited reply is usually a 421 before the server closes.
                 if let Some(key) = error_key {
@@ -762,6 +792,41 @@ impl<'a> Engine<'a> {
                     self.abort_run(conn_idx, format!("the server rejected EHLO with {code}"));
                     return false;
                 }
+                if let Some(tls) = self.conns[conn_idx].tls.as_deref()
+                    && !self.conns[conn_idx].tls_recorded
+                {
+                    // Any reply through TLS means the handshake is over.
+                    let resumed = tls::resumed(tls);
+                    match self.stats.tls.as_mut() {
+                        Some(info) => {
+                            info.handshakes += 1;
+                            info.resumed += u64::from(resumed);
+                        }
+                        None => self.stats.tls = Some(tls::info(tls)),
+                    }
+                    self.conns[conn_idx].tls_recorded = true;
+                }
+                let wants_starttls = self
+                    .config
+                    .tls
+                    .as_ref()
+                    .is_some_and(|settings| settings.mode == TlsMode::StartTls)
+                    && self.conns[conn_idx].tls.is_none();
+                if wants_starttls {
+                    if !caps.starttls {
+                        self.abort_run(
+                            conn_idx,
+                            "--starttls: STARTTLS is not supported by the target".to_owned(),
+                        );
+                        return false;
+                    }
+                    let conn = &mut self.conns[conn_idx];
+                    conn.out.extend_from_slice(b"STARTTLS\r\n");
+                    conn.expects.push_back(Expect::StartTls);
+                    return true;
+                }
+                // Extensions count as offered only in the EHLO reply that mail follows
+                // (after STARTTLS, the server may offer a different set).
                 let missing = [
                     (
                         self.config.pipelining,
@@ -773,11 +838,6 @@ impl<'a> Engine<'a> {
                         caps.chunking,
                         "--bdat: the target does not advertise CHUNKING",
                     ),
-                    (
-                        self.config.starttls,
-                        caps.starttls,
-                        "--starttls: STARTTLS is not supported by the target",
-                    ),
                 ];
                 if let Some((_, _, message)) = missing
                     .iter()
@@ -787,15 +847,32 @@ impl<'a> Engine<'a> {
                     self.abort_run(conn_idx, message);
                     return false;
                 }
-                if self.config.starttls
-                    && let Err(message) = start_tls(&mut self.conns[conn_idx])
-                {
-                    self.abort_run(conn_idx, message);
-                    return false;
-                }
                 let conn = &mut self.conns[conn_idx];
                 conn.phase = Phase::Ready;
                 conn.n_started_on_conn = 0;
+            }
+            Expect::StartTls => {
+                if !ok {
+                    self.abort_run(
+                        conn_idx,
+                        format!("--starttls: the server refused STARTTLS with {code}"),
+                    );
+                    return false;
+                }
+                let Some(settings) = self.config.tls.as_ref() else {
+                    return true;
+                };
+                let conn = &mut self.conns[conn_idx];
+                if let Err(message) = start_tls(conn, settings) {
+                    self.abort_run(conn_idx, message);
+                    return false;
+                }
+                // RFC 3207: the client forgets what it learnt and says EHLO again. rustls
+                // holds the EHLO until the handshake is over.
+                conn.out.extend_from_slice(b"EHLO ");
+                conn.out.extend_from_slice(self.config.ehlo.as_bytes());
+                conn.out.extend_from_slice(b"\r\n");
+                conn.expects.push_back(Expect::Ehlo);
             }
             Expect::Rset => {}
             Expect::Quit => {
@@ -1048,25 +1125,36 @@ impl<'a> Engine<'a> {
         conn.expects.push_back(expect);
     }
 
-    /// Writes the output buffer until done or the socket is full.
+    /// Writes the output buffer until done or the socket is full (through TLS if it is on).
     fn flush(&mut self, conn_idx: usize, now_ns: u64) {
         let conn = &mut self.conns[conn_idx];
         let Some(stream) = conn.stream.as_mut() else {
             return;
         };
         let mut failure = None;
-        while conn.out_pos < conn.out.len() {
-            match stream.write(&conn.out[conn.out_pos..]) {
-                Ok(0) => {
-                    failure = Some("write: connection closed".to_owned());
-                    break;
-                }
-                Ok(n_written) => conn.out_pos += n_written,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    failure = Some(format!("write: {}", err.kind()));
-                    break;
+        if let Some(tls) = conn.tls.as_mut() {
+            // Called with nothing to write too: the TLS layer may still hold records.
+            match tls::write_plain(tls, stream, &conn.out[conn.out_pos..]) {
+                Ok(n_taken) => conn.out_pos += n_taken,
+                Err(kind) => failure = Some(kind),
+            }
+            if failure.is_none() && conn.out_pos < conn.out.len() {
+                return;
+            }
+        } else {
+            while conn.out_pos < conn.out.len() {
+                match stream.write(&conn.out[conn.out_pos..]) {
+                    Ok(0) => {
+                        failure = Some("write: connection closed".to_owned());
+                        break;
+                    }
+                    Ok(n_written) => conn.out_pos += n_written,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => {
+                        failure = Some(format!("write: {}", err.kind()));
+                        break;
+                    }
                 }
             }
         }
@@ -1108,6 +1196,7 @@ impl<'a> Engine<'a> {
         if let Some(mut stream) = conn.stream.take() {
             let _ = self.poll.registry().deregister(&mut stream);
         }
+        conn.tls = None;
         self.stats.n_unfinished += conn.txns.len() as u64;
         conn.txns.clear();
         conn.expects.clear();
@@ -1143,5 +1232,25 @@ impl<'a> Engine<'a> {
         } else {
             conn.phase = Phase::Done;
         }
+    }
+}
+
+/// One plaintext read from the socket, in the shape of [`tls::read_plain`]'s result.
+fn read_plain_tcp(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    closing: bool,
+) -> Result<PlainRead, String> {
+    loop {
+        return match stream.read(buf) {
+            Ok(0) => Ok(PlainRead::Eof),
+            Ok(n) => Ok(PlainRead::Data {
+                n,
+                more: n == buf.len() || closing,
+            }),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(PlainRead::WouldBlock),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => Err(format!("read: {}", err.kind())),
+        };
     }
 }

@@ -3,7 +3,8 @@
 //! Modules in reading order: [`cli`] (options and their checks), [`sizes`] (size
 //! distributions), [`message`] (message templates and checksums), [`reply`] (SMTP reply
 //! parsing), [`engine`] (the non-blocking connection loop), [`stats`] (histograms and the
-//! report), [`verify`] (reading every inbox back over Mayfly's HTTP API).
+//! report), [`tls`] (rustls glue for STARTTLS and implicit TLS), [`verify`] (reading every
+//! inbox back over Mayfly's HTTP API).
 //! `main.rs` only parses arguments and calls [`run`].
 
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod message;
 pub mod reply;
 pub mod sizes;
 pub mod stats;
+pub mod tls;
 pub mod verify;
 
 pub use cli::run;

@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::tls::TlsInfo;
+
 /// Highest latency the histogram tracks exactly (1 hour, in nanoseconds); larger values
 /// are clamped, and no reply wait is allowed to be that long anyway.
 pub const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
@@ -48,6 +50,9 @@ pub struct Stats {
     pub idle_ns: u64,
     /// Time the load threads ran, summed.
     pub thread_ns: u64,
+    /// Version and cipher of the first TLS handshake, and the handshake counts; `None`
+    /// without TLS.
+    pub tls: Option<TlsInfo>,
 }
 
 /// The run's result, as printed.
@@ -82,6 +87,9 @@ pub struct Report {
     /// Share of the load threads' time with no socket ready; near 0 means the load
     /// generator itself may be the bottleneck.
     pub client_idle_fraction: f64,
+    /// TLS version and cipher negotiated (the first handshake's), with handshake counts;
+    /// `null` for a plaintext run.
+    pub tls: Option<TlsInfo>,
 }
 
 /// Latency percentiles in microseconds.
@@ -124,6 +132,7 @@ impl Stats {
             accepted: Vec::new(),
             idle_ns: 0,
             thread_ns: 0,
+            tls: None,
         }
     }
 
@@ -164,6 +173,14 @@ impl Stats {
         self.accepted.extend(other.accepted);
         self.idle_ns += other.idle_ns;
         self.thread_ns += other.thread_ns;
+        match (&mut self.tls, other.tls) {
+            (Some(mine), Some(theirs)) => {
+                mine.handshakes += theirs.handshakes;
+                mine.resumed += theirs.resumed;
+            }
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
     }
 
     /// The report for a measured window of `elapsed_secs`.
@@ -194,6 +211,7 @@ impl Stats {
             } else {
                 0.0
             },
+            tls: self.tls.clone(),
         }
     }
 }
@@ -247,6 +265,13 @@ impl Report {
             "client: idle {:.0}% of the time (near 0% means the load generator may be the bottleneck)",
             self.client_idle_fraction * 100.0
         );
+        if let Some(tls) = &self.tls {
+            let _ = writeln!(
+                out,
+                "tls: {} {} ({} handshakes, {} resumed)",
+                tls.version, tls.cipher, tls.handshakes, tls.resumed
+            );
+        }
         if self.arrivals_dropped > 0 {
             let _ = writeln!(
                 out,

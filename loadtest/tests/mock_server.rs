@@ -5,16 +5,20 @@
 //! at once) and records what it saw: messages, their checksums, and how many commands
 //! arrived in one read (1 for a client that waits for each reply; more when pipelining).
 //! A matching mock HTTP API serves what it stored, for `--verify`.
+//! With TLS on, the mock offers STARTTLS or speaks implicit TLS (rustls server side, with a
+//! self-signed rcgen certificate for "localhost").
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use smtp_blaster::message::check_message;
 
 /// How long a test may wait for the binary before calling it a hang.
@@ -23,8 +27,22 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 /// (id, raw bytes with a `Received:` header first), as the HTTP mock serves them.
 type StoredMessage = (u64, Vec<u8>);
 
+/// How the mock speaks TLS.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum MockTls {
+    #[default]
+    Off,
+    /// Offer STARTTLS in the EHLO reply.
+    StartTls,
+    /// TLS from the first byte.
+    Implicit,
+}
+
 #[derive(Default, Clone, Copy)]
 struct MockOptions {
+    tls: MockTls,
+    /// Send a plaintext reply right behind the 220 to STARTTLS (an injection attempt).
+    inject_after_starttls: bool,
     /// Advertise PIPELINING and CHUNKING.
     extensions: bool,
     /// Answer every Nth RCPT with 451 4.3.0.
@@ -44,6 +62,73 @@ struct Seen {
     inboxes: Mutex<BTreeMap<String, Vec<StoredMessage>>>,
     next_id: AtomicU64,
     dead: AtomicBool,
+    /// Completed TLS handshakes, and SMTP commands that arrived over TLS.
+    n_tls_sessions: AtomicU64,
+    n_tls_commands: AtomicU64,
+}
+
+/// The mock's TLS server configuration and its certificate in PEM (for `--tls-ca`).
+fn tls_server() -> &'static (Arc<ServerConfig>, String) {
+    static SERVER: OnceLock<(Arc<ServerConfig>, String)> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let chain: Vec<CertificateDer<'static>> = vec![certified.cert.der().clone()];
+        let config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap();
+        (Arc::new(config), certified.cert.pem())
+    })
+}
+
+/// The mock's socket, plaintext or TLS.
+enum MockStream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+}
+
+impl std::io::Read for MockStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            MockStream::Plain(stream) => stream.read(buf),
+            MockStream::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl std::io::Write for MockStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            MockStream::Plain(stream) => stream.write(buf),
+            MockStream::Tls(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            MockStream::Plain(stream) => stream.flush(),
+            MockStream::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
+/// Runs the server side of a handshake to completion (blocking, bounded by a timeout);
+/// `None` if the client did not complete it.
+fn tls_accept(mut tcp: TcpStream, seen: &Seen) -> Option<MockStream> {
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut conn = ServerConnection::new(Arc::clone(&tls_server().0)).ok()?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).ok()?;
+    }
+    tcp.set_read_timeout(Some(Duration::from_millis(20))).ok()?;
+    seen.n_tls_sessions.fetch_add(1, Ordering::Relaxed);
+    Some(MockStream::Tls(Box::new(StreamOwned::new(conn, tcp))))
 }
 
 struct Mock {
@@ -73,11 +158,18 @@ fn start_mock(options: MockOptions) -> Mock {
     Mock { port, seen }
 }
 
-fn serve_smtp(mut stream: TcpStream, options: MockOptions, seen: &Seen) {
-    stream.set_nodelay(true).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(20)))
+fn serve_smtp(tcp: TcpStream, options: MockOptions, seen: &Seen) {
+    tcp.set_nodelay(true).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
+    let mut stream = if options.tls == MockTls::Implicit {
+        match tls_accept(tcp, seen) {
+            Some(stream) => stream,
+            None => return,
+        }
+    } else {
+        MockStream::Plain(tcp)
+    };
     let mut input: Vec<u8> = Vec::new();
     let mut out: Vec<u8> = b"220 mock ESMTP\r\n".to_vec();
     let mut rcpts: Vec<String> = Vec::new();
@@ -112,6 +204,7 @@ fn serve_smtp(mut stream: TcpStream, options: MockOptions, seen: &Seen) {
         input.extend_from_slice(&buf[..n_read]);
         let mut n_commands = 0;
         let mut pos = 0;
+        let mut upgrade = false;
         loop {
             if let Some(left) = bdat_left {
                 let take = left.min(input.len() - pos);
@@ -151,10 +244,17 @@ fn serve_smtp(mut stream: TcpStream, options: MockOptions, seen: &Seen) {
                 continue;
             }
             n_commands += 1;
+            if matches!(stream, MockStream::Tls(_)) {
+                seen.n_tls_commands.fetch_add(1, Ordering::Relaxed);
+            }
             let text = String::from_utf8_lossy(&line).trim_end().to_owned();
             let upper = text.to_ascii_uppercase();
+            let plain = matches!(stream, MockStream::Plain(_));
             if upper.starts_with("EHLO") {
                 out.extend_from_slice(b"250-mock\r\n");
+                if options.tls == MockTls::StartTls && plain {
+                    out.extend_from_slice(b"250-STARTTLS\r\n");
+                }
                 if options.extensions {
                     out.extend_from_slice(b"250-PIPELINING\r\n250-CHUNKING\r\n");
                 }
@@ -195,6 +295,15 @@ fn serve_smtp(mut stream: TcpStream, options: MockOptions, seen: &Seen) {
                     "only BDAT LAST is expected: {text}"
                 );
                 bdat_left = Some(size);
+            } else if upper == "STARTTLS" && options.tls == MockTls::StartTls && plain {
+                // RFC 3207: nothing may follow STARTTLS in the same flight.
+                assert_eq!(pos, input.len(), "data pipelined after STARTTLS");
+                out.extend_from_slice(b"220 2.0.0 ready to start TLS\r\n");
+                if options.inject_after_starttls {
+                    out.extend_from_slice(b"250 2.0.0 injected\r\n");
+                }
+                upgrade = true;
+                break;
             } else if upper == "RSET" {
                 rcpts.clear();
                 out.extend_from_slice(b"250 2.0.0 ok\r\n");
@@ -209,6 +318,20 @@ fn serve_smtp(mut stream: TcpStream, options: MockOptions, seen: &Seen) {
         input.drain(..pos);
         seen.max_commands_per_read
             .fetch_max(n_commands, Ordering::Relaxed);
+        if upgrade {
+            let MockStream::Plain(tcp) = &stream else {
+                return;
+            };
+            let mut tcp = tcp.try_clone().unwrap();
+            if tcp.write_all(&out).is_err() {
+                return;
+            }
+            out.clear();
+            stream = match tls_accept(tcp, seen) {
+                Some(stream) => stream,
+                None => return,
+            };
+        }
     }
 }
 
@@ -504,7 +627,10 @@ fn missing_extensions_are_a_clear_error() {
     let cases: &[(&[&str], &str)] = &[
         (&["--pipelining"], "PIPELINING"),
         (&["--bdat"], "CHUNKING"),
-        (&["--starttls"], "STARTTLS is not supported by the target"),
+        (
+            &["--starttls", "--tls-insecure"],
+            "STARTTLS is not supported by the target",
+        ),
     ];
     for &(extra, needle) in cases {
         let mut args = vec!["--messages", "10"];
@@ -702,4 +828,214 @@ fn verify_finds_missing_and_corrupted_messages() {
         (Some(1), Some(1)),
         "{json}"
     );
+}
+
+#[test]
+fn tls_runs_in_every_framing() {
+    // (mock TLS mode, extra args): STARTTLS and implicit TLS with DATA, pipelining, BDAT
+    // with transactions in flight, and a new connection (and handshake) per message.
+    let cases: &[(MockTls, &[&str])] = &[
+        (MockTls::StartTls, &["--starttls"]),
+        (MockTls::StartTls, &["--starttls", "--pipelining"]),
+        (
+            MockTls::StartTls,
+            &["--starttls", "--bdat", "--in-flight", "4"],
+        ),
+        (
+            MockTls::StartTls,
+            &["--starttls", "--messages-per-connection", "1", "--epoll"],
+        ),
+        (
+            MockTls::StartTls,
+            &[
+                "--starttls",
+                "--size-dist",
+                "500:1,200000:1",
+                "--pipelining",
+            ],
+        ),
+        (MockTls::Implicit, &["--smtps"]),
+        (
+            MockTls::Implicit,
+            &["--smtps", "--bdat", "--in-flight", "4"],
+        ),
+        (
+            MockTls::Implicit,
+            &[
+                "--smtps",
+                "--messages-per-connection",
+                "3",
+                "--tls-no-resumption",
+            ],
+        ),
+    ];
+    for &(tls, extra) in cases {
+        let mock = start_mock(MockOptions {
+            extensions: true,
+            tls,
+            ..MockOptions::default()
+        });
+        let mut args = vec!["--messages", "200", "--connections", "4", "--tls-insecure"];
+        args.extend_from_slice(extra);
+        let (json, output) = json_run(mock.port, &args);
+        assert!(output.status.success(), "{extra:?}: {json}");
+        assert_eq!(json["messages_accepted"], 200, "{extra:?}: {json}");
+        assert_eq!(
+            mock.seen.n_messages.load(Ordering::Relaxed),
+            200,
+            "{extra:?}"
+        );
+        assert_eq!(
+            mock.seen.n_bad_checksum.load(Ordering::Relaxed),
+            0,
+            "{extra:?}"
+        );
+        let n_sessions = mock.seen.n_tls_sessions.load(Ordering::Relaxed);
+        let n_connections = json["connections_opened"].as_u64().unwrap();
+        assert_eq!(n_sessions, n_connections, "{extra:?}: {json}");
+        assert_eq!(json["tls"]["handshakes"], n_sessions, "{extra:?}: {json}");
+        // EHLO, MAIL, RCPT and DATA or BDAT of every message came through TLS.
+        assert!(
+            mock.seen.n_tls_commands.load(Ordering::Relaxed) >= 200 * 3,
+            "{extra:?}"
+        );
+        assert!(
+            json["tls"]["version"]
+                .as_str()
+                .unwrap()
+                .starts_with("TLSv1."),
+            "{json}"
+        );
+        assert!(
+            !json["tls"]["cipher"].as_str().unwrap().is_empty(),
+            "{json}"
+        );
+        if extra.contains(&"--tls-no-resumption") {
+            assert_eq!(json["tls"]["resumed"], 0, "{json}");
+        }
+    }
+}
+
+#[test]
+fn tls_report_in_text_and_plaintext_json() {
+    let mock = start_mock(MockOptions {
+        tls: MockTls::StartTls,
+        ..MockOptions::default()
+    });
+    let args: Vec<String> = [
+        format!("127.0.0.1:{}", mock.port).as_str(),
+        "--messages",
+        "20",
+        "--starttls",
+        "--tls-insecure",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let (output, _) = blaster(&args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("tls: TLSv1."), "{stdout}");
+    let plain = start_mock(MockOptions::default());
+    let (json, output) = json_run(plain.port, &["--messages", "20"]);
+    assert!(output.status.success(), "{json}");
+    assert!(json["tls"].is_null(), "{json}");
+}
+
+#[test]
+fn tls_ca_file_is_checked() {
+    let mock = start_mock(MockOptions {
+        extensions: true,
+        tls: MockTls::Implicit,
+        ..MockOptions::default()
+    });
+    let dir = std::env::temp_dir().join(format!("blaster-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &tls_server().1).unwrap();
+    let ca = ca.to_string_lossy().into_owned();
+    // The certificate is for "localhost", which is the default name for an IP target.
+    let (json, output) = json_run(mock.port, &["--messages", "20", "--smtps", "--tls-ca", &ca]);
+    assert!(output.status.success(), "{json}");
+    assert_eq!(json["messages_accepted"], 20, "{json}");
+    let (json, output) = json_run(
+        mock.port,
+        &[
+            "--messages",
+            "20",
+            "--smtps",
+            "--tls-ca",
+            &ca,
+            "--tls-server-name",
+            "other.example.test",
+            "--max-connection-errors",
+            "2",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{json}");
+    assert!(
+        json["fatal"].as_str().unwrap().contains("tls handshake"),
+        "{json}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tls_to_a_plaintext_server_is_a_connection_error_not_a_hang() {
+    let mock = start_mock(MockOptions::default());
+    let (json, output) = json_run(
+        mock.port,
+        &[
+            "--messages",
+            "20",
+            "--smtps",
+            "--tls-insecure",
+            "--max-connection-errors",
+            "3",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{json}");
+    let errors = json["connection_errors"].as_object().unwrap();
+    assert!(
+        errors.keys().any(|key| key.starts_with("tls handshake")),
+        "{json}"
+    );
+    assert!(
+        json["fatal"].as_str().unwrap().contains("tls handshake"),
+        "{json}"
+    );
+    assert_eq!(json["messages_accepted"], 0, "{json}");
+}
+
+#[test]
+fn plaintext_behind_the_starttls_reply_is_refused() {
+    let mock = start_mock(MockOptions {
+        tls: MockTls::StartTls,
+        inject_after_starttls: true,
+        ..MockOptions::default()
+    });
+    let (json, output) = json_run(
+        mock.port,
+        &[
+            "--messages",
+            "20",
+            "--starttls",
+            "--tls-insecure",
+            "--max-connection-errors",
+            "3",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{json}");
+    assert_eq!(json["messages_accepted"], 0, "{json}");
+    // Normally both lines arrive in one read; if they are split, the injected line reaches
+    // rustls instead and breaks the handshake. Either way no mail goes through.
+    let errors = json["connection_errors"].as_object().unwrap();
+    assert!(
+        errors
+            .keys()
+            .all(|key| key.contains("data after the 220 to STARTTLS")
+                || key.starts_with("tls handshake")),
+        "{json}"
+    );
+    assert!(!errors.is_empty(), "{json}");
 }
