@@ -237,78 +237,68 @@ type HistogramField = fn(&Snapshot) -> &LatencySnapshot;
 pub fn render(shards: &[Snapshot]) -> String {
     let mut out = String::with_capacity(4096);
     let total = |f: fn(&Snapshot) -> u64| shards.iter().map(f).sum::<u64>();
-    let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+    let counters: [(&str, &str, Field); 11] = [
+        (
+            "mayfly_smtp_connections_total",
+            "SMTP connections accepted.",
+            |s| s.smtp_connections_total,
+        ),
+        (
+            "mayfly_smtp_sessions_refused_total",
+            "SMTP connections refused with 421 4.7.0 (per-core session cap).",
+            |s| s.smtp_sessions_refused_total,
+        ),
+        (
+            "mayfly_smtp_timeouts_total",
+            "SMTP sessions closed with 421 4.4.2 for inactivity.",
+            |s| s.smtp_timeouts_total,
+        ),
+        (
+            "mayfly_messages_accepted_total",
+            "Messages acknowledged with 250 after DATA or BDAT LAST.",
+            |s| s.messages_accepted_total,
+        ),
+        (
+            "mayfly_message_bytes_accepted_total",
+            "Bytes of acknowledged messages as received (before the Received header).",
+            |s| s.message_bytes_accepted_total,
+        ),
+        (
+            "mayfly_messages_stored_total",
+            "Messages written into a shard (a message for recipients in two shards counts twice).",
+            |s| s.store.stored_total,
+        ),
+        (
+            "mayfly_bytes_stored_total",
+            "Bytes written into shard rings.",
+            |s| s.store.stored_bytes_total,
+        ),
+        (
+            "mayfly_http_connections_total",
+            "HTTP connections accepted.",
+            |s| s.http_connections_total,
+        ),
+        ("mayfly_http_requests_total", "HTTP requests parsed.", |s| {
+            s.http_requests_total
+        }),
+        (
+            "mayfly_tls_sessions_total",
+            "TLS handshakes completed (STARTTLS, SMTPS and HTTPS).",
+            |s| s.tls_sessions_total,
+        ),
+        (
+            "mayfly_tls_handshake_failures_total",
+            "TLS handshakes that failed or timed out (the connection was closed).",
+            |s| s.tls_handshake_failures_total,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let value = total(value);
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
-    };
-    counter(
-        &mut out,
-        "mayfly_smtp_connections_total",
-        "SMTP connections accepted.",
-        total(|s| s.smtp_connections_total),
-    );
-    counter(
-        &mut out,
-        "mayfly_smtp_sessions_refused_total",
-        "SMTP connections refused with 421 4.7.0 (per-core session cap).",
-        total(|s| s.smtp_sessions_refused_total),
-    );
-    counter(
-        &mut out,
-        "mayfly_smtp_timeouts_total",
-        "SMTP sessions closed with 421 4.4.2 for inactivity.",
-        total(|s| s.smtp_timeouts_total),
-    );
-    counter(
-        &mut out,
-        "mayfly_messages_accepted_total",
-        "Messages acknowledged with 250 after DATA or BDAT LAST.",
-        total(|s| s.messages_accepted_total),
-    );
-    counter(
-        &mut out,
-        "mayfly_message_bytes_accepted_total",
-        "Bytes of acknowledged messages as received (before the Received header).",
-        total(|s| s.message_bytes_accepted_total),
-    );
-    counter(
-        &mut out,
-        "mayfly_messages_stored_total",
-        "Messages written into a shard (a message for recipients in two shards counts twice).",
-        total(|s| s.store.stored_total),
-    );
-    counter(
-        &mut out,
-        "mayfly_bytes_stored_total",
-        "Bytes written into shard rings.",
-        total(|s| s.store.stored_bytes_total),
-    );
-    counter(
-        &mut out,
-        "mayfly_http_connections_total",
-        "HTTP connections accepted.",
-        total(|s| s.http_connections_total),
-    );
-    counter(
-        &mut out,
-        "mayfly_http_requests_total",
-        "HTTP requests parsed.",
-        total(|s| s.http_requests_total),
-    );
-    counter(
-        &mut out,
-        "mayfly_tls_sessions_total",
-        "TLS handshakes completed (STARTTLS, SMTPS and HTTPS).",
-        total(|s| s.tls_sessions_total),
-    );
-    counter(
-        &mut out,
-        "mayfly_tls_handshake_failures_total",
-        "TLS handshakes that failed or timed out (the connection was closed).",
-        total(|s| s.tls_handshake_failures_total),
-    );
+    }
 
     let _ = writeln!(
         out,
