@@ -381,7 +381,8 @@ fn openapi_json_describes_exactly_the_routing_table() {
         let concrete = path
             .replace("{address}", "a%40example.test")
             .replace("{id}", "0000000000000000000000001")
-            .replace("{index}", "0");
+            .replace("{index}", "0")
+            .replace("{name}", "index.html");
         let request = Request {
             method: match method.as_str() {
                 "get" => Method::Get,

@@ -34,6 +34,7 @@ use std::borrow::Cow;
 use serde_json::{Value, json};
 
 use crate::config::DomainPolicy;
+use crate::http::page;
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
 use crate::store::index::inbox_key;
@@ -65,9 +66,11 @@ const LOCAL_PART_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 /// Every endpoint `route` knows: method and path template. `docs/openapi.json` describes
 /// exactly these (a test holds it to that), and `route` answers 405 for other methods on
 /// these paths and 404 for any other path.
-pub const ENDPOINTS: [(&str, &str); 19] = [
+pub const ENDPOINTS: [(&str, &str); 21] = [
     ("GET", "/"),
     ("HEAD", "/"),
+    ("GET", "/static/{name}"),
+    ("HEAD", "/static/{name}"),
     ("GET", "/healthz"),
     ("HEAD", "/healthz"),
     ("GET", "/metrics"),
@@ -96,8 +99,8 @@ pub const ENDPOINTS: [(&str, &str); 19] = [
 /// What a request is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// `GET /`: the web page.
-    Index,
+    /// `GET /` and `GET /static/{name}`: the web page and its files.
+    Asset(&'static page::Asset),
     /// `GET /healthz`.
     Healthz,
     /// `GET /metrics`.
@@ -178,7 +181,13 @@ pub fn route(request: &Request, domains: &DomainPolicy) -> Result<Route, Respons
     }
     let method = request.method;
     match &segments[..n_segments] {
-        ["", ""] => allow(method, Allowed::GetHead).map(|_| Route::Index),
+        ["", ""] => allow(method, Allowed::GetHead).map(|_| Route::Asset(page::index())),
+        ["", "static", name] => {
+            allow(method, Allowed::GetHead)?;
+            page::find(name)
+                .map(Route::Asset)
+                .ok_or_else(not_found_path)
+        }
         ["", "healthz"] => allow(method, Allowed::GetHead).map(|_| Route::Healthz),
         ["", "metrics"] => allow(method, Allowed::GetHead).map(|_| Route::Metrics),
         ["", "api", "v1", "addresses"] => {
@@ -898,8 +907,8 @@ mod tests {
         let id_text = id.to_string();
         let a = "a@example.test";
         let cases: Vec<(Method, String, &str, Result<Route, u16>)> = vec![
-            (Get, "/".into(), "", Ok(Route::Index)),
-            (Head, "/".into(), "", Ok(Route::Index)),
+            (Get, "/".into(), "", Ok(Route::Asset(page::index()))),
+            (Head, "/".into(), "", Ok(Route::Asset(page::index()))),
             (Post, "/".into(), "", Err(405)),
             (Get, "/healthz".into(), "", Ok(Route::Healthz)),
             (Get, "/metrics".into(), "", Ok(Route::Metrics)),
@@ -1524,6 +1533,7 @@ mod tests {
                 .replace("{address}", "a%40example.test")
                 .replace("{id}", "nope")
                 .replace("{index}", "0")
+                .replace("{name}", "index.html")
         };
         for (_, template) in ENDPOINTS {
             for method in [Get, Head, Post, Delete, Other] {

@@ -7,6 +7,7 @@
 //! plain byte slices and a `Shard`.
 
 pub mod api;
+pub mod page;
 pub mod request;
 pub mod response;
 pub mod sanitize;

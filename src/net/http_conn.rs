@@ -14,6 +14,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::http::api::{self, Route};
+use crate::http::page;
 use crate::http::request::{self, Limits, Method};
 use crate::http::response::Response;
 use crate::metrics::{self, Counters};
@@ -176,12 +177,7 @@ async fn respond(ctx: &Rc<ShardCtx>, request: &request::Request) -> Response {
         Err(response) => return response,
     };
     match route {
-        Route::Index => Response {
-            status: 200,
-            content_type: "text/plain; charset=utf-8",
-            headers: Vec::new(),
-            body: INDEX_TEXT.as_bytes().to_vec(),
-        },
+        Route::Asset(asset) => page::response(asset),
         Route::Healthz => {
             if ctx.is_shutting_down() {
                 Response {
@@ -239,11 +235,3 @@ fn count_response(ctx: &ShardCtx, response: &Response) {
         _ => {}
     }
 }
-
-/// What `GET /` says until the web page arrives.
-const INDEX_TEXT: &str = "Mayfly disposable mail.\n\
-    GET  /api/v1/inboxes/{address}                 list an inbox (?after=&limit=&wait=)\n\
-    GET  /api/v1/inboxes/{address}/messages/{id}   one message\n\
-    GET  /api/v1/inboxes/{address}/messages/{id}/raw\n\
-    POST /api/v1/addresses                         a fresh random address\n\
-    GET  /healthz, /metrics\n";
