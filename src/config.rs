@@ -53,6 +53,9 @@ pub struct Config {
     pub http_connections_per_core_max: usize,
     /// Long polls (`?wait=`) parked per core; beyond it a long poll is answered at once.
     pub long_polls_per_core_max: usize,
+    /// WebSockets (`/api/v1/inboxes/{address}/ws`) open per core; beyond it the upgrade
+    /// is refused with 503.
+    pub websockets_per_core_max: usize,
     /// HTTP requests per second allowed to one client IP on one core (twice that as a
     /// burst); 0 turns the limit off. Over it: 429 with Retry-After.
     pub http_requests_per_ip_per_sec_max: usize,
@@ -202,9 +205,10 @@ const MAX_MESSAGE_SIZE_DEFAULT: &str = "10MiB";
 const MAX_RECIPIENTS_DEFAULT: &str = "100";
 const MAX_MESSAGES_PER_INBOX_DEFAULT: &str = "1000";
 const MAX_SESSIONS_PER_CORE_DEFAULT: &str = "1000";
-const MAX_HTTP_CONNECTIONS_PER_CORE_DEFAULT: &str = "1000";
+const MAX_HTTP_CONNECTIONS_PER_CORE_DEFAULT: &str = "10000";
 /// A held long poll costs a parked task and a timer, a few hundred bytes.
 const MAX_LONG_POLLS_PER_CORE_DEFAULT: &str = "10000";
+const MAX_WEBSOCKETS_PER_CORE_DEFAULT: &str = "10000";
 /// Off by default: QA suites and the bundled blaster's --verify read thousands of inboxes
 /// from one address, and behind a reverse proxy every client shares the proxy's address.
 /// Internet-facing deployments set it (docs/deploy.md).
@@ -241,6 +245,7 @@ const INBOX_MESSAGES_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 const SESSIONS_PER_CORE_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 const HTTP_CONNECTIONS_PER_CORE_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 const LONG_POLLS_PER_CORE_RANGE: RangeInclusive<usize> = 1..=1_000_000;
+const WEBSOCKETS_PER_CORE_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 const HTTP_RATE_LIMIT_RANGE: RangeInclusive<usize> = 0..=1_000_000;
 /// A config file is a few hundred bytes; refuse to slurp something that clearly is not one.
 const CONFIG_FILE_BYTES_MAX: u64 = 1 << 20;
@@ -249,7 +254,7 @@ const DOMAIN_BYTES_MAX: usize = 253;
 const LABEL_BYTES_MAX: usize = 63;
 /// Every key of the TOML file, in the order of docs/configuration.md. A test checks that
 /// it matches `FileConfig`; it is used to suggest the closest key for a typo.
-const KEYS: [&str; 27] = [
+const KEYS: [&str; 28] = [
     "smtp",
     "http",
     "domains",
@@ -263,6 +268,7 @@ const KEYS: [&str; 27] = [
     "max_sessions_per_core",
     "max_http_connections_per_core",
     "max_long_polls_per_core",
+    "max_websockets_per_core",
     "http_rate_limit",
     "command_timeout",
     "data_timeout",
@@ -339,6 +345,9 @@ struct Cli {
     /// Long polls (?wait=) held per core; more are answered at once.
     #[arg(long, value_name = "N", default_value = MAX_LONG_POLLS_PER_CORE_DEFAULT)]
     max_long_polls_per_core: String,
+    /// WebSockets open per core; more are refused with 503.
+    #[arg(long, value_name = "N", default_value = MAX_WEBSOCKETS_PER_CORE_DEFAULT)]
+    max_websockets_per_core: String,
     /// HTTP requests per second per client IP per core (burst twice that); 0 = no limit.
     #[arg(long, value_name = "N", default_value = HTTP_RATE_LIMIT_DEFAULT)]
     http_rate_limit: String,
@@ -406,6 +415,7 @@ struct FileConfig {
     max_sessions_per_core: Option<Spanned<Scalar>>,
     max_http_connections_per_core: Option<Spanned<Scalar>>,
     max_long_polls_per_core: Option<Spanned<Scalar>>,
+    max_websockets_per_core: Option<Spanned<Scalar>>,
     http_rate_limit: Option<Spanned<Scalar>>,
     command_timeout: Option<Spanned<Scalar>>,
     data_timeout: Option<Spanned<Scalar>>,
@@ -639,6 +649,14 @@ impl Layers {
             ),
             |text| parse_count(text, &LONG_POLLS_PER_CORE_RANGE),
         )?;
+        let websockets_per_core_max = self.parse(
+            self.pick(
+                "max_websockets_per_core",
+                &cli.max_websockets_per_core,
+                &file.max_websockets_per_core,
+            ),
+            |text| parse_count(text, &WEBSOCKETS_PER_CORE_RANGE),
+        )?;
         let http_requests_per_ip_per_sec_max = self.parse(
             self.pick(
                 "http_rate_limit",
@@ -727,6 +745,7 @@ impl Layers {
             smtp_sessions_per_core_max,
             http_connections_per_core_max,
             long_polls_per_core_max,
+            websockets_per_core_max,
             http_requests_per_ip_per_sec_max,
             command_timeout,
             data_timeout,
@@ -886,6 +905,7 @@ static EMPTY_FILE: FileConfig = FileConfig {
     max_sessions_per_core: None,
     max_http_connections_per_core: None,
     max_long_polls_per_core: None,
+    max_websockets_per_core: None,
     http_rate_limit: None,
     command_timeout: None,
     data_timeout: None,
@@ -1762,7 +1782,7 @@ mod tests {
         assert!((1..=cores_available()).contains(&config.cores));
         assert_eq!(validate_dns_name(&config.hostname), Ok(()));
         assert_eq!(config.smtp_sessions_per_core_max, 1000);
-        assert_eq!(config.http_connections_per_core_max, 1000);
+        assert_eq!(config.http_connections_per_core_max, 10000);
         assert_eq!(config.command_timeout, Duration::from_secs(300));
         assert_eq!(config.data_timeout, Duration::from_secs(180));
         assert_eq!(config.http_idle_timeout, Duration::from_secs(30));

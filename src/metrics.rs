@@ -135,6 +135,13 @@ pub struct Counters {
     pub http_responses_4xx_total: Cell<u64>,
     pub http_responses_5xx_total: Cell<u64>,
     pub http_long_polls_waiting: Cell<u64>,
+    /// WebSockets opened (101 sent) on this core, and open now.
+    pub websockets_total: Cell<u64>,
+    pub websockets_open: Cell<u64>,
+    /// Summaries queued to WebSockets by this shard (as the owner of their inboxes).
+    pub websocket_frames_total: Cell<u64>,
+    /// Subscriptions this shard dropped because their socket did not keep up.
+    pub websockets_dropped_slow_total: Cell<u64>,
     /// TLS handshakes completed (STARTTLS, --smtps and --https together).
     pub tls_sessions_total: Cell<u64>,
     /// TLS handshakes that failed or timed out; the connection was closed.
@@ -196,6 +203,10 @@ impl Counters {
             http_responses_4xx_total: self.http_responses_4xx_total.get(),
             http_responses_5xx_total: self.http_responses_5xx_total.get(),
             http_long_polls_waiting: self.http_long_polls_waiting.get(),
+            websockets_total: self.websockets_total.get(),
+            websockets_open: self.websockets_open.get(),
+            websocket_frames_total: self.websocket_frames_total.get(),
+            websockets_dropped_slow_total: self.websockets_dropped_slow_total.get(),
             tls_sessions_total: self.tls_sessions_total.get(),
             tls_handshake_failures_total: self.tls_handshake_failures_total.get(),
             smtp_delivery_latency: self.smtp_delivery_latency.snapshot(),
@@ -222,6 +233,10 @@ pub struct Snapshot {
     pub http_responses_4xx_total: u64,
     pub http_responses_5xx_total: u64,
     pub http_long_polls_waiting: u64,
+    pub websockets_total: u64,
+    pub websockets_open: u64,
+    pub websocket_frames_total: u64,
+    pub websockets_dropped_slow_total: u64,
     pub tls_sessions_total: u64,
     pub tls_handshake_failures_total: u64,
     pub smtp_delivery_latency: LatencySnapshot,
@@ -237,7 +252,7 @@ type HistogramField = fn(&Snapshot) -> &LatencySnapshot;
 pub fn render(shards: &[Snapshot]) -> String {
     let mut out = String::with_capacity(4096);
     let total = |f: fn(&Snapshot) -> u64| shards.iter().map(f).sum::<u64>();
-    let counters: [(&str, &str, Field); 11] = [
+    let counters: [(&str, &str, Field); 14] = [
         (
             "mayfly_smtp_connections_total",
             "SMTP connections accepted.",
@@ -281,6 +296,21 @@ pub fn render(shards: &[Snapshot]) -> String {
         ("mayfly_http_requests_total", "HTTP requests parsed.", |s| {
             s.http_requests_total
         }),
+        (
+            "mayfly_websockets_total",
+            "WebSockets opened (101 Switching Protocols sent).",
+            |s| s.websockets_total,
+        ),
+        (
+            "mayfly_websocket_frames_total",
+            "Message summaries queued to WebSockets.",
+            |s| s.websocket_frames_total,
+        ),
+        (
+            "mayfly_websockets_dropped_slow_total",
+            "WebSocket subscriptions dropped because the socket did not keep up (closed with 1013).",
+            |s| s.websockets_dropped_slow_total,
+        ),
         (
             "mayfly_tls_sessions_total",
             "TLS handshakes completed (STARTTLS, SMTPS and HTTPS).",
@@ -397,7 +427,7 @@ pub fn render(shards: &[Snapshot]) -> String {
         let _ = writeln!(out, "{name}_count {cumulative}");
     }
 
-    let gauges: [(&str, &str, Field); 8] = [
+    let gauges: [(&str, &str, Field); 9] = [
         ("mayfly_messages_held", "Messages held now.", |s| {
             s.store.messages_held
         }),
@@ -434,6 +464,9 @@ pub fn render(shards: &[Snapshot]) -> String {
             "Long-poll requests held now.",
             |s| s.http_long_polls_waiting,
         ),
+        ("mayfly_websockets_open", "WebSockets open now.", |s| {
+            s.websockets_open
+        }),
     ];
     for (name, help, value) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");

@@ -41,6 +41,13 @@ const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// How long a shard that is done keeps serving its peers while they finish (a bound, not a sleep).
 const SHUTDOWN_PEER_WAIT: Duration = Duration::from_secs(30);
 
+/// Summaries queued for one WebSocket before it counts as too slow and is dropped (it gets
+/// close code 1013 and resynchronises with a listing).
+pub const WS_QUEUE_FRAMES: usize = 256;
+/// How often each executor pings its WebSockets (one sweep per core, no timer per socket)
+/// and forgets subscriptions whose sockets have gone.
+pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Starts shutdown from outside the executors (a signal handler thread, a test).
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
@@ -87,6 +94,21 @@ pub enum ShardMsg {
     },
     /// Report counters and store statistics for `/metrics`.
     Stats { reply: oneshot::Sender<Snapshot> },
+    /// Push the summary of every message that arrives in `address` from now on into
+    /// `frames`; the receiving shard owns the inbox. `reply` answers once subscribed.
+    Subscribe {
+        address: String,
+        frames: futures_channel::mpsc::Sender<String>,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A WebSocket's subscription, held by the shard that owns its inbox.
+struct Subscriber {
+    /// Summaries (JSON text) to the socket's task, which may run on another executor.
+    frames: futures_channel::mpsc::Sender<String>,
+    /// The newest message already pushed (or in the inbox when it subscribed).
+    last_id: Option<store::MessageId>,
 }
 
 /// A message on its way to another shard. The bytes are shared by every shard it goes to.
@@ -113,12 +135,21 @@ pub struct ShardCtx {
     mesh: Senders<ShardMsg>,
     /// Long polls parked until a message arrives in their inbox (key: inbox key).
     waiters: RefCell<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    /// WebSocket subscriptions to inboxes this shard owns (key: inbox key).
+    subscribers: RefCell<HashMap<String, Vec<Subscriber>>>,
+    /// Inboxes with subscribers that got a message, to this shard's push task. Pushing
+    /// there, not in `insert`, keeps the summary parse off the SMTP reply path.
+    push_queue: futures_channel::mpsc::UnboundedSender<String>,
+    /// This executor's open WebSockets: their ping signals, for the per-core sweep.
+    pub websockets: crate::net::ws_conn::WsRegistry,
     /// HTTP requests per client address on this core.
     pub http_rate_limiter: crate::net::rate_limit::RateLimiter,
     /// Open connections of this executor, so shutdown can interrupt their reads.
     pub connections: ConnRegistry,
     /// Set once when this executor begins to shut down.
     shutting_down: Cell<bool>,
+    /// The process-wide trigger, set before any executor starts shutting down.
+    shutdown: Shutdown,
     /// Counter for queue ids (one per SMTP transaction handed to the store).
     queue_seq: Cell<u64>,
     boot_micros: u64,
@@ -127,6 +158,11 @@ pub struct ShardCtx {
 impl ShardCtx {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.get()
+    }
+
+    /// Whether the process is stopping, even if this executor has not noticed yet.
+    pub fn shutdown_triggered(&self) -> bool {
+        self.shutdown.is_triggered()
     }
 
     /// Writes a fresh queue id into `out` (cleared first). Unique per process run and shard.
@@ -251,7 +287,93 @@ impl ShardCtx {
                 }
             }
         }
+        if !self.subscribers.borrow().is_empty() {
+            let subscribers = self.subscribers.borrow();
+            for rcpt in incoming.rcpts {
+                let key = store::inbox_key(rcpt);
+                if subscribers.contains_key(&key) {
+                    let _ = self.push_queue.unbounded_send(key);
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Subscribes `frames` to the new messages of `address`, on whichever shard owns it.
+    /// Returns once subscribed, so that a message that arrives after the WebSocket's 101
+    /// is pushed; `false` if the owner is shutting down.
+    pub async fn subscribe(
+        &self,
+        address: String,
+        frames: futures_channel::mpsc::Sender<String>,
+    ) -> bool {
+        let owner_idx = store::shard_of(&address, self.n_shards);
+        if owner_idx == self.shard_idx {
+            self.subscribe_local(address, frames);
+            return !self.is_shutting_down();
+        }
+        let (reply, answer) = oneshot::channel();
+        let msg = ShardMsg::Subscribe {
+            address,
+            frames,
+            reply,
+        };
+        self.mesh.send_to(owner_idx, msg).await.is_ok() && answer.await.is_ok()
+    }
+
+    fn subscribe_local(&self, address: String, frames: futures_channel::mpsc::Sender<String>) {
+        if self.is_shutting_down() {
+            return;
+        }
+        let last_id = self.store.borrow().list(&address, None, 0).newest;
+        let mut subscribers = self.subscribers.borrow_mut();
+        let subscribed = subscribers.entry(address).or_default();
+        subscribed.retain(|subscriber| !subscriber.frames.is_closed());
+        subscribed.push(Subscriber { frames, last_id });
+    }
+
+    /// Sends the summaries of messages that arrived in `inbox_key` since each subscriber's
+    /// last push, oldest first. A subscriber whose queue is full, or that missed more than
+    /// a queue's worth, is dropped: its socket closes with 1013 and the client lists.
+    fn push_new_messages(&self, inbox_key: &str) {
+        let mut subscribers = self.subscribers.borrow_mut();
+        let Some(subscribed) = subscribers.get_mut(inbox_key) else {
+            return;
+        };
+        let store = self.store.borrow();
+        subscribed.retain_mut(|subscriber| {
+            let listing = store.list(inbox_key, subscriber.last_id, WS_QUEUE_FRAMES);
+            if listing.messages.len() == WS_QUEUE_FRAMES {
+                Counters::add(&self.counters.websockets_dropped_slow_total, 1);
+                return false;
+            }
+            for message in listing.messages.iter().rev() {
+                match subscriber.frames.try_send(api::summary_text(message)) {
+                    Ok(()) => Counters::add(&self.counters.websocket_frames_total, 1),
+                    Err(error) => {
+                        if error.is_full() {
+                            Counters::add(&self.counters.websockets_dropped_slow_total, 1);
+                        }
+                        return false;
+                    }
+                }
+            }
+            if let Some(newest) = listing.messages.first() {
+                subscriber.last_id = Some(newest.id);
+            }
+            !subscriber.frames.is_closed()
+        });
+        if subscribed.is_empty() {
+            subscribers.remove(inbox_key);
+        }
+    }
+
+    /// Forgets subscriptions whose sockets have closed, so quiet inboxes do not keep them.
+    fn forget_closed_subscribers(&self) {
+        self.subscribers.borrow_mut().retain(|_, subscribed| {
+            subscribed.retain(|subscriber| !subscriber.frames.is_closed());
+            !subscribed.is_empty()
+        });
     }
 
     /// Answers an inbox request, in whichever shard owns the inbox.
@@ -391,6 +513,14 @@ impl ShardCtx {
             }
             ShardMsg::Stats { reply } => {
                 let _ = reply.send(self.snapshot());
+            }
+            ShardMsg::Subscribe {
+                address,
+                frames,
+                reply,
+            } => {
+                self.subscribe_local(address, frames);
+                let _ = reply.send(());
             }
         }
     }
@@ -699,6 +829,7 @@ async fn shard_main(
         starttls_available: tls.is_some(),
         tls_required: config.tls_required,
     });
+    let (push_queue, mut pushes) = futures_channel::mpsc::unbounded::<String>();
     let ctx = Rc::new(ShardCtx {
         shard_idx,
         n_shards,
@@ -709,11 +840,15 @@ async fn shard_main(
         counters: Counters::default(),
         mesh: senders,
         waiters: RefCell::new(HashMap::new()),
+        subscribers: RefCell::new(HashMap::new()),
+        push_queue,
+        websockets: Default::default(),
         http_rate_limiter: crate::net::rate_limit::RateLimiter::new(
             config.http_requests_per_ip_per_sec_max,
         ),
         connections: ConnRegistry::default(),
         shutting_down: Cell::new(false),
+        shutdown: shutdown.clone(),
         queue_seq: Cell::new(0),
         boot_micros,
     });
@@ -727,6 +862,25 @@ async fn shard_main(
             }
         }));
     }
+    let push_task = glommio::spawn_local({
+        let ctx = ctx.clone();
+        async move {
+            use futures_util::StreamExt as _;
+            let mut inboxes: Vec<String> = Vec::new();
+            while let Some(first) = pushes.next().await {
+                // Everything queued meanwhile goes in one round, each inbox once.
+                inboxes.push(first);
+                while let Ok(key) = pushes.try_recv() {
+                    if !inboxes.contains(&key) {
+                        inboxes.push(key);
+                    }
+                }
+                for key in inboxes.drain(..) {
+                    ctx.push_new_messages(&key);
+                }
+            }
+        }
+    });
     let smtp_accept = glommio::spawn_local(crate::net::smtp_conn::accept_loop(
         ctx.clone(),
         smtp_listener,
@@ -752,9 +906,15 @@ async fn shard_main(
 
     // Housekeeping: expire on time (reads also expire, this keeps memory honest when idle) and
     // notice shutdown.
+    let mut next_ping = Instant::now() + WS_PING_INTERVAL;
     while !shutdown.is_triggered() {
         glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
         ctx.store.borrow_mut().expire(now_ms());
+        if Instant::now() >= next_ping {
+            next_ping = Instant::now() + WS_PING_INTERVAL;
+            ctx.websockets.ping_all();
+            ctx.forget_closed_subscribers();
+        }
     }
 
     // Shutdown, step 1: stop accepting, interrupt idle sessions, answer long polls.
@@ -766,6 +926,9 @@ async fn shard_main(
     }
     ctx.connections.interrupt(true);
     ctx.wake_all_waiters();
+    // WebSockets see their summaries end and close with 1001 (going away).
+    ctx.subscribers.borrow_mut().clear();
+    push_task.cancel().await;
     // Step 2: let sessions in a transaction finish it, up to the grace period.
     let grace_deadline = Instant::now() + config.shutdown_grace;
     while open_connections(&ctx) > 0 && Instant::now() < grace_deadline {

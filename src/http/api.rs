@@ -27,7 +27,8 @@
 //!   only its transfer encoding undone, so a text file keeps its charset, which its
 //!   Content-Type names.
 //! - An attachment index that is not a plain decimal number is a 404, like one out of range.
-//! - `GET .../ws` is a 501 until the WebSocket endpoint exists.
+//! - `GET .../ws` without a WebSocket handshake is a 426; with one it routes to
+//!   `Route::WebSocket` and the connection loop takes the socket over.
 
 use std::borrow::Cow;
 
@@ -35,7 +36,7 @@ use serde_json::{Value, json};
 
 use crate::config::DomainPolicy;
 use crate::http::page;
-use crate::http::request::{Method, Request};
+use crate::http::request::{Method, Request, WebSocketUpgrade};
 use crate::http::response::Response;
 use crate::store::index::inbox_key;
 use crate::store::{MessageId, MessageRef, Shard};
@@ -66,7 +67,7 @@ const LOCAL_PART_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 /// Every endpoint `route` knows: method and path template. `docs/openapi.json` describes
 /// exactly these (a test holds it to that), and `route` answers 405 for other methods on
 /// these paths and 404 for any other path.
-pub const ENDPOINTS: [(&str, &str); 21] = [
+pub const ENDPOINTS: [(&str, &str); 20] = [
     ("GET", "/"),
     ("HEAD", "/"),
     ("GET", "/static/{name}"),
@@ -93,7 +94,6 @@ pub const ENDPOINTS: [(&str, &str); 21] = [
         "/api/v1/inboxes/{address}/messages/{id}/attachments/{index}",
     ),
     ("GET", "/api/v1/inboxes/{address}/ws"),
-    ("HEAD", "/api/v1/inboxes/{address}/ws"),
 ];
 
 /// What a request is for.
@@ -109,6 +109,9 @@ pub enum Route {
     CreateAddress { domain: Option<String> },
     /// Anything under `/api/v1/inboxes/{address}`: run `execute` on the inbox's shard.
     Inbox(InboxRequest),
+    /// `GET /api/v1/inboxes/{address}/ws` with a valid handshake: answer 101 with
+    /// `Sec-WebSocket-Accept: accept`, then push the inbox's new summaries.
+    WebSocket { address: String, accept: String },
 }
 
 /// An operation on one inbox, ready to send to the shard that owns it.
@@ -158,6 +161,7 @@ pub enum Outcome {
 /// Methods a route accepts, for matching and for the `Allow` header of a 405.
 #[derive(Clone, Copy)]
 enum Allowed {
+    Get,
     GetHead,
     GetHeadDelete,
     Post,
@@ -246,16 +250,53 @@ pub fn route(request: &Request, domains: &DomainPolicy) -> Result<Route, Respons
             }))
         }
         ["", "api", "v1", "inboxes", address, "ws"] => {
-            allow(method, Allowed::GetHead)?;
-            inbox_address(address, domains)?;
-            Err(Response::error(
-                501,
-                "not_implemented",
-                "the WebSocket endpoint is not available yet",
-            ))
+            allow(method, Allowed::Get)?;
+            let address = inbox_address(address, domains)?;
+            let accept = websocket_accept(request.websocket.as_ref())?;
+            Ok(Route::WebSocket { address, accept })
         }
         _ => Err(not_found_path()),
     }
+}
+
+/// Checks a WebSocket opening handshake (RFC 6455 section 4.2.1) and derives the
+/// `Sec-WebSocket-Accept` value.
+///
+/// # Errors
+/// 426 (with `Upgrade` and `Sec-WebSocket-Version`) for a plain GET or another protocol
+/// version, 400 for a key that is not 16 bytes in base64.
+fn websocket_accept(upgrade: Option<&WebSocketUpgrade>) -> Result<String, Response> {
+    let upgrade_required = |message: &str| {
+        Response::error(426, "upgrade_required", message)
+            .with_header("Upgrade", "websocket")
+            .with_header("Sec-WebSocket-Version", "13")
+    };
+    let Some(upgrade) = upgrade else {
+        return Err(upgrade_required(
+            "this endpoint is a WebSocket: send Upgrade: websocket and Connection: Upgrade",
+        ));
+    };
+    if upgrade.version != "13" {
+        return Err(upgrade_required("only WebSocket version 13 is supported"));
+    }
+    if !is_websocket_key(&upgrade.key) {
+        return Err(Response::error(
+            400,
+            "bad_request",
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+        ));
+    }
+    Ok(async_tungstenite::tungstenite::handshake::derive_accept_key(upgrade.key.as_bytes()))
+}
+
+/// 16 bytes in base64 are 22 alphabet characters and `==`.
+fn is_websocket_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    bytes.len() == 24
+        && bytes.ends_with(b"==")
+        && bytes[..22]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 /// Runs an inbox operation on the shard that owns the inbox. Expired messages are dropped
@@ -358,6 +399,11 @@ pub fn create_address(
             "ttl_seconds": ttl_secs,
         }),
     )
+}
+
+/// A message `<summary>` as JSON text: one WebSocket frame.
+pub fn summary_text(message: &MessageRef<'_>) -> String {
+    serde_json::to_string(&SummaryJson::of(message)).unwrap_or_else(|_| "null".to_string())
 }
 
 /// A message `<summary>` as the contract defines it (also what the WebSocket pushes).
@@ -626,6 +672,7 @@ pub fn rfc3339(unix_ms: u64) -> String {
 /// Checks that `method` is allowed; returns whether it is DELETE.
 fn allow(method: Method, allowed: Allowed) -> Result<bool, Response> {
     let (ok, allow_header) = match allowed {
+        Allowed::Get => (method == Method::Get, "GET"),
         Allowed::GetHead => (matches!(method, Method::Get | Method::Head), "GET, HEAD"),
         Allowed::GetHeadDelete => (
             matches!(method, Method::Get | Method::Head | Method::Delete),
@@ -878,7 +925,66 @@ mod tests {
             query: query.to_string(),
             keep_alive: true,
             body: body.into(),
+            websocket: None,
         }
+    }
+
+    fn upgrade(target: &str, key: &str, version: &str) -> Request {
+        Request {
+            websocket: Some(WebSocketUpgrade {
+                key: key.to_string(),
+                version: version.to_string(),
+            }),
+            ..get(Method::Get, target, "")
+        }
+    }
+
+    /// RFC 6455 section 1.3's sample handshake, and each way to get it wrong.
+    #[test]
+    fn routes_websocket_handshakes() {
+        let path = "/api/v1/inboxes/a@example.test/ws";
+        let sample_key = "dGhlIHNhbXBsZSBub25jZQ==";
+        assert_eq!(
+            route(&upgrade(path, sample_key, "13"), &domains()),
+            Ok(Route::WebSocket {
+                address: "a@example.test".into(),
+                accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into(),
+            })
+        );
+        let status = |request: &Request| route(request, &domains()).err().map(|r| r.status);
+        let cases = [
+            (get(Method::Get, path, ""), Some(426)),
+            (upgrade(path, sample_key, "8"), Some(426)),
+            (upgrade(path, sample_key, ""), Some(426)),
+            (upgrade(path, "", "13"), Some(400)),
+            (upgrade(path, "dGhlIHNhbXBsZSBub25jZQ", "13"), Some(400)),
+            (upgrade(path, "dGhlIHNhbXBsZSBub25jZ!==", "13"), Some(400)),
+            (
+                upgrade("/api/v1/inboxes/a@other.test/ws", sample_key, "13"),
+                Some(404),
+            ),
+            (
+                Request {
+                    method: Method::Head,
+                    ..upgrade(path, sample_key, "13")
+                },
+                Some(405),
+            ),
+        ];
+        for (request, expected) in cases {
+            assert_eq!(status(&request), expected, "{request:?}");
+        }
+        let plain = route(&get(Method::Get, path, ""), &domains()).expect_err("426");
+        assert!(
+            plain
+                .headers
+                .contains(&("Upgrade", "websocket".to_string()))
+        );
+        assert!(
+            plain
+                .headers
+                .contains(&("Sec-WebSocket-Version", "13".to_string()))
+        );
     }
 
     fn inbox(address: &str, op: InboxOp) -> Result<Route, u16> {
@@ -1094,7 +1200,7 @@ mod tests {
                 "",
                 Err(405),
             ),
-            (Get, format!("/api/v1/inboxes/{a}/ws"), "", Err(501)),
+            (Get, format!("/api/v1/inboxes/{a}/ws"), "", Err(426)),
             (Get, "/api/v1/inboxes/a@other.test/ws".into(), "", Err(404)),
             // Creating addresses.
             (
@@ -1524,7 +1630,7 @@ mod tests {
     }
 
     /// `ENDPOINTS` is the routing table: each listed method routes (the WebSocket path
-    /// answers 501 for now), every other method on it is a 405.
+    /// answers 426 without a handshake), every other method on it is a 405.
     #[test]
     fn endpoints_list_what_route_serves() {
         use Method::*;
@@ -1551,7 +1657,7 @@ mod tests {
                     Err(response) => response.status,
                 };
                 let expected = match (listed, template.ends_with("/ws")) {
-                    (true, true) => 501,
+                    (true, true) => 426,
                     (true, false) => 200,
                     (false, _) => 405,
                 };
@@ -1727,7 +1833,7 @@ mod tests {
             query in "[ -~]{0,40}",
             body in proptest::collection::vec(any::<u8>(), 0..40),
         ) {
-            let request = Request { method, path, query, keep_alive: true, body };
+            let request = Request { method, path, query, keep_alive: true, body, websocket: None };
             let _ = route(&request, &domains());
             let _ = route(&request, &DomainPolicy::new::<&str>(&[]));
         }
@@ -1740,7 +1846,7 @@ mod tests {
         ) {
             let mut shard = shard();
             deliver(&mut shard, &["a@example.test"], "Subject: x\r\n\r\nbody", NOW_MS);
-            let request = Request { method, path, query, keep_alive: true, body: Vec::new() };
+            let request = Request { method, path, query, keep_alive: true, body: Vec::new(), websocket: None };
             if let Ok(Route::Inbox(inbox_request)) = route(&request, &domains()) {
                 let _ = execute(&inbox_request, &mut shard, NOW_MS, false);
             }

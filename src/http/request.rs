@@ -73,6 +73,18 @@ pub struct Request {
     /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
     pub keep_alive: bool,
     pub body: Vec<u8>,
+    /// Present when the request asks to switch to WebSocket: `Upgrade: websocket` and a
+    /// `Connection` field with the `upgrade` token. Routing checks the rest (RFC 6455 4.2.1).
+    pub websocket: Option<WebSocketUpgrade>,
+}
+
+/// The WebSocket handshake fields of a request, as sent (checked by routing).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WebSocketUpgrade {
+    /// `Sec-WebSocket-Key`, empty when absent.
+    pub key: String,
+    /// `Sec-WebSocket-Version`, empty when absent.
+    pub version: String,
 }
 
 /// Parses the request at the start of `buf`.
@@ -141,6 +153,9 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, Re
     let mut n_hosts = 0;
     let mut connection_close = false;
     let mut connection_keep_alive = false;
+    let mut connection_upgrade = false;
+    let mut upgrade_websocket = false;
+    let mut websocket = WebSocketUpgrade::default();
     for header in parsed.headers.iter() {
         if header.name.eq_ignore_ascii_case("content-length") {
             let value = parse_content_length(header.value)
@@ -162,7 +177,17 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, Re
                 let token = token.trim_ascii();
                 connection_close |= token.eq_ignore_ascii_case(b"close");
                 connection_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                connection_upgrade |= token.eq_ignore_ascii_case(b"upgrade");
             }
+        } else if header.name.eq_ignore_ascii_case("upgrade") {
+            upgrade_websocket |= header
+                .value
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"websocket"));
+        } else if header.name.eq_ignore_ascii_case("sec-websocket-key") {
+            websocket.key = String::from_utf8_lossy(header.value.trim_ascii()).into_owned();
+        } else if header.name.eq_ignore_ascii_case("sec-websocket-version") {
+            websocket.version = String::from_utf8_lossy(header.value.trim_ascii()).into_owned();
         }
     }
     // RFC 9112 section 3.2: exactly one Host in HTTP/1.1.
@@ -198,6 +223,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, Re
         query: query.to_string(),
         keep_alive,
         body: body.to_vec(),
+        websocket: (connection_upgrade && upgrade_websocket).then_some(websocket),
     };
     Ok(Some((request, request_bytes)))
 }
@@ -261,6 +287,7 @@ mod tests {
             query: query.to_string(),
             keep_alive,
             body: body.to_vec(),
+            websocket: None,
         }
     }
 
@@ -281,6 +308,44 @@ mod tests {
             Ok(Some(parsed)) => Ok(parsed),
             Ok(None) => Err(0),
             Err(response) => Err(response.status),
+        }
+    }
+
+    /// The upgrade is recognised only with both `Upgrade: websocket` and the `upgrade`
+    /// token in `Connection`, in any case and among other tokens.
+    #[test]
+    fn recognises_websocket_upgrades() {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let upgrade = Some(WebSocketUpgrade {
+            key: key.into(),
+            version: "13".into(),
+        });
+        let cases = [
+            (
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+                upgrade.clone(),
+            ),
+            (
+                "upgrade: WebSocket\r\nconnection: keep-alive, upgrade\r\n",
+                upgrade.clone(),
+            ),
+            (
+                "Upgrade: h2c, websocket\r\nConnection: Upgrade\r\n",
+                upgrade,
+            ),
+            ("Upgrade: websocket\r\n", None),
+            ("Connection: Upgrade\r\n", None),
+            ("Upgrade: h2c\r\nConnection: Upgrade\r\n", None),
+        ];
+        for (fields, expected) in cases {
+            let input = format!(
+                "GET /ws HTTP/1.1\r\nHost: x\r\n{fields}Sec-WebSocket-Key: {key}\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            );
+            let (request, _) = parse(input.as_bytes(), &Limits::default())
+                .expect("valid")
+                .expect("complete");
+            assert_eq!(request.websocket, expected, "{fields:?}");
         }
     }
 

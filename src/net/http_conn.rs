@@ -19,6 +19,7 @@ use crate::http::request::{self, Limits, Method};
 use crate::http::response::Response;
 use crate::metrics::{self, Counters};
 use crate::net::tls::{self, Conn};
+use crate::net::ws_conn;
 use crate::runtime::{ConnGuard, ShardCtx, now_ms};
 
 /// Request-size limits; a request over them is refused, never buffered.
@@ -150,9 +151,18 @@ async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &Con
         let keep_alive = request.keep_alive && !ctx.is_shutting_down();
         let started = Instant::now();
         let limited = client_ip.and_then(|ip| ctx.http_rate_limiter.check(ip, started).err());
-        let response = match limited {
-            Some(retry_after) => rate_limited(retry_after),
-            None => respond(ctx, &request).await,
+        let response = match (limited, api::route(&request, &ctx.config.domains)) {
+            (Some(retry_after), _) => rate_limited(retry_after),
+            (None, Ok(Route::WebSocket { address, accept })) => {
+                // The connection is a WebSocket from here on; the HTTP buffers go first,
+                // so an idle socket holds only what ws_conn needs.
+                let leftover = std::mem::take(&mut buf);
+                drop(out);
+                ws_conn::serve(ctx, stream, guard, address, &accept, leftover).await;
+                return;
+            }
+            (None, Ok(route)) => respond(ctx, route).await,
+            (None, Err(response)) => response,
         };
         count_response(ctx, &response);
         out.clear();
@@ -171,11 +181,7 @@ async fn write_flushed<S: Conn>(stream: &mut S, bytes: &[u8]) -> std::io::Result
     stream.flush().await
 }
 
-async fn respond(ctx: &Rc<ShardCtx>, request: &request::Request) -> Response {
-    let route = match api::route(request, &ctx.config.domains) {
-        Ok(route) => route,
-        Err(response) => return response,
-    };
+async fn respond(ctx: &Rc<ShardCtx>, route: Route) -> Response {
     match route {
         Route::Asset(asset) => page::response(asset),
         Route::Healthz => {
@@ -211,6 +217,8 @@ async fn respond(ctx: &Rc<ShardCtx>, request: &request::Request) -> Response {
             now_ms(),
         ),
         Route::Inbox(inbox_request) => ctx.serve_inbox(inbox_request).await,
+        // serve_requests hands these to ws_conn before responding.
+        Route::WebSocket { .. } => Response::error(500, "internal_error", "unexpected upgrade"),
     }
 }
 
