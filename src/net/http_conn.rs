@@ -61,7 +61,15 @@ async fn accept_with(ctx: Rc<ShardCtx>, listener: TcpListener, over_tls: bool) {
             glommio::spawn_local(refuse(stream, over_tls)).detach();
             continue;
         }
-        glommio::spawn_local(serve(ctx.clone(), stream, over_tls)).detach();
+        // Two task types, not one with a branch: a task is as large as its largest await
+        // point, and a TLS stream holds the rustls connection state inline, which a plain
+        // connection's task (an idle keep-alive or long poll, of which there may be
+        // thousands) should not carry.
+        if over_tls {
+            glommio::spawn_local(serve_tls(ctx.clone(), stream)).detach();
+        } else {
+            glommio::spawn_local(serve_plain(ctx.clone(), stream)).detach();
+        }
     }
 }
 
@@ -81,22 +89,28 @@ async fn refuse(mut stream: TcpStream, over_tls: bool) {
     let _ = stream.close().await;
 }
 
-async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, over_tls: bool) {
+fn opened(ctx: &ShardCtx, stream: &TcpStream) {
     Counters::add(&ctx.counters.http_connections_open, 1);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(ctx.config.http_idle_timeout));
+}
+
+async fn serve_plain(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+    opened(&ctx, &stream);
     let guard = ctx.connections.register(stream.as_raw_fd());
-    if over_tls {
-        if let Some((mut tls_stream, _)) = tls::accept(&ctx, stream).await {
-            serve_requests(&ctx, &mut tls_stream, &guard).await;
-            drop(guard);
-            let _ = tls_stream.close().await;
-        }
-    } else {
-        let mut stream = stream;
-        serve_requests(&ctx, &mut stream, &guard).await;
+    serve_requests(&ctx, &mut stream, &guard).await;
+    drop(guard);
+    let _ = stream.close().await;
+    Counters::sub(&ctx.counters.http_connections_open, 1);
+}
+
+async fn serve_tls(ctx: Rc<ShardCtx>, stream: TcpStream) {
+    opened(&ctx, &stream);
+    let guard = ctx.connections.register(stream.as_raw_fd());
+    if let Some((mut tls_stream, _)) = tls::accept(&ctx, stream).await {
+        serve_requests(&ctx, &mut tls_stream, &guard).await;
         drop(guard);
-        let _ = stream.close().await;
+        let _ = tls_stream.close().await;
     }
     Counters::sub(&ctx.counters.http_connections_open, 1);
 }
@@ -104,7 +118,6 @@ async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, over_tls: bool) {
 /// Reads, answers and keeps alive until the client or a limit ends the connection.
 async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &ConnGuard<'_>) {
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
-    let mut out = Vec::with_capacity(1024);
     let client_ip = stream.tcp().peer_addr().ok().map(|addr| addr.ip());
 
     'connection: loop {
@@ -115,7 +128,7 @@ async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &Con
                 Ok(None) => {}
                 Err(response) => {
                     count_response(ctx, &response);
-                    out.clear();
+                    let mut out = Vec::new();
                     response.write_to(false, false, &mut out);
                     let _ = write_flushed(stream, &out).await;
                     break 'connection;
@@ -157,15 +170,24 @@ async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &Con
                 // The connection is a WebSocket from here on; the HTTP buffers go first,
                 // so an idle socket holds only what ws_conn needs.
                 let leftover = std::mem::take(&mut buf);
-                drop(out);
-                ws_conn::serve(ctx, stream, guard, address, &accept, leftover).await;
+                Box::pin(ws_conn::serve(
+                    ctx, stream, guard, address, &accept, leftover,
+                ))
+                .await;
                 return;
             }
-            (None, Ok(route)) => respond(ctx, route).await,
+            (None, Ok(route)) => {
+                // A held long poll needs no read buffer; an idle connection keeps none.
+                if buf.is_empty() {
+                    buf = Vec::new();
+                }
+                Box::pin(respond(ctx, route)).await
+            }
             (None, Err(response)) => response,
         };
         count_response(ctx, &response);
-        out.clear();
+        // Per response, not per connection: an idle connection then holds no output buffer.
+        let mut out = Vec::with_capacity(response.body.len() + 256);
         response.write_to(keep_alive, head_only, &mut out);
         let written = write_flushed(stream, &out).await.is_ok();
         ctx.counters.http_request_latency.record(started.elapsed());

@@ -3,7 +3,7 @@
 //! The socket lives on the executor that accepted it; the inbox may be owned by another.
 //! The socket subscribes at the owner (`ShardCtx::subscribe`) with the sending half of a
 //! bounded channel, and the owner's push task sends a summary into it for each new message.
-//! So an idle WebSocket is a parked task, a subscription entry and a 4 KiB read buffer:
+//! So an idle WebSocket is a parked task, a subscription entry and a 512-byte read buffer:
 //! nothing polls it and it has no timer of its own. Keep-alive pings come from one sweep
 //! per executor (`WsRegistry::ping_all`, every `WS_PING_INTERVAL`); a peer that stops
 //! answering them runs into the socket's read timeout and is closed.
@@ -33,9 +33,10 @@ use crate::runtime::{ConnGuard, ShardCtx, WS_PING_INTERVAL, WS_QUEUE_FRAMES};
 /// Largest message a client may send. Clients have nothing to say but control frames;
 /// the cap keeps a misbehaving one from making us buffer.
 const CLIENT_MESSAGE_BYTES_MAX: usize = 4096;
-/// Read buffer per socket (tungstenite's default is 128 KiB, which 10 000 idle sockets
-/// would turn into 1.3 GB).
-const READ_BUFFER_BYTES: usize = 4096;
+/// Read buffer per socket. Clients send only control frames (at most 131 bytes); a bigger
+/// frame grows the buffer while it lasts. tungstenite's default, 128 KiB, would make 10 000
+/// idle sockets cost 1.3 GB.
+const READ_BUFFER_BYTES: usize = 512;
 /// Pings missed before a silent peer is dropped: the read timeout is this many intervals.
 const PINGS_MISSED_MAX: u32 = 2;
 
