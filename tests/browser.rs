@@ -192,7 +192,8 @@ fn watch_script(child: &mut Child, server: &Server) -> ScriptRun {
                     assert!(!run.mail_sent, "the script asked for mail twice");
                     send_mail(server, address.trim());
                     run.mail_sent = true;
-                    run.transcript.push_str("(browser.rs: both messages sent)\n");
+                    run.transcript
+                        .push_str("(browser.rs: both messages sent)\n");
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -255,12 +256,17 @@ fn mailbox(text: &str) -> Mailbox {
 
 /// multipart/mixed: (alternative: text, related: (html, inline png)), attachment.
 fn rich_message(address: &str) -> Message {
-    let inline = Attachment::new_inline(INLINE_CONTENT_ID.into())
-        .body(INLINE_PNG.to_vec(), ContentType::parse("image/png").expect("image/png"));
+    let inline = Attachment::new_inline(INLINE_CONTENT_ID.into()).body(
+        INLINE_PNG.to_vec(),
+        ContentType::parse("image/png").expect("image/png"),
+    );
     // Base64 keeps the attachment's bytes exact (no line-end conversion on the way).
     let attachment = Attachment::new(ATTACHMENT_NAME.into()).body(
-        Body::new_with_encoding(ATTACHMENT_TEXT.as_bytes().to_vec(), ContentTransferEncoding::Base64)
-            .expect("base64 takes any bytes"),
+        Body::new_with_encoding(
+            ATTACHMENT_TEXT.as_bytes().to_vec(),
+            ContentTransferEncoding::Base64,
+        )
+        .expect("base64 takes any bytes"),
         ContentType::TEXT_PLAIN,
     );
     Message::builder()

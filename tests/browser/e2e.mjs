@@ -284,6 +284,47 @@ try {
   const listing = await (await phonePage.request.get(`${baseUrl}/api/v1/inboxes/${encodeURIComponent(address)}`)).json();
   check(listing.total === 0, 'the server holds no message for the address any more');
 
+  // ---------------------------------------------------------------- WebSocket
+  // The page prefers the WebSocket. Whatever this server does at /ws, a mocked socket shows
+  // that a pushed summary is listed (escaped) and that a closed socket falls back to the
+  // long poll and is tried again later.
+  const socketContext = await browser.newContext({ viewport: DESKTOP });
+  const sockets = [];
+  await socketContext.routeWebSocket(/\/ws$/, (socket) => { sockets.push(socket); });
+  const socketPage = await socketContext.newPage();
+  socketPage.setDefaultTimeout(STEP_TIMEOUT_MS);
+  watch(socketPage);
+  const socketAddress = `socket-${Date.now()}@example.test`;
+  await socketPage.goto(`${baseUrl}/#${socketAddress}`);
+  await socketPage.locator('#live-status', { hasText: /^Live$/ }).waitFor();
+  check(sockets.length === 1 && new URL(sockets[0].url()).pathname === `/api/v1/inboxes/${encodeURIComponent(socketAddress)}/ws`,
+    `the page opened the inbox's WebSocket (${sockets.map((socket) => socket.url()).join(', ')})`);
+  const now = Date.now();
+  const hostileSubject = '<img src=x onerror="window.e2ePwned=1">Pushed & escaped';
+  sockets[0].send(JSON.stringify({
+    id: '000000000000000000000000001', from: 'push@shop.test', to: [socketAddress], subject: hostileSubject,
+    date: null, received_at: new Date(now).toISOString(), expires_at: new Date(now + 3_600_000).toISOString(),
+    size: 321, preview: 'pushed over the socket',
+  }));
+  sockets[0].send('not json: ignored');
+  await messageItem(socketPage, 'Pushed & escaped').waitFor();
+  const pushedItem = messageItem(socketPage, 'Pushed & escaped');
+  check((await pushedItem.locator('.item-subject').textContent()) === hostileSubject
+    && (await pushedItem.locator('img').count()) === 0, 'a pushed summary is listed, its subject as text');
+  check(await socketPage.evaluate(() => window.e2ePwned === undefined), 'the pushed subject ran nothing');
+  await sockets[0].close({ code: 1011, reason: 'e2e: going away' });
+  await socketPage.locator('#live-status', { hasText: 'Live (polling)' }).waitFor();
+  check(true, 'a closed WebSocket falls back to the long poll');
+  const retryDeadline = Date.now() + 12_000;
+  while (sockets.length < 2 && Date.now() < retryDeadline) await new Promise((done) => setTimeout(done, 100));
+  check(sockets.length === 2, 'the WebSocket is tried again after a pause');
+  await socketPage.locator('#live-status', { hasText: /^Live$/ }).waitFor();
+  // The server never had that message: the catch-up listing after the reconnect says the
+  // inbox holds none, and the page drops what it listed.
+  await messageItem(socketPage, 'Pushed & escaped').waitFor({ state: 'detached' });
+  check(true, 'after the reconnect the list is back in step with the server');
+  await socketContext.close();
+
   check(seen.pageErrors.length === 0, `no script error on the page (${seen.pageErrors.join('; ')})`);
   check(seen.consoleErrors.length === 0, `no console error (${seen.consoleErrors.join('; ')})`);
   check(seen.dialogs.length === 0 && seen.foreignRequests.length === 0, 'still no dialog and no remote request');

@@ -44,6 +44,8 @@
     emptyHint: $('inbox-empty'),
     list: $('message-list'),
     reader: $('reader'),
+    readerEmpty: $('reader-empty'),
+    readerEmptyText: $('reader-empty-text'),
     back: $('back-button'),
     raw: $('raw-link'),
     del: $('delete-button'),
@@ -525,6 +527,7 @@
     } else {
       ui.count.textContent = total === 1 ? '1 message' : `${total} messages`;
       ui.emptyHint.textContent = 'No mail yet. New messages show up here by themselves.';
+      ui.readerEmptyText.textContent = total ? 'Pick a message to read it.' : `Mail to ${state.address} shows up as it arrives.`;
     }
     ui.emptyHint.hidden = total > 0;
     const unread = state.unread.size;
@@ -538,6 +541,7 @@
     state.openId = null;
     state.openMessage = null;
     ui.reader.hidden = true;
+    ui.readerEmpty.hidden = false;
     ui.main.classList.remove('reading');
     ui.body.replaceChildren();
     for (const item of state.items.values()) item.firstChild.setAttribute('aria-current', 'false');
@@ -549,6 +553,7 @@
     state.unread.delete(id);
     renderList();
     ui.reader.hidden = false;
+    ui.readerEmpty.hidden = true;
     ui.main.classList.add('reading');
     ui.title.textContent = state.messages.get(id)?.subject || '(no subject)';
     ui.meta.replaceChildren();
@@ -614,7 +619,9 @@
     ui.viewSwitch.hidden = !(hasHtml && hasText);
     showBody(hasHtml ? 'html' : 'text');
     if (ui.main.classList.contains('reading') && window.matchMedia('(max-width: 700px)').matches) {
+      // The list (and the button that had focus) is hidden now: move focus to the message.
       ui.reader.scrollIntoView({ block: 'start' });
+      ui.title.focus({ preventScroll: true });
     }
   }
 
