@@ -115,8 +115,9 @@ async function fitsHorizontally(page) {
   return page.evaluate(() => document.scrollingElement.scrollWidth <= window.innerWidth);
 }
 
-async function screenshot(page, name) {
-  const file = path.join(outDir, name);
+/** A PNG of the viewport in `dir` (the kept screenshots by default, else a scratch dir). */
+async function screenshot(page, name, dir = outDir) {
+  const file = path.join(dir, name);
   await page.screenshot({ path: file });
   const bytes = await readFile(file);
   check(bytes.length > 1000 && bytes.subarray(1, 4).toString() === 'PNG', `screenshot ${file} written`);
@@ -234,7 +235,7 @@ try {
   await messageItem(phonePage, TEXT_SUBJECT).waitFor();
   check((await phonePage.inputValue('#address-input')) === address, 'phone: the link #address opens that inbox');
   check(await fitsHorizontally(phonePage), 'phone: the inbox fits 375 px without horizontal scrolling');
-  await screenshot(phonePage, 'page-phone-inbox.png');
+  await screenshot(phonePage, 'page-phone-inbox.png', scratch);
   await messageItem(phonePage, RICH_SUBJECT).getByRole('button').click();
   await phonePage.frameLocator('#body-slot iframe').getByText(RICH_HTML_PHRASE).waitFor();
   check(!(await phonePage.locator('#inbox').isVisible()), 'phone: an open message replaces the list');
