@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, property and integration tests against the real binary.
-# Installs the real SMTP clients the integration tests drive (swaks; Python 3 with smtplib
-# is expected on the machine) when they are missing, then runs `cargo test`.
+# Installs what the integration tests drive when it is missing: the real SMTP clients
+# (swaks; Python 3 with smtplib is expected on the machine), and for the web page's
+# end-to-end test Debian's Chromium plus tests/browser/node_modules (playwright-core,
+# pinned by package-lock.json; Node.js 20+ and npm are expected on the machine, and no
+# browser is downloaded by npm). MAYFLY_SKIP_BROWSER=1 skips the browser test and its
+# installs. Then runs `cargo test`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 need_apt=()
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if [ "${MAYFLY_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
+    need_apt+=(chromium fonts-liberation)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing ${need_apt[*]} for the integration tests" >&2
     if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+browser_dir=tests/browser
+if [ "${MAYFLY_SKIP_BROWSER:-}" != 1 ] && {
+    [ ! -f "$browser_dir/node_modules/.package-lock.json" ] ||
+        [ "$browser_dir/package-lock.json" -nt "$browser_dir/node_modules/.package-lock.json" ]
+}; then
+    echo "installing $browser_dir/node_modules (npm ci) for the browser test" >&2
+    (cd "$browser_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 exec cargo test --workspace --locked "$@"
