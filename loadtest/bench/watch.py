@@ -8,7 +8,7 @@ load CPU:
   idle   N WebSockets and N long polls on inboxes that get no mail;
   busy   N WebSockets and N long polls on the very inboxes the blaster sends to, so every
          message is pushed to a WebSocket or answers a long poll (which is then re-issued).
-For each: server CPU per message and msg/s under the same offered rate, server RSS before
+For each: server CPU per message and msg/s (closed loop, or an open-loop rate), server RSS before
 and after the watchers connected (-> bytes per watcher), server CPU while the watchers sit
 idle with no load, and, for busy, the frames the watchers received against the server's
 count of frames sent. Writes <out>/<date>-<commit>-watchers.{json,md}.
@@ -85,9 +85,10 @@ def run_variant(cfg, variant):
         rec["idle_cpu_ms_per_s"] = (cpu_secs(server) - c0) * 1000 / IDLE_MEASURE_SECS
         # The blaster sends to user0..user<inboxes-1>: for busy, exactly the watched inboxes.
         inboxes = 2 * cfg.watchers if variant != "none" else 2 * cfg.watchers
+        load = (["--rate", str(cfg.rate), "-d", str(cfg.secs)] if cfg.rate
+                else ["-m", str(cfg.messages)])
         cmd = ["taskset", "-c", cfg.load_cpu, cfg.blaster, server.smtp, "--json", "--timeout", "10",
-               "-c", "32", "--rate", str(cfg.rate), "-d", str(cfg.secs),
-               "--size", str(bench.SIZE_1K_BYTES), "--inboxes", str(inboxes)]
+               "-c", "32", *load, "--size", str(bench.SIZE_1K_BYTES), "--inboxes", str(inboxes)]
         rec.update(bench.run_measured(cfg, server, cmd))
         if watchers:
             time.sleep(1.0)
@@ -114,9 +115,12 @@ def med(values):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--watchers", type=int, default=10000, help="WebSockets, and as many long polls")
-    ap.add_argument("--rate", type=int, default=10000, help="offered msg/s (open loop)")
-    ap.add_argument("--secs", type=int, default=10)
+    # 8000 + 8000: both the server and watchers.py stay under a 20 000 open-file limit.
+    ap.add_argument("--watchers", type=int, default=8000, help="WebSockets, and as many long polls")
+    ap.add_argument("--messages", type=int, default=200000,
+                    help="closed loop (the W2 workload): this many messages over 32 connections")
+    ap.add_argument("--rate", type=int, default=0, help="open loop instead: offered msg/s ...")
+    ap.add_argument("--secs", type=int, default=10, help="... for this many seconds")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(HERE, "..", "results"))
     args = ap.parse_args()
@@ -149,8 +153,10 @@ def main():
     with open(stem + ".json", "w") as f:
         json.dump({"args": {k: v for k, v in vars(args).items()}, "records": records}, f, indent=1)
     lines = [f"# Watchers under SMTP load ({commit}, {datetime.date.today()})", "",
-             f"Server: mayfly --cores 1 pinned to CPU {args.server_cpu}; load: smtp-blaster open loop "
-             f"{args.rate} msg/s for {args.secs} s, 32 connections, 1 KiB, and watchers.py, both on CPU "
+             f"Server: mayfly --cores 1 pinned to CPU {args.server_cpu}; load: smtp-blaster "
+             + (f"open loop {args.rate} msg/s for {args.secs} s" if args.rate
+                else f"closed loop, {args.messages} messages")
+             + f", 32 connections, 1 KiB, and watchers.py, both on CPU "
              f"{args.load_cpu}. {args.watchers} WebSockets + {args.watchers} long polls. "
              f"Medians of {args.rounds} rounds (variants interleaved).", "",
              "| variant | server CPU us/msg | msg/s | RSS empty KiB | RSS with watchers KiB | bytes/watcher | idle server CPU ms/s | frames sent (server) | frames received | long-poll answers | dropped slow |",
