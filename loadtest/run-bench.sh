@@ -23,6 +23,8 @@
 #   MAX_BUSY=0.5                    before each round and part, wait (at most 30 s) until other work
 #                                   on the machine uses less than this many CPUs
 #   MAYFLY_CATCHERS_DIR             where catchers.sh installs the catchers (/var/tmp/mayfly-catchers)
+#   CATCH_WORKLOADS=a,b             run only these catcher workloads (w2-1k, pipelined-1k, 100k,
+#                                   w2-1k-all-cpus)
 #
 # Needs: Python 3, taskset, Postfix's smtp-sink and smtp-source (/usr/sbin), run as root
 # (smtp-sink -u nobody, and 10 000 idle connections need a raised open-file limit).
@@ -82,6 +84,7 @@ fi
 if [[ -n "$catchers" && "$catchers" != "none" ]]; then
     echo "run-bench.sh: comparing with mail catchers: $catchers (from $catchers_dir)" >&2
     args+=(--catchers "$catchers" --catchers-dir "$catchers_dir")
+    [[ -n "${CATCH_WORKLOADS:-}" ]] && args+=(--catch-workloads "$CATCH_WORKLOADS")
 fi
 python3 "$here/bench/bench.py" "${args[@]}"
 

@@ -178,10 +178,11 @@ class Server:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def start_mayfly(cfg, max_memory=MAYFLY_MEMORY, extra=()):
-    cmd = ["taskset", "-c", cfg.server_cpus, cfg.mayfly,
+def start_mayfly(cfg, max_memory=MAYFLY_MEMORY, extra=(), cpus=None):
+    cpus = cpus or cfg.server_cpus
+    cmd = ["taskset", "-c", cpus, cfg.mayfly,
            "--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0",
-           "--cores", str(cfg.server_cores), "--max-memory", max_memory,
+           "--cores", str(len(_cpu_list(cpus))), "--max-memory", max_memory,
            "--max-sessions-per-core", str(MAYFLY_SESSIONS_PER_CORE),
            "--max-http-connections-per-core", "1000",
            "--shutdown-grace", "1s", "--log-level", "warn", *extra]
@@ -200,9 +201,9 @@ def start_mayfly(cfg, max_memory=MAYFLY_MEMORY, extra=()):
     return Server("mayfly", proc, m.group(1).decode(), m.group(2).decode())
 
 
-def start_sink(cfg):
+def start_sink(cfg, cpus=None):
     port = free_port()
-    cmd = ["taskset", "-c", cfg.server_cpus, cfg.smtp_sink, "-u", "nobody",
+    cmd = ["taskset", "-c", cpus or cfg.server_cpus, cfg.smtp_sink, "-u", "nobody",
            "-m", str(SINK_CONCURRENCY), f"127.0.0.1:{port}", str(SINK_BACKLOG)]
     log = open(os.path.join(cfg.work, "smtp-sink.log"), "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
@@ -222,12 +223,13 @@ def start_sink(cfg):
     return Server("smtp-sink", proc, addr)
 
 
-def start_server(cfg, kind, mayfly_extra=()):
+def start_server(cfg, kind, mayfly_extra=(), cpus=None):
+    """Start one server on `cpus` (default: the server CPUs)."""
     if kind == "mayfly":
-        return start_mayfly(cfg, extra=mayfly_extra)
+        return start_mayfly(cfg, extra=mayfly_extra, cpus=cpus)
     if kind == "smtp-sink":
-        return start_sink(cfg)
-    proc, smtp, http, scratch = catchers.start(kind, cfg.catchers_dir, cfg.server_cpus, cfg.work)
+        return start_sink(cfg, cpus=cpus)
+    proc, smtp, http, scratch = catchers.start(kind, cfg.catchers_dir, cpus or cfg.server_cpus, cfg.work)
     return Server(kind, proc, smtp, http, scratch)
 
 
@@ -343,26 +345,33 @@ def run_idle(cfg, server, rnd):
 
 
 def catcher_workloads(cfg):
-    """(name, client label, command builder, messages for smtp-source, recipients used).
+    """(name, client label, command builder, messages for smtp-source, recipients used,
+    whether the server gets every CPU).
 
     Bounded by message count, not time: a catcher keeps every message, so a run by time
     would store as much as it is fast.  No pipelining for 100 KiB, because MailCrab and
-    Inbucket do not offer it (and with 100 KiB bodies one round trip per message is cheap)."""
+    Inbucket do not offer it (and with 100 KiB bodies one round trip per message is cheap).
+    The last workload lets each server use both the server and the load CPUs (the load
+    still on its own): a multi-threaded catcher then runs more than one worker, which is
+    where a store that falls behind its SMTP side shows up as lost messages."""
     n, n100 = cfg.n_catch_1k, cfg.n_catch_100k
     inboxes = [f"user{i}@{BLASTER_DOMAIN}" for i in range(BLASTER_INBOXES)]
     blast = ("--inboxes", str(BLASTER_INBOXES), "--domain", BLASTER_DOMAIN)
     return [
         ("w2-1k", "smtp-source -d",
          lambda s: source_cmd(cfg, s, "-d", "-l", "1024", "-s", "32", "-m", str(n),
-                              "-f", f"source@{BLASTER_DOMAIN}", "-t", CATCH_SOURCE_RCPT), n, [CATCH_SOURCE_RCPT]),
+                              "-f", f"source@{BLASTER_DOMAIN}", "-t", CATCH_SOURCE_RCPT), n, [CATCH_SOURCE_RCPT], False),
         ("w2-1k", "smtp-blaster",
-         lambda s: blaster_cmd(cfg, s, "-c", "32", "-m", str(n), "--size", str(SIZE_1K_BYTES), *blast), None, inboxes),
+         lambda s: blaster_cmd(cfg, s, "-c", "32", "-m", str(n), "--size", str(SIZE_1K_BYTES), *blast), None, inboxes, False),
         ("pipelined-1k", "smtp-blaster --pipelining",
          lambda s: blaster_cmd(cfg, s, "-c", "32", "-m", str(n), "--size", str(SIZE_1K_BYTES), "--pipelining",
-                               *blast), None, inboxes),
+                               *blast), None, inboxes, False),
         ("100k", "smtp-blaster -c 16 (no pipelining)",
          lambda s: blaster_cmd(cfg, s, "-c", "16", "-m", str(n100), "--size", str(SIZE_100K_BYTES), *blast),
-         None, inboxes),
+         None, inboxes, False),
+        ("w2-1k-all-cpus", "smtp-blaster -c 64, server on all CPUs",
+         lambda s: blaster_cmd(cfg, s, "-c", "64", "-m", str(n), "--size", str(SIZE_1K_BYTES), *blast),
+         None, inboxes, True),
     ]
 
 
@@ -415,14 +424,17 @@ def run_catch(cfg, srv, build, n_hint, recipients):
 def catcher_round(cfg, results, rnd, la, busy):
     """Every catcher workload against Mayfly, smtp-sink and each catcher, in rotating order."""
     kinds = ["mayfly", "smtp-sink", *cfg.catchers]
-    for name, client, build, n_hint, recipients in catcher_workloads(cfg):
+    for name, client, build, n_hint, recipients, all_cpus in catcher_workloads(cfg):
+        if cfg.catch_workloads and name not in cfg.catch_workloads:
+            continue
+        cpus = f"{cfg.server_cpus},{cfg.load_cpus}" if all_cpus else None
         shift = (rnd - 1) % len(kinds)
         for kind in kinds[shift:] + kinds[:shift]:
             # Mayfly keeps at most --max-messages-per-inbox per inbox (1000 by default) and drops
             # the oldest by design; smtp-source sends everything to one inbox, so raise it
             extra = ("--max-messages-per-inbox", str(n_hint)) if kind == "mayfly" and n_hint else ()
             try:
-                srv = start_server(cfg, kind, mayfly_extra=extra)
+                srv = start_server(cfg, kind, mayfly_extra=extra, cpus=cpus)
             except RuntimeError as e:
                 log(f"  catch {name:12} {kind:9} did not start: {e}")
                 results["catcher_runs"].append({"round": rnd, "workload": name, "server": kind, "client": client,
@@ -433,7 +445,7 @@ def catcher_round(cfg, results, rnd, la, busy):
             finally:
                 srv.stop()
             rec.update({"round": rnd, "workload": name, "server": kind, "client": client,
-                        "loadavg": la, "other_busy_cpus": busy})
+                        "server_cpus": cpus or cfg.server_cpus, "loadavg": la, "other_busy_cpus": busy})
             results["catcher_runs"].append(rec)
             if rec.get("unsupported"):
                 log(f"  catch {name:12} {kind:9} {client:36} not supported: {rec['unsupported']}")
@@ -1042,8 +1054,11 @@ def main():
                     help=f"comma list of mail catchers to compare in each interleaved round: {', '.join(catchers.NAMES)}")
     ap.add_argument("--catchers-dir", default="/var/tmp/mayfly-catchers",
                     help="where catchers.sh installed them")
+    ap.add_argument("--catch-workloads", default="",
+                    help="comma list: run only these catcher workloads (w2-1k, pipelined-1k, 100k, w2-1k-all-cpus)")
     cfg = ap.parse_args()
     cfg.catchers = [c for c in cfg.catchers.split(",") if c]
+    cfg.catch_workloads = [w for w in cfg.catch_workloads.split(",") if w]
     for c in cfg.catchers:
         if c not in catchers.NAMES:
             ap.error(f"unknown catcher {c}; known: {', '.join(catchers.NAMES)}")
@@ -1076,6 +1091,7 @@ def main():
     parts = set(cfg.only.split(","))
     # a catchers-only run gets a name of its own, so it does not replace a full run's files
     suffix = ("-quick" if q else "") + ("-catchers" if parts == {"catchers"} else "")
+    suffix += "".join(f"-{w}" for w in cfg.catch_workloads)
     base = os.path.join(cfg.out, f"{date}-{cfg.commit}-{cfg.machine}{suffix}")
     # server logs (warnings only) go to a scratch directory, not next to the results
     cfg.work = tempfile.mkdtemp(prefix="mayfly-bench-")
