@@ -2,11 +2,16 @@
 # Mayfly vs Postfix smtp-sink on one machine, interleaved, server and load pinned apart.
 #
 # Usage: loadtest/run-bench.sh [--quick] [--rounds N] [--out DIR] [--only PARTS] [--flamegraphs]
+#                              [--catchers LIST]
 #
 #   --quick         smaller runs, 1 round, no 1 M store (about 3 minutes)
 #   --rounds N      rounds of the interleaved workloads (default 5; medians are reported)
 #   --out DIR       where results go (default loadtest/results)
-#   --only PARTS    comma list of: interleaved, ring, held, sweeps, probe (default all)
+#   --only PARTS    comma list of: interleaved, ring, held, sweeps, probe (default all);
+#                   catchers alone runs only the mail-catcher comparison
+#   --catchers LIST also compare these mail catchers in every interleaved round (comma list of
+#                   mailcrab, maildev, haraka, inbucket, mailpit; "none" for none). Default: the
+#                   ones loadtest/bench/catchers.sh has installed ("catchers.sh install" first)
 #   --flamegraphs   afterwards, record perf flamegraphs of the server into flamegraphs/
 #                   (needs perf, inferno-collapse-perf and inferno-flamegraph)
 #
@@ -17,6 +22,9 @@
 #   MACHINE=name                    machine tag in result file names (default: hostname)
 #   MAX_BUSY=0.5                    before each round and part, wait (at most 30 s) until other work
 #                                   on the machine uses less than this many CPUs
+#   MAYFLY_CATCHERS_DIR             where catchers.sh installs the catchers (/var/tmp/mayfly-catchers)
+#   CATCH_WORKLOADS=a,b             run only these catcher workloads (w2-1k, pipelined-1k, 100k,
+#                                   w2-1k-all-cpus)
 #
 # Needs: Python 3, taskset, Postfix's smtp-sink and smtp-source (/usr/sbin), run as root
 # (smtp-sink -u nobody, and 10 000 idle connections need a raised open-file limit).
@@ -30,6 +38,7 @@ rounds=""
 out="$here/results"
 only="interleaved,ring,held,sweeps,probe"
 flame=""
+catchers=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) quick="--quick" ;;
@@ -37,7 +46,8 @@ while [[ $# -gt 0 ]]; do
         --out) out="$2"; shift ;;
         --only) only="$2"; shift ;;
         --flamegraphs) flame=1 ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --catchers) catchers="$2"; shift ;;
+        -h|--help) sed -n "2,$(grep -n '^set -euo' "$0" | cut -d: -f1)p" "$0" | head -n -1 | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run-bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -67,6 +77,15 @@ args=(--out "$out" --mayfly "$MAYFLY" --blaster "$SMTP_BLASTER"
       --max-load "${MAX_BUSY:-0.5}" --only "$only")
 [[ -n "$quick" ]] && args+=("$quick")
 [[ -n "$rounds" ]] && args+=(--rounds "$rounds")
+catchers_dir="${MAYFLY_CATCHERS_DIR:-/var/tmp/mayfly-catchers}"
+if [[ -z "$catchers" ]]; then
+    catchers="$(MAYFLY_CATCHERS_DIR="$catchers_dir" "$here/bench/catchers.sh" available)"
+fi
+if [[ -n "$catchers" && "$catchers" != "none" ]]; then
+    echo "run-bench.sh: comparing with mail catchers: $catchers (from $catchers_dir)" >&2
+    args+=(--catchers "$catchers" --catchers-dir "$catchers_dir")
+    [[ -n "${CATCH_WORKLOADS:-}" ]] && args+=(--catch-workloads "$CATCH_WORKLOADS")
+fi
 python3 "$here/bench/bench.py" "${args[@]}"
 
 if [[ -n "$flame" ]]; then

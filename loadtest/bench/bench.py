@@ -8,6 +8,11 @@ client latency percentiles (smtp-blaster --json), server RSS (VmRSS), and the CP
 everything else on the machine during the run (to judge how noisy it was).
 Then writes <out>/<date>-<commit>-<machine>.json (every run) and .md (medians and ratios).
 
+With --catchers, each round also runs a smaller set of workloads against Mayfly, smtp-sink
+and the other mail catchers (catchers.py, installed by catchers.sh), in rotating order, and
+after each run counts through the server's own interface how many of the acknowledged
+messages it actually holds.
+
 Every run is bounded in messages and time; everything talks to 127.0.0.1 only.
 Python 3 standard library only.
 """
@@ -18,6 +23,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -26,6 +32,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+import catchers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -42,6 +50,23 @@ MAYFLY_MEMORY = "512MiB"
 SINK_CONCURRENCY = 12000
 SINK_BACKLOG = 1024
 RSS_SAMPLE_SECS = 0.5
+# The catcher comparison: counts small enough for catchers that keep every message in memory.
+CATCH_1K_MESSAGES = 20000
+CATCH_100K_MESSAGES = 2000
+CATCH_QUICK_1K_MESSAGES = 5000
+CATCH_QUICK_100K_MESSAGES = 500
+# smtp-source sends every message to this one address (-t); the blaster to user0..user999.
+CATCH_SOURCE_RCPT = "sink@example.test"
+BLASTER_DOMAIN = "example.test"
+BLASTER_INBOXES = 1000
+# After a run, wait (at most this long) until the server stops using CPU: some catchers
+# store asynchronously, after the reply has gone out.
+SETTLE_MAX_SECS = 15
+SETTLE_SAMPLE_SECS = 0.1
+SETTLE_QUIET_SAMPLES = 3
+# If a catcher still holds fewer than acknowledged, look again this often before believing it.
+RECOUNT_TRIES = 3
+RECOUNT_SLEEP_SECS = 1.0
 
 
 # ----------------------------------------------------------------------------- /proc helpers
@@ -115,8 +140,10 @@ def metric_sum(text, name):
 class Server:
     """A server process pinned to the server CPUs, with its SMTP (and maybe HTTP) address."""
 
-    def __init__(self, kind, proc, smtp, http=None):
+    def __init__(self, kind, proc, smtp, http=None, scratch=None):
         self.kind, self.proc, self.smtp, self.http = kind, proc, smtp, http
+        # a directory the server writes into (catchers), removed when it stops
+        self.scratch = scratch
 
     @property
     def pid(self):
@@ -147,12 +174,15 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def start_mayfly(cfg, max_memory=MAYFLY_MEMORY, extra=()):
-    cmd = ["taskset", "-c", cfg.server_cpus, cfg.mayfly,
+def start_mayfly(cfg, max_memory=MAYFLY_MEMORY, extra=(), cpus=None):
+    cpus = cpus or cfg.server_cpus
+    cmd = ["taskset", "-c", cpus, cfg.mayfly,
            "--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0",
-           "--cores", str(cfg.server_cores), "--max-memory", max_memory,
+           "--cores", str(len(_cpu_list(cpus))), "--max-memory", max_memory,
            "--max-sessions-per-core", str(MAYFLY_SESSIONS_PER_CORE),
            "--max-http-connections-per-core", "1000",
            "--shutdown-grace", "1s", "--log-level", "warn", *extra]
@@ -171,9 +201,9 @@ def start_mayfly(cfg, max_memory=MAYFLY_MEMORY, extra=()):
     return Server("mayfly", proc, m.group(1).decode(), m.group(2).decode())
 
 
-def start_sink(cfg):
+def start_sink(cfg, cpus=None):
     port = free_port()
-    cmd = ["taskset", "-c", cfg.server_cpus, cfg.smtp_sink, "-u", "nobody",
+    cmd = ["taskset", "-c", cpus or cfg.server_cpus, cfg.smtp_sink, "-u", "nobody",
            "-m", str(SINK_CONCURRENCY), f"127.0.0.1:{port}", str(SINK_BACKLOG)]
     log = open(os.path.join(cfg.work, "smtp-sink.log"), "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
@@ -193,8 +223,14 @@ def start_sink(cfg):
     return Server("smtp-sink", proc, addr)
 
 
-def start_server(cfg, kind):
-    return start_mayfly(cfg) if kind == "mayfly" else start_sink(cfg)
+def start_server(cfg, kind, mayfly_extra=(), cpus=None):
+    """Start one server on `cpus` (default: the server CPUs)."""
+    if kind == "mayfly":
+        return start_mayfly(cfg, extra=mayfly_extra, cpus=cpus)
+    if kind == "smtp-sink":
+        return start_sink(cfg, cpus=cpus)
+    proc, smtp, http, scratch = catchers.start(kind, cfg.catchers_dir, cpus or cfg.server_cpus, cfg.work)
+    return Server(kind, proc, smtp, http, scratch)
 
 
 # ----------------------------------------------------------------------------- clients
@@ -308,6 +344,126 @@ def run_idle(cfg, server, rnd):
     return rec
 
 
+def catcher_workloads(cfg):
+    """(name, client label, command builder, messages for smtp-source, recipients used,
+    whether the server gets every CPU).
+
+    Bounded by message count, not time: a catcher keeps every message, so a run by time
+    would store as much as it is fast.  No pipelining for 100 KiB, because MailCrab and
+    Inbucket do not offer it (and with 100 KiB bodies one round trip per message is cheap).
+    The last workload lets each server use both the server and the load CPUs (the load
+    still on its own): a multi-threaded catcher then runs more than one worker, which is
+    where a store that falls behind its SMTP side shows up as lost messages."""
+    n, n100 = cfg.n_catch_1k, cfg.n_catch_100k
+    inboxes = [f"user{i}@{BLASTER_DOMAIN}" for i in range(BLASTER_INBOXES)]
+    blast = ("--inboxes", str(BLASTER_INBOXES), "--domain", BLASTER_DOMAIN)
+    return [
+        ("w2-1k", "smtp-source -d",
+         lambda s: source_cmd(cfg, s, "-d", "-l", "1024", "-s", "32", "-m", str(n),
+                              "-f", f"source@{BLASTER_DOMAIN}", "-t", CATCH_SOURCE_RCPT), n, [CATCH_SOURCE_RCPT], False),
+        ("w2-1k", "smtp-blaster",
+         lambda s: blaster_cmd(cfg, s, "-c", "32", "-m", str(n), "--size", str(SIZE_1K_BYTES), *blast), None, inboxes, False),
+        ("pipelined-1k", "smtp-blaster --pipelining",
+         lambda s: blaster_cmd(cfg, s, "-c", "32", "-m", str(n), "--size", str(SIZE_1K_BYTES), "--pipelining",
+                               *blast), None, inboxes, False),
+        ("100k", "smtp-blaster -c 16 (no pipelining)",
+         lambda s: blaster_cmd(cfg, s, "-c", "16", "-m", str(n100), "--size", str(SIZE_100K_BYTES), *blast),
+         None, inboxes, False),
+        ("w2-1k-all-cpus", "smtp-blaster -c 64, server on all CPUs",
+         lambda s: blaster_cmd(cfg, s, "-c", "64", "-m", str(n), "--size", str(SIZE_1K_BYTES), *blast),
+         None, inboxes, True),
+    ]
+
+
+def wait_server_idle(server):
+    """Wait, bounded, until the server has used at most one clock tick over the last few
+    samples; returns (seconds waited, CPU seconds used meanwhile)."""
+    t0 = time.monotonic()
+    first = last = sum(server.cpu())
+    deltas = []
+    while time.monotonic() - t0 < SETTLE_MAX_SECS:
+        time.sleep(SETTLE_SAMPLE_SECS)
+        now = sum(server.cpu())
+        deltas = (deltas + [now - last])[-SETTLE_QUIET_SAMPLES:]
+        last = now
+        if len(deltas) == SETTLE_QUIET_SAMPLES and sum(deltas) <= 1:
+            break
+    return time.monotonic() - t0, (last - first) / CLK_TCK
+
+
+def run_catch(cfg, srv, build, n_hint, recipients):
+    """One catcher-comparison run: measure, let the server settle, count what it holds."""
+    rec = run_measured(cfg, srv, build(srv), messages_hint=n_hint, parse_json=n_hint is None)
+    settle_s, settle_cpu = wait_server_idle(srv)
+    acked = rec.get("messages") or 0
+    if n_hint is not None and (rec["exit"] != 0 or rec["errors"].get("stderr")):
+        acked = None  # smtp-source does not say how many of its messages were accepted
+    rec.update({"settle_s": settle_s, "settle_cpu_s": settle_cpu, "acked": acked,
+                "server_rss_settled_kib": srv.rss_kib()})
+    cpu = rec["server_cpu_s"] + settle_cpu
+    rec["cpu_us_per_msg_settled"] = cpu / acked * 1e6 if acked else None
+    fatal = (rec.get("errors") or {}).get("fatal")
+    if fatal and not rec.get("messages"):
+        rec["unsupported"] = fatal.strip().splitlines()[-1][:200]
+        return rec
+    stored, tries = None, 0
+    try:
+        while True:
+            stored = catchers.count_stored(srv.kind, srv.http, srv.scratch, recipients)
+            tries += 1
+            if stored is None or acked is None or stored >= acked or tries >= RECOUNT_TRIES:
+                break
+            time.sleep(RECOUNT_SLEEP_SECS)
+    except (OSError, RuntimeError, ValueError, KeyError) as e:
+        rec["count_error"] = f"{type(e).__name__}: {e}"[:300]
+    rec["stored"] = stored
+    rec["count_tries"] = tries
+    return rec
+
+
+def catcher_round(cfg, results, rnd, la, busy):
+    """Every catcher workload against Mayfly, smtp-sink and each catcher, in rotating order."""
+    kinds = ["mayfly", "smtp-sink", *cfg.catchers]
+    for name, client, build, n_hint, recipients, all_cpus in catcher_workloads(cfg):
+        if cfg.catch_workloads and name not in cfg.catch_workloads:
+            continue
+        cpus = f"{cfg.server_cpus},{cfg.load_cpus}" if all_cpus else None
+        shift = (rnd - 1) % len(kinds)
+        for kind in kinds[shift:] + kinds[:shift]:
+            # Mayfly keeps at most --max-messages-per-inbox per inbox (1000 by default) and drops
+            # the oldest by design; smtp-source sends everything to one inbox, so raise it
+            extra = ("--max-messages-per-inbox", str(n_hint)) if kind == "mayfly" and n_hint else ()
+            try:
+                srv = start_server(cfg, kind, mayfly_extra=extra, cpus=cpus)
+            except RuntimeError as e:
+                log(f"  catch {name:12} {kind:9} did not start: {e}")
+                results["catcher_runs"].append({"round": rnd, "workload": name, "server": kind, "client": client,
+                                                "start_error": str(e)[:300]})
+                continue
+            try:
+                rec = run_catch(cfg, srv, build, n_hint, recipients)
+            finally:
+                srv.stop()
+            rec.update({"round": rnd, "workload": name, "server": kind, "client": client,
+                        "server_cpus": cpus or cfg.server_cpus, "loadavg": la, "other_busy_cpus": busy})
+            results["catcher_runs"].append(rec)
+            if rec.get("unsupported"):
+                log(f"  catch {name:12} {kind:9} {client:36} not supported: {rec['unsupported']}")
+                continue
+            log(f"  catch {name:12} {kind:9} {client:36} {fmt(rec.get('msgs_per_s'), 0):>8} msg/s "
+                f"{fmt(rec.get('cpu_us_per_msg_settled'), 1):>7} us/msg stored {fmt(rec.get('stored'), 0)}"
+                f"/{fmt(rec.get('acked'), 0)} other {fmt(rec.get('other_cpu_frac'), 2)}"
+                f"{'  COUNT ' + rec['count_error'] if rec.get('count_error') else ''}"
+                f"{'  ERR ' + json.dumps(rec['errors']) if bad(rec) else ''}")
+
+
+def catchers_only(cfg, results):
+    for rnd in range(1, cfg.rounds + 1):
+        la, busy = wait_quiet(cfg)
+        log(f"catchers round {rnd}/{cfg.rounds} (load average {la:.2f}, other work {busy:.2f} CPUs)")
+        catcher_round(cfg, results, rnd, la, busy)
+
+
 def busy_cpus(secs=1.0):
     """CPUs' worth of busy time on the whole machine over the next `secs` seconds."""
     b0, t0 = system_busy_ticks(), time.monotonic()
@@ -363,6 +519,8 @@ def interleaved(cfg, results):
                 f"{fmt(rec.get('msgs_per_s'), 0):>9} msg/s {fmt(rec.get('cpu_us_per_msg'), 1):>7} us/msg "
                 f"RSS {rec['rss_before_idle_kib']} -> {rec['rss_with_idle_kib']} KiB"
                 f"{'  ERR ' + json.dumps(rec['errors']) if bad(rec) else ''}")
+        if cfg.catchers:
+            catcher_round(cfg, results, rnd, la, busy)
 
 
 def bad(rec):
@@ -569,6 +727,39 @@ def summarize(results):
     return rows
 
 
+def summarize_catchers(results):
+    """Medians per (workload, client, server) of the catcher comparison, with stored/acked
+    summed over the rounds and the worst round's share."""
+    groups = {}
+    for r in results.get("catcher_runs", []):
+        groups.setdefault((r["workload"], r["client"]), {}).setdefault(r["server"], []).append(r)
+    rows = []
+    for (wl, client), by in groups.items():
+        row = {"workload": wl, "client": client, "servers": {}}
+        for kind, runs in by.items():
+            ok = [x for x in runs if not x.get("unsupported") and not x.get("start_error")]
+            x = {k: med([y.get(k) for y in ok]) for k in
+                 ("msgs_per_s", "cpu_us_per_msg", "cpu_us_per_msg_settled", "settle_s", "server_rss_kib",
+                  "other_cpu_frac", "lat_p50_us", "lat_p99_us")}
+            x["runs"] = len(ok)
+            x["unsupported"] = next((y.get("unsupported") or y.get("start_error") for y in runs
+                                     if y.get("unsupported") or y.get("start_error")), None)
+            x["all_msgs_per_s"] = [y.get("msgs_per_s") for y in ok]
+            x["all_cpu_us_per_msg_settled"] = [y.get("cpu_us_per_msg_settled") for y in ok]
+            counted = [y for y in ok if y.get("stored") is not None and y.get("acked")]
+            x["stored_sum"] = sum(y["stored"] for y in counted) if counted else None
+            x["acked_sum"] = sum(y["acked"] for y in counted) if counted else None
+            x["worst_stored_frac"] = min((y["stored"] / y["acked"] for y in counted), default=None)
+            x["all_stored"] = [y.get("stored") for y in ok]
+            x["all_acked"] = [y.get("acked") for y in ok]
+            x["errors"] = sum(1 for y in ok if bad(y))
+            x["reply_errors"] = [(y.get("errors") or {}).get("reply") for y in ok if (y.get("errors") or {}).get("reply")]
+            x["count_errors"] = [y["count_error"] for y in ok if y.get("count_error")]
+            row["servers"][kind] = x
+        rows.append(row)
+    return rows
+
+
 def _ratio(a, b):
     return a / b if a is not None and b else None
 
@@ -646,6 +837,9 @@ def markdown(results, rows):
              f"{m['loadavg_start']:.2f} at start, {m['loadavg_end']:.2f} at the end.")
     L.append("Numbers are medians over rounds; CPU is the server's utime+stime per accepted message.")
     L.append("")
+    if not rows:
+        # only the catcher comparison was run
+        return "\n".join(L + catchers_markdown(results)) + "\n"
     L.append("| workload | client | Mayfly msg/s | smtp-sink msg/s | ratio | Mayfly CPU us/msg | smtp-sink CPU us/msg | "
              "ratio | Mayfly sys share | Mayfly p50/p99 us | smtp-sink p50/p99 us | other CPU |")
     L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -745,6 +939,7 @@ def markdown(results, rows):
                          f"{fmt(a.get('cpu_us_per_msg'), 1)} | {fmt(b.get('msgs_per_s'), 0)} | {fmt(b.get('mb_per_s'), 0)} | "
                          f"{fmt(b.get('cpu_us_per_msg'), 1)} | {fmt(_ratio(a.get('cpu_us_per_msg'), b.get('cpu_us_per_msg')), 2)} |")
             L.append("")
+    L += catchers_markdown(results)
     hp = results.get("http_probe")
     if hp:
         L.append("## final 250 -> listed over HTTP")
@@ -757,6 +952,74 @@ def markdown(results, rows):
         L.append(f"- load during the loaded probes: {fmt(hp.get('load', {}).get('msgs_per_s'), 0)} msg/s (open loop).")
         L.append("")
     return "\n".join(L) + "\n"
+
+
+def catchers_markdown(results):
+    rows = results.get("catcher_summary") or []
+    if not rows:
+        return []
+    m = results["meta"]
+    L = [f"## Mail catchers ({m['catch_1k_messages']:,} messages of 1 KiB, {m['catch_100k_messages']:,} of 100 KiB "
+         "per run)", ""]
+    L.append("Every server fresh for each run, pinned to the server CPUs, in rotating order; medians over rounds. "
+             "CPU is the server's utime+stime from the client's start until the server is idle again "
+             "(so work done after the last reply counts), per acknowledged message. "
+             "*stored/acked* sums, over the rounds, the messages the server holds after the run (read through its "
+             "own interface) against those it acknowledged with 250; the worst round's share follows.")
+    L.append("")
+    L.append("Versions: " + "; ".join(f"{k}: {v}" for k, v in (m.get("server_versions") or {}).items()) + ".")
+    L.append("")
+    for r in rows:
+        L.append(f"### {r['workload']}, {r['client']}")
+        L.append("")
+        L.append("| server | msg/s | CPU us/msg | stored/acked | worst round | RSS after, MiB | p50/p99 us | other CPU |")
+        L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for kind, x in r["servers"].items():
+            if x["unsupported"] and not x["runs"]:
+                L.append(f"| {kind} | not supported: {x['unsupported']} | | | | | | |")
+                continue
+            sa = ("n/a (discards)" if kind == "smtp-sink" else
+                  f"{fmt(x['stored_sum'], 0)}/{fmt(x['acked_sum'], 0)}" if x["acked_sum"] else "-")
+            worst = f"{x['worst_stored_frac'] * 100:.1f}%" if x["worst_stored_frac"] is not None else "-"
+            rss = x["server_rss_kib"] / 1024 if x["server_rss_kib"] else None
+            L.append(f"| {kind} | {fmt(x['msgs_per_s'], 0)} | {fmt(x['cpu_us_per_msg_settled'], 1)} | {sa} | {worst} | "
+                     f"{fmt(rss, 0)} | {fmt(x['lat_p50_us'], 0)}/{fmt(x['lat_p99_us'], 0)} | "
+                     f"{fmt(x['other_cpu_frac'], 2)} |")
+        L.append("")
+        for kind, x in r["servers"].items():
+            notes = [f"not supported: {x['unsupported']}"] if x["unsupported"] else []
+            if x["errors"]:
+                notes.append(f"{x['errors']} of {x['runs']} runs with errors")
+            if x["reply_errors"]:
+                notes.append(f"error replies {x['reply_errors'][0]}")
+            if x["count_errors"]:
+                notes.append(f"count failed: {x['count_errors'][0]}")
+            if x["runs"]:
+                notes.append("per round " + ", ".join(fmt(v, 0) for v in x["all_msgs_per_s"]) + " msg/s; "
+                             + ", ".join(fmt(v, 1) for v in x["all_cpu_us_per_msg_settled"]) + " us/msg"
+                             + ("" if kind == "smtp-sink" else "; stored " + ", ".join(
+                                 f"{fmt(a, 0)}/{fmt(b, 0)}" for a, b in zip(x["all_stored"], x["all_acked"]))))
+            L.append(f"- {kind}: {'; '.join(notes)}")
+        L.append("")
+    return L
+
+
+def server_versions(cfg):
+    """Name and version of every server in the run, as each reports it."""
+    out = {}
+    try:
+        p = subprocess.run([cfg.mayfly, "--version"], capture_output=True, timeout=10)
+        out["mayfly"] = (p.stdout.decode().strip() or "unknown") + f" (commit {cfg.commit})"
+    except (OSError, subprocess.TimeoutExpired):
+        out["mayfly"] = f"commit {cfg.commit}"
+    try:
+        p = subprocess.run(["postconf", "-h", "mail_version"], capture_output=True, timeout=10)
+        out["smtp-sink"] = f"Postfix {p.stdout.decode().strip() or 'unknown'}"
+    except (OSError, subprocess.TimeoutExpired):
+        out["smtp-sink"] = "Postfix (version unknown)"
+    for name in cfg.catchers:
+        out[name] = catchers.version(cfg.catchers_dir, name) or "unknown"
+    return out
 
 
 # ----------------------------------------------------------------------------- main
@@ -785,8 +1048,20 @@ def main():
                     help="wait for other work on the machine to drop below this many CPUs")
     ap.add_argument("--max-wait-quiet", type=float, default=30)
     ap.add_argument("--only", default="interleaved,ring,held,sweeps,probe",
-                    help="comma list of parts: interleaved, ring, held, sweeps, probe")
+                    help="comma list of parts: interleaved, ring, held, sweeps, probe, catchers "
+                         "(catchers: only the catcher comparison, when interleaved is not run)")
+    ap.add_argument("--catchers", default="",
+                    help=f"comma list of mail catchers to compare in each interleaved round: {', '.join(catchers.NAMES)}")
+    ap.add_argument("--catchers-dir", default="/var/tmp/mayfly-catchers",
+                    help="where catchers.sh installed them")
+    ap.add_argument("--catch-workloads", default="",
+                    help="comma list: run only these catcher workloads (w2-1k, pipelined-1k, 100k, w2-1k-all-cpus)")
     cfg = ap.parse_args()
+    cfg.catchers = [c for c in cfg.catchers.split(",") if c]
+    cfg.catch_workloads = [w for w in cfg.catch_workloads.split(",") if w]
+    for c in cfg.catchers:
+        if c not in catchers.NAMES:
+            ap.error(f"unknown catcher {c}; known: {', '.join(catchers.NAMES)}")
     q = cfg.quick
     cfg.rounds = cfg.rounds or (1 if q else 5)
     cfg.server_cores = len(_cpu_list(cfg.server_cpus))
@@ -808,10 +1083,16 @@ def main():
     cfg.probes = 100 if q else 400
     cfg.probe_rate = 20000
     cfg.probe_load_secs = 10 if q else 20
+    cfg.n_catch_1k = CATCH_QUICK_1K_MESSAGES if q else CATCH_1K_MESSAGES
+    cfg.n_catch_100k = CATCH_QUICK_100K_MESSAGES if q else CATCH_100K_MESSAGES
     os.makedirs(cfg.out, exist_ok=True)
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%H%M")
-    base = os.path.join(cfg.out, f"{date}-{cfg.commit}-{cfg.machine}{'-quick' if q else ''}")
+    parts = set(cfg.only.split(","))
+    # a catchers-only run gets a name of its own, so it does not replace a full run's files
+    suffix = ("-quick" if q else "") + ("-catchers" if parts == {"catchers"} else "")
+    suffix += "".join(f"-{w}" for w in cfg.catch_workloads)
+    base = os.path.join(cfg.out, f"{date}-{cfg.commit}-{cfg.machine}{suffix}")
     # server logs (warnings only) go to a scratch directory, not next to the results
     cfg.work = tempfile.mkdtemp(prefix="mayfly-bench-")
     results = {"meta": {"date": f"{date} {stamp} UTC", "commit": cfg.commit, "machine": cfg.machine,
@@ -819,14 +1100,17 @@ def main():
                         "server_cpus": cfg.server_cpus, "load_cpus": cfg.load_cpus,
                         "server_cores": cfg.server_cores, "quick": q, "rounds": cfg.rounds,
                         "loadavg_start": loadavg(), "clk_tck": CLK_TCK,
-                        "mayfly": cfg.mayfly, "blaster": cfg.blaster},
-               "runs": []}
-    parts = set(cfg.only.split(","))
+                        "mayfly": cfg.mayfly, "blaster": cfg.blaster,
+                        "catchers": cfg.catchers, "catch_1k_messages": cfg.n_catch_1k,
+                        "catch_100k_messages": cfg.n_catch_100k, "server_versions": server_versions(cfg)},
+               "runs": [], "catcher_runs": []}
     log(f"load average {results['meta']['loadavg_start']:.2f}; results to {base}.json/.md; "
         f"server logs in {cfg.work}")
     try:
         if "interleaved" in parts:
             interleaved(cfg, results)
+        elif "catchers" in parts and cfg.catchers:
+            catchers_only(cfg, results)
         if "ring" in parts:
             ring_wrap(cfg, results)
         if "held" in parts:
@@ -840,6 +1124,7 @@ def main():
         results["meta"]["elapsed_s"] = time.monotonic() - START
         rows = summarize(results)
         results["summary"] = rows
+        results["catcher_summary"] = summarize_catchers(results)
         with open(base + ".json", "w") as f:
             json.dump(results, f, indent=1)
         with open(base + ".md", "w") as f:
