@@ -179,8 +179,12 @@ try {
   // Mark this document: if the page reloaded to show new mail, the mark would be gone.
   await page.evaluate(() => { window.e2eMark = 'same document'; });
   const navigationsBefore = seen.mainNavigations;
+  // The server has the WebSocket: the page must be on it, not on the long-poll fallback,
+  // so the two messages below arrive as pushed frames.
   await page.locator('#live-status[data-state="live"]').waitFor();
-  log(`live updates: ${await page.textContent('#live-status')}`);
+  const liveText = await page.textContent('#live-status');
+  log(`live updates: ${liveText}`);
+  check(liveText.trim() === 'Live', 'the page follows the inbox over the real WebSocket');
   console.log(`MAYFLY-E2E address=${address}`);
 
   await messageItem(page, RICH_SUBJECT).waitFor({ timeout: ARRIVAL_TIMEOUT_MS });
