@@ -790,6 +790,43 @@ fn eight_bit_and_large_messages_are_stored_byte_exact() {
 }
 
 #[test]
+fn big_bodies_with_more_mail_pipelined_behind_them() {
+    // Big bodies are read straight into the session's body buffer; whatever the client
+    // sent after the end of the body in the same read (here a whole BDAT message, more than
+    // the 16 KiB read buffer) must still be executed, in order.
+    let server = Server::start(&["--cores", "2"]);
+    let mut smtp = server.smtp_ehlo();
+    let first = message_of_len(300 * 1024);
+    let mut second = message_of_len(60_000);
+    second.extend_from_slice(b".leading dot and a bare \n, which BDAT keeps\n");
+    for round in 0..3 {
+        smtp.expect("MAIL FROM:<big@sender.test>", "250");
+        smtp.expect(&format!("RCPT TO:<first{round}a@example.test>"), "250");
+        smtp.expect(&format!("RCPT TO:<first{round}b@example.test>"), "250");
+        smtp.expect("DATA", "354");
+        let mut write = dot_stuff(&first);
+        write.extend_from_slice(
+            format!(
+                "MAIL FROM:<big@sender.test>\r\nRCPT TO:<second{round}@example.test>\r\nBDAT {} LAST\r\n",
+                second.len()
+            )
+            .as_bytes(),
+        );
+        write.extend_from_slice(&second);
+        write.extend_from_slice(b"NOOP\r\n");
+        smtp.send(&write);
+        let replies = smtp.read_replies(5);
+        let codes: Vec<u16> = replies.iter().map(|r| r.code).collect();
+        assert_eq!(codes, [250, 250, 250, 250, 250], "{:?}", texts(&replies));
+        queue_id(&replies[0]);
+        queue_id(&replies[3]);
+        server.assert_single_stored(&format!("first{round}a@example.test"), &first);
+        server.assert_single_stored(&format!("first{round}b@example.test"), &first);
+        server.assert_single_stored(&format!("second{round}@example.test"), &second);
+    }
+}
+
+#[test]
 fn concurrent_sessions_on_both_cores_all_deliver() {
     let server = Server::start(&["--cores", "2"]);
     let n_sessions = 24;

@@ -27,7 +27,10 @@ use crate::runtime::{ConnGuard, ShardCtx};
 use crate::smtp::{Delivery, Event, Session, Transaction, reply};
 
 /// Read buffer per session. `Session::advance` consumes every body byte and leaves less than
-/// one command line (512 octets) unconsumed, so this never needs to grow.
+/// one command line (512 octets) unconsumed, so this never needs to grow for what we read
+/// into it. It grows only to take what a client sent past the end of a DATA body that was
+/// read straight into the body buffer (at most `smtp::session::BODY_READ_BYTES_MAX`), and
+/// shrinks back as soon as that is consumed.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// Reply buffer capacity kept per session (a pipelined batch of replies fits easily).
 const WRITE_BUFFER_BYTES: usize = 1024;
@@ -96,6 +99,8 @@ struct Connection {
     ctx: Rc<ShardCtx>,
     session: Session,
     client_ip: Option<IpAddr>,
+    /// Commands, and body bytes when the body is small; big bodies are read into the
+    /// session's body buffer instead (`Session::body_read_buffer`).
     buf: Vec<u8>,
     /// Unconsumed input is `buf[start..end]`.
     start: usize,
@@ -187,9 +192,14 @@ impl Connection {
                     }
                     if self.start == self.end {
                         (self.start, self.end) = (0, 0);
-                    } else if self.end == self.buf.len() {
+                    } else if self.end == self.buf.len() || self.buf.len() > READ_BUFFER_BYTES {
                         self.buf.copy_within(self.start..self.end, 0);
                         (self.start, self.end) = (0, self.end - self.start);
+                    }
+                    if self.buf.len() > READ_BUFFER_BYTES {
+                        // A big rest after a body was consumed: give the memory back.
+                        self.buf.truncate(READ_BUFFER_BYTES);
+                        self.buf.shrink_to_fit();
                     }
                     // The session guarantees the remainder is under one command line.
                     assert!(
@@ -199,7 +209,28 @@ impl Connection {
                     );
                     self.set_read_timeout(stream.tcp());
                     guard.set_idle(!self.session.in_transaction());
-                    match stream.read(&mut self.buf[self.end..]).await {
+                    // Inside a big body, read straight into the session's body buffer: the
+                    // bytes are then copied once by the kernel and once into the store.
+                    let body_buffer = if self.start == self.end {
+                        self.session.body_read_buffer()
+                    } else {
+                        None
+                    };
+                    let into_body = body_buffer.is_some();
+                    let read = match body_buffer {
+                        Some(body_buffer) => stream.read(body_buffer).await,
+                        None => stream.read(&mut self.buf[self.end..]).await,
+                    };
+                    match read {
+                        Ok(n) if n > 0 && into_body => {
+                            // What followed the end of the body goes back to `advance`.
+                            let rest = self.session.body_received(n);
+                            if rest.len() > self.buf.len() {
+                                self.buf.resize(rest.len(), 0);
+                            }
+                            self.buf[..rest.len()].copy_from_slice(rest);
+                            self.end = rest.len();
+                        }
                         Ok(n) if n > 0 => self.end += n,
                         // A TLS stream reports a TCP close without close_notify this way.
                         Ok(_) => return self.closed_by_peer(stream).await,

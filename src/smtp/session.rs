@@ -20,7 +20,10 @@
 //! - DATA bodies and BDAT chunks are always consumed in full, whatever the chunking: the
 //!   partial-terminator state (`\r\n.\r` split across reads) lives in the session, so
 //!   the caller never holds body bytes.
-//! - `Event::NeedInput`: everything usable was consumed; flush `out`, read more.
+//! - `Event::NeedInput`: everything usable was consumed; flush `out`, read more. Inside a
+//!   big body the caller may read straight into the body instead (`body_read_buffer`,
+//!   then `body_received`, which hands back whatever followed the end of the message;
+//!   the caller passes that to `advance` as its next input).
 //!   `Event::Deliver`: `input` was consumed up to the end of the message (the final dot's
 //!   LF or the BDAT LAST chunk's last byte); read `transaction()`, call `delivered`, then
 //!   call `advance` again on the rest. `Event::Quit` / `Event::Close`: flush and close.
@@ -41,7 +44,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
 use crate::config::DomainPolicy;
-use crate::smtp::data::{DataScanner, Refusal, reserve_within};
+use crate::smtp::data::{BodyBuffer, BodyOut, DataScanner, Refusal};
 use crate::smtp::parser::{self, COMMAND_LINE_BYTES_MAX, Command, Error, ForwardPath, MailParams};
 use crate::smtp::reply;
 
@@ -53,6 +56,14 @@ pub const UNCONSUMED_BYTES_MAX: usize = COMMAND_LINE_BYTES_MAX - 1;
 /// After a larger message the body buffer is shrunk back to this, so an idle session does
 /// not keep `message_bytes_max` of memory.
 pub const BODY_CAPACITY_KEPT_BYTES: usize = 256 * 1024;
+/// Most bytes `body_read_buffer` offers for one read. Big reads matter for big messages:
+/// each read is a syscall, and 16 KiB reads (the socket loop's read buffer) made a 100 KiB
+/// message cost seven.
+pub const BODY_READ_BYTES_MAX: usize = 128 * 1024;
+/// Least room worth reading a body into directly; with less, the caller reads into its own
+/// buffer and `advance` copies. Small messages take that path, so a session that only ever
+/// sees small messages keeps a small body buffer.
+pub const BODY_READ_BYTES_MIN: usize = 16 * 1024;
 /// RFC 5322 2.1.1: a header line has at most 998 octets before its CRLF.
 pub const RECEIVED_LINE_BYTES_MAX: usize = 998;
 /// Longest TLS version or cipher name written into the Received header.
@@ -168,9 +179,9 @@ pub struct Session {
     /// Accepted recipients, each followed by `\n`. Invariant: `n_rcpts` entries.
     rcpts: String,
     n_rcpts: usize,
-    /// The message body. Invariant: `body.len() <= message_bytes_max`, and its capacity
-    /// too (it grows through `reserve_within`).
-    body: Vec<u8>,
+    /// The message body, and room to read more of it into. Invariant: `body.len() <=
+    /// message_bytes_max`, and its capacity too.
+    body: BodyBuffer,
     data_scanner: DataScanner,
 }
 
@@ -187,6 +198,9 @@ enum Mode {
     Command,
     /// Inside a DATA body.
     Data,
+    /// `body_received` found the end of a DATA body; the next `advance` finishes the
+    /// message (delivers it or writes its refusal) before it reads any input.
+    DataEnded,
     /// Inside a BDAT chunk.
     Bdat {
         chunk_bytes: u64,
@@ -228,7 +242,7 @@ impl Session {
             mail_from: String::new(),
             rcpts: String::new(),
             n_rcpts: 0,
-            body: Vec::new(),
+            body: BodyBuffer::new(),
             data_scanner: DataScanner::new(),
         }
     }
@@ -256,6 +270,7 @@ impl Session {
             let (n_bytes, event) = match self.mode {
                 Mode::Command => self.advance_command(rest, out),
                 Mode::Data => self.advance_data(rest, out),
+                Mode::DataEnded => (0, self.finish_data(out)),
                 Mode::Bdat { .. } => self.advance_bdat(rest, out),
             };
             consumed += n_bytes;
@@ -273,7 +288,7 @@ impl Session {
     pub fn transaction(&self) -> Transaction<'_> {
         Transaction {
             mail_from: &self.mail_from,
-            body: &self.body,
+            body: self.body.as_slice(),
             rcpts: &self.rcpts,
             n_rcpts: self.n_rcpts,
         }
@@ -366,8 +381,84 @@ impl Session {
     /// transaction ends; this lets the caller pick a smaller figure. It never drops body
     /// bytes: capacity stays at least the current length.
     pub fn shrink_body_buffer(&mut self, bytes_kept_max: usize) {
-        if self.body.capacity() > bytes_kept_max {
-            self.body.shrink_to(bytes_kept_max);
+        self.body.shrink_to(bytes_kept_max);
+    }
+
+    /// Room to read the next bytes of a DATA body or BDAT chunk straight into, saving the
+    /// copy out of the caller's read buffer. `Some` only inside a body (after `advance`
+    /// returned `Event::NeedInput` having consumed everything) when there is room for at
+    /// least `BODY_READ_BYTES_MIN` bytes: a DATA body that is already that big, or a BDAT
+    /// chunk with that much left (the buffer grows for those); never for a BDAT chunk that
+    /// is being refused. At most `BODY_READ_BYTES_MAX` bytes, never more than the BDAT
+    /// chunk has left, and never past `message_bytes_max` from the start of the body.
+    ///
+    /// After reading into it, call `body_received` with the byte count; reading nothing
+    /// into it and not calling `body_received` is harmless.
+    pub fn body_read_buffer(&mut self) -> Option<&mut [u8]> {
+        let (bytes_want, grow) = match self.mode {
+            Mode::Data => (BODY_READ_BYTES_MAX, self.body.len() >= BODY_READ_BYTES_MIN),
+            Mode::Bdat {
+                chunk_bytes_left,
+                refusal: None,
+                ..
+            } => (
+                usize::try_from(chunk_bytes_left)
+                    .unwrap_or(usize::MAX)
+                    .min(BODY_READ_BYTES_MAX),
+                true,
+            ),
+            _ => return None,
+        };
+        self.body.spare_mut(
+            BODY_READ_BYTES_MIN,
+            bytes_want,
+            self.config.message_bytes_max,
+            grow,
+        )
+    }
+
+    /// The caller read `n_bytes` into the start of the buffer `body_read_buffer` returned.
+    /// They are taken as body (unstuffed in place for DATA), exactly as `advance` would
+    /// take them. Returns the bytes that followed the end of a DATA body in that read
+    /// (empty unless the terminator was among them); the caller must pass them to
+    /// `advance` next, before any newer input, and `advance` then finishes the message
+    /// first (`Event::Deliver` or the refusal) and goes on with them.
+    ///
+    /// # Panics
+    /// If no body is being read, or `n_bytes` is more than `body_read_buffer` offered
+    /// (caller bugs).
+    pub fn body_received(&mut self, n_bytes: usize) -> &[u8] {
+        match self.mode {
+            Mode::Data => {
+                let (finished, rest) = self.body.scan_read(
+                    &mut self.data_scanner,
+                    n_bytes,
+                    self.config.message_bytes_max,
+                );
+                if finished {
+                    self.mode = Mode::DataEnded;
+                }
+                rest
+            }
+            Mode::Bdat {
+                chunk_bytes,
+                chunk_bytes_left,
+                last,
+                refusal: None,
+            } => {
+                let n_bytes_u64 = n_bytes as u64;
+                assert!(n_bytes_u64 <= chunk_bytes_left, "read past the BDAT chunk");
+                self.body.commit(n_bytes);
+                // At 0 left, the next `advance` answers the chunk as if it had read it.
+                self.mode = Mode::Bdat {
+                    chunk_bytes,
+                    chunk_bytes_left: chunk_bytes_left - n_bytes_u64,
+                    last,
+                    refusal: None,
+                };
+                &[]
+            }
+            _ => panic!("body_received outside a body"),
         }
     }
 
@@ -426,7 +517,10 @@ impl Session {
             return self.advance_command(rest, out);
         }
         if self.discarding_line {
-            self.discarded_cr_last = rest.last() == Some(&b'\r');
+            // Empty input changes nothing: a CR seen last time is still the last byte.
+            if let Some(&last) = rest.last() {
+                self.discarded_cr_last = last == b'\r';
+            }
             return (rest.len(), Some(Event::NeedInput));
         }
         // A partial line shorter than 512 bytes: the caller keeps it.
@@ -630,13 +724,18 @@ impl Session {
             debug_assert_eq!(n_bytes, rest.len());
             return (n_bytes, Some(Event::NeedInput));
         }
+        (n_bytes, self.finish_data(out))
+    }
+
+    /// The end of a DATA body was found: deliver the message or write why it is refused.
+    fn finish_data(&mut self, out: &mut Vec<u8>) -> Option<Event> {
         self.mode = Mode::Command;
         let Some(refusal) = self.data_scanner.refusal() else {
             self.awaiting_delivery = true;
-            return (n_bytes, Some(Event::Deliver));
+            return Some(Event::Deliver);
         };
         self.reset_transaction();
-        let event = match refusal {
+        match refusal {
             Refusal::BareNewline => self.reply_error(reply::BARE_NEWLINE_IN_DATA, out),
             Refusal::LineTooLong => {
                 out.extend_from_slice(reply::TEXT_LINE_TOO_LONG);
@@ -646,8 +745,7 @@ impl Session {
                 out.extend_from_slice(reply::MESSAGE_TOO_BIG);
                 None
             }
-        };
-        (n_bytes, event)
+        }
     }
 
     /// Starts reading a BDAT chunk. Its bytes are consumed even when it is refused
@@ -695,8 +793,8 @@ impl Session {
             .min(rest.len());
         if refusal.is_none() {
             // bdat() checked that the whole chunk fits within message_bytes_max.
-            reserve_within(&mut self.body, n_bytes, self.config.message_bytes_max);
-            self.body.extend_from_slice(&rest[..n_bytes]);
+            self.body
+                .push(&rest[..n_bytes], self.config.message_bytes_max);
         }
         let chunk_bytes_left = chunk_bytes_left - n_bytes as u64;
         if chunk_bytes_left > 0 {
@@ -763,9 +861,7 @@ impl Session {
         self.rcpts.clear();
         self.n_rcpts = 0;
         self.body.clear();
-        if self.body.capacity() > BODY_CAPACITY_KEPT_BYTES {
-            self.body.shrink_to(BODY_CAPACITY_KEPT_BYTES);
-        }
+        self.body.shrink_to(BODY_CAPACITY_KEPT_BYTES);
     }
 
     /// The `with` protocol name (RFC 3848, RFC 6531 3.7.3).
@@ -864,6 +960,9 @@ mod tests {
         }
     }
 
+    /// The socket loop's read buffer (`net::smtp_conn::READ_BUFFER_BYTES`).
+    const SOCKET_READ_BYTES: usize = 16 * 1024;
+
     /// A message as the fake caller stored it.
     #[derive(Debug, Clone, PartialEq, Eq)]
     struct Stored {
@@ -885,6 +984,11 @@ mod tests {
         n_starttls: usize,
         /// How the next delivery goes.
         next_delivery: Delivery<'static>,
+        /// Read body bytes straight into the session when it offers room, as the socket
+        /// loop does, instead of always going through `pending`.
+        read_into_body: bool,
+        /// Reads that went straight into the body.
+        n_body_reads: usize,
     }
 
     impl TestSession {
@@ -904,16 +1008,26 @@ mod tests {
                 ended: None,
                 n_starttls: 0,
                 next_delivery: Delivery::Stored { queue_id: "q1" },
+                read_into_body: false,
+                n_body_reads: 0,
             }
         }
 
-        /// Feeds one read's worth of bytes.
+        /// A session fed the way the socket loop feeds it: big bodies go straight into the
+        /// session's body buffer.
+        fn reading_into_body(config: SessionConfig) -> TestSession {
+            let mut test = TestSession::with_config(config, None);
+            test.read_into_body = true;
+            test
+        }
+
+        /// Feeds bytes as they arrive from the client. Without `read_into_body` they are
+        /// one read; with it, they are read in as many pieces as the session's body buffer
+        /// takes, like the socket loop does.
         fn feed(&mut self, chunk: &[u8]) -> &mut TestSession {
-            if self.ended.is_some() {
-                return self;
-            }
-            self.pending.extend_from_slice(chunk);
-            loop {
+            // Bytes still "in the socket".
+            let mut unread = chunk;
+            while self.ended.is_none() {
                 let (n_consumed, event) = self.session.advance(&self.pending, &mut self.out);
                 assert!(n_consumed <= self.pending.len());
                 self.pending.drain(..n_consumed);
@@ -927,7 +1041,35 @@ mod tests {
                         if self.session.expects_data() {
                             assert!(self.pending.is_empty(), "body bytes left unconsumed");
                         }
-                        break;
+                        if unread.is_empty() {
+                            break;
+                        }
+                        let body_buffer = if self.read_into_body && self.pending.is_empty() {
+                            self.session.body_read_buffer()
+                        } else {
+                            None
+                        };
+                        match body_buffer {
+                            Some(body_buffer) => {
+                                let n_bytes = body_buffer.len().min(unread.len());
+                                body_buffer[..n_bytes].copy_from_slice(&unread[..n_bytes]);
+                                unread = &unread[n_bytes..];
+                                let rest = self.session.body_received(n_bytes);
+                                self.pending.extend_from_slice(rest);
+                                self.n_body_reads += 1;
+                            }
+                            None => {
+                                // Reading into the body only pays for big bodies, so here
+                                // reads are as big as the socket loop's.
+                                let n_bytes = if self.read_into_body {
+                                    unread.len().min(SOCKET_READ_BYTES)
+                                } else {
+                                    unread.len()
+                                };
+                                self.pending.extend_from_slice(&unread[..n_bytes]);
+                                unread = &unread[n_bytes..];
+                            }
+                        }
                     }
                     Event::Deliver => {
                         let transaction = self.session.transaction();
@@ -949,13 +1091,13 @@ mod tests {
                     Event::StartTls => {
                         // CVE-2011-0411: nothing sent before the handshake counts.
                         self.pending.clear();
+                        unread = &[];
                         self.n_starttls += 1;
                         self.session
                             .tls_started("TLSv1.3", "TLS_AES_128_GCM_SHA256");
                     }
                     Event::Quit | Event::Close => {
                         self.ended = Some(event);
-                        break;
                     }
                 }
             }
@@ -1386,7 +1528,7 @@ mod tests {
             for piece in body.chunks(300) {
                 test.feed(piece);
                 assert!(test.session.expects_data());
-                assert!(test.session.body.capacity() <= MESSAGE_BYTES_MAX);
+                assert!(test.session.body.capacity_bytes() <= MESSAGE_BYTES_MAX);
             }
             test.feed(b".\r\nMAIL FROM:<>\r\nRCPT TO:<u@example.test>\r\nDATA\r\nnext\r\n.\r\n");
             test.assert_codes(&[250, 250, 250, 354, code, 250, 250, 354, 250]);
@@ -1527,7 +1669,7 @@ mod tests {
         test.feed(EHLO_MAIL_RCPT).feed(b"BDAT 1000000 LAST\r\n");
         for _ in 0..250 {
             test.feed(&[b'z'; 4000]);
-            assert!(test.session.body.capacity() <= MESSAGE_BYTES_MAX);
+            assert!(test.session.body.capacity_bytes() <= MESSAGE_BYTES_MAX);
         }
         test.feed(b"NOOP\r\n");
         test.assert_codes(&[250, 250, 250, 552, 250]);
@@ -1595,11 +1737,160 @@ mod tests {
             session.transaction().body.len(),
             2 * BODY_CAPACITY_KEPT_BYTES / 100 * 100
         );
-        assert!(session.body.capacity() <= 4 * BODY_CAPACITY_KEPT_BYTES);
+        assert!(session.body.capacity_bytes() <= 4 * BODY_CAPACITY_KEPT_BYTES);
         session.delivered(Delivery::Stored { queue_id: "q" }, &mut out);
-        assert!(session.body.capacity() <= BODY_CAPACITY_KEPT_BYTES);
+        assert!(session.body.capacity_bytes() <= BODY_CAPACITY_KEPT_BYTES);
         session.shrink_body_buffer(1024);
-        assert!(session.body.capacity() <= 1024);
+        assert!(session.body.capacity_bytes() <= 1024);
+    }
+
+    /// Limit for the tests of reads straight into the body, which need bodies above
+    /// `BODY_READ_BYTES_MIN`.
+    const BIG_MESSAGE_BYTES_MAX: usize = 64 * 1024;
+
+    fn big_config() -> SessionConfig {
+        SessionConfig {
+            message_bytes_max: BIG_MESSAGE_BYTES_MAX,
+            ..config()
+        }
+    }
+
+    /// `n_lines` lines of 98 octets plus CRLF, the first starting with a dot when
+    /// `dotted` (then one octet more on the wire).
+    fn filler(n_lines: usize, dotted: bool) -> (Vec<u8>, Vec<u8>) {
+        let lines: Vec<Vec<u8>> = (0..n_lines)
+            .map(|line_idx| {
+                let mut line = vec![b'a' + (line_idx % 26) as u8; 98];
+                if dotted && line_idx == 0 {
+                    line[0] = b'.';
+                }
+                line
+            })
+            .collect();
+        stuffed(&lines)
+    }
+
+    /// Feeds `input` both ways, asserts they agree, and returns the run that read into the
+    /// body.
+    #[track_caller]
+    fn run_both_ways(config: SessionConfig, input: &[u8], cuts: &[usize]) -> TestSession {
+        let mut copying = TestSession::with_config(config.clone(), None);
+        let mut direct = TestSession::reading_into_body(config);
+        let mut start_idx = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+            let cut = cut.clamp(start_idx, input.len());
+            copying.feed(&input[start_idx..cut]);
+            direct.feed(&input[start_idx..cut]);
+            start_idx = cut;
+        }
+        assert_eq!(direct.text(), copying.text());
+        assert_eq!(direct.stored, copying.stored);
+        assert_eq!(direct.ended, copying.ended);
+        assert!(direct.session.body.capacity_bytes() <= BIG_MESSAGE_BYTES_MAX);
+        direct
+    }
+
+    /// Input fed in pieces cut at `cuts`, the reply codes and the stored bodies expected.
+    struct BigCase {
+        input: Vec<u8>,
+        cuts: Vec<usize>,
+        codes: Vec<u16>,
+        bodies: Vec<Vec<u8>>,
+    }
+
+    #[test]
+    fn big_bodies_read_into_the_body_buffer() {
+        let (body_40k, wire_40k) = filler(400, true);
+        let (body_64k, wire_64k) = filler(BIG_MESSAGE_BYTES_MAX / 100, false);
+        let (_, wire_too_big) = filler(BIG_MESSAGE_BYTES_MAX / 100 + 1, false);
+        let bdat_40k = vec![b'\n'; 40_000];
+        let mut bdat_chunks = EHLO_MAIL_RCPT.to_vec();
+        bdat_chunks.extend_from_slice(b"BDAT 30000\r\n");
+        bdat_chunks.extend_from_slice(&bdat_40k[..30_000]);
+        bdat_chunks.extend_from_slice(b"BDAT 10000 LAST\r\n");
+        bdat_chunks.extend_from_slice(&bdat_40k[30_000..]);
+        bdat_chunks.extend_from_slice(b"QUIT\r\n");
+        // A message whose end is followed in the same read by a whole BDAT message, more
+        // than the socket loop's 16 KiB read buffer.
+        let mut data_then_bdat = script(&[EHLO_MAIL_RCPT, b"DATA\r\n", &wire_40k]);
+        data_then_bdat
+            .extend_from_slice(b"MAIL FROM:<>\r\nRCPT TO:<v@example.test>\r\nBDAT 40000 LAST\r\n");
+        data_then_bdat.extend_from_slice(&bdat_40k);
+        data_then_bdat.extend_from_slice(b"NOOP\r\n");
+        let mut bare_lf = wire_40k.clone();
+        bare_lf.splice(36_050..36_050, *b"\n.\nMAIL FROM:<x@y.example>\r\n");
+        let table: Vec<BigCase> = vec![
+            BigCase {
+                input: script(&[EHLO_MAIL_RCPT, b"DATA\r\n", &wire_40k, b"QUIT\r\n"]),
+                cuts: vec![],
+                codes: vec![250, 250, 250, 354, 250, 221],
+                bodies: vec![body_40k.clone()],
+            },
+            // The terminator split over two reads into the body.
+            BigCase {
+                input: script(&[EHLO_MAIL_RCPT, b"DATA\r\n", &wire_40k, b"QUIT\r\n"]),
+                cuts: vec![EHLO_MAIL_RCPT.len() + 6 + wire_40k.len() - 2],
+                codes: vec![250, 250, 250, 354, 250, 221],
+                bodies: vec![body_40k.clone()],
+            },
+            // Exactly at the limit, then one line over it.
+            BigCase {
+                input: script(&[EHLO_MAIL_RCPT, b"DATA\r\n", &wire_64k, b"QUIT\r\n"]),
+                cuts: vec![],
+                codes: vec![250, 250, 250, 354, 250, 221],
+                bodies: vec![body_64k],
+            },
+            BigCase {
+                input: script(&[EHLO_MAIL_RCPT, b"DATA\r\n", &wire_too_big, b"QUIT\r\n"]),
+                cuts: vec![],
+                codes: vec![250, 250, 250, 354, 552, 221],
+                bodies: vec![],
+            },
+            // Smuggling inside a big body is still body text, and refused.
+            BigCase {
+                input: script(&[EHLO_MAIL_RCPT, b"DATA\r\n", &bare_lf, b"QUIT\r\n"]),
+                cuts: vec![],
+                codes: vec![250, 250, 250, 354, 550, 221],
+                bodies: vec![],
+            },
+            BigCase {
+                input: data_then_bdat,
+                cuts: vec![],
+                codes: vec![250, 250, 250, 354, 250, 250, 250, 250, 250],
+                bodies: vec![body_40k.clone(), bdat_40k.clone()],
+            },
+            BigCase {
+                input: bdat_chunks,
+                cuts: vec![EHLO_MAIL_RCPT.len() + 12 + 100],
+                codes: vec![250, 250, 250, 250, 250, 221],
+                bodies: vec![bdat_40k.clone()],
+            },
+        ];
+        for BigCase {
+            input,
+            cuts,
+            codes,
+            bodies,
+        } in table
+        {
+            let test = run_both_ways(big_config(), &input, &cuts);
+            test.assert_codes(&codes);
+            let stored: Vec<&[u8]> = test.stored.iter().map(|stored| &stored.body[..]).collect();
+            let expected: Vec<&[u8]> = bodies.iter().map(|body| &body[..]).collect();
+            assert_eq!(stored, expected, "replies:\n{}", test.text());
+            assert!(test.n_body_reads > 0, "never read into the body");
+        }
+    }
+
+    #[test]
+    fn small_bodies_keep_a_small_buffer() {
+        let (body, wire) = filler(10, true);
+        let input = script(&[EHLO_MAIL_RCPT, b"DATA\r\n", &wire, b"QUIT\r\n"]);
+        let test = run_both_ways(big_config(), &input, &[]);
+        test.assert_codes(&[250, 250, 250, 354, 250, 221]);
+        assert_eq!(test.stored[0].body, body);
+        assert_eq!(test.n_body_reads, 0);
+        assert!(test.session.body.capacity_bytes() < BODY_READ_BYTES_MIN);
     }
 
     #[test]
@@ -2005,6 +2296,32 @@ mod tests {
             prop_assert_eq!(reply_codes(&out), expected);
             prop_assert_eq!(stored.len(), 1);
             prop_assert_eq!(&stored[0].body, &body);
+        }
+
+        /// Reading big bodies straight into the body buffer gives exactly what the copying
+        /// path gives, whatever the body holds, whatever follows it, however it is cut.
+        #[test]
+        fn reading_into_the_body_matches_the_copying_path(
+            n_filler_lines in 100usize..700,
+            dotted in any::<bool>(),
+            lines in body_lines(),
+            tail in proptest::collection::vec(proptest::sample::select(STREAM_PIECES), 0..12),
+            bdat_bytes in 0usize..40_000,
+            cuts in proptest::collection::vec(0usize..100_000, 0..6),
+        ) {
+            let (_, filler_wire) = filler(n_filler_lines, dotted);
+            let (_, lines_wire) = stuffed(&lines);
+            let mut input = script(&[EHLO_MAIL_RCPT, b"DATA\r\n", &filler_wire]);
+            // `stuffed` ends with the terminator; the filler's is dropped so both are one body.
+            input.truncate(input.len() - 3);
+            input.extend_from_slice(&lines_wire);
+            input.extend_from_slice(b"MAIL FROM:<>\r\nRCPT TO:<v@example.test>\r\n");
+            input.extend_from_slice(format!("BDAT {bdat_bytes} LAST\r\n").as_bytes());
+            input.extend(std::iter::repeat_n(b'.', bdat_bytes));
+            input.extend_from_slice(&tail.concat());
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            run_both_ways(big_config(), &input, &cuts);
         }
 
         /// Every command line gets exactly one reply, in order, however the stream is cut.
