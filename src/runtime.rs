@@ -283,23 +283,21 @@ impl ShardCtx {
         self.store
             .borrow_mut()
             .insert(incoming, incoming.received_at_ms)?;
-        if !self.waiters.borrow().is_empty() {
-            let mut waiters = self.waiters.borrow_mut();
-            for rcpt in incoming.rcpts {
-                if let Some(parked) = waiters.remove(&store::inbox_key(rcpt)) {
-                    for waiter in parked {
-                        let _ = waiter.send(());
-                    }
+        // Nothing to look up (no key to build) unless someone is watching some inbox.
+        let mut waiters = self.waiters.borrow_mut();
+        let subscribers = self.subscribers.borrow();
+        if waiters.is_empty() && subscribers.is_empty() {
+            return Ok(());
+        }
+        for rcpt in incoming.rcpts {
+            let key = store::inbox_key(rcpt);
+            if let Some(parked) = waiters.remove(&key) {
+                for waiter in parked {
+                    let _ = waiter.send(());
                 }
             }
-        }
-        if !self.subscribers.borrow().is_empty() {
-            let subscribers = self.subscribers.borrow();
-            for rcpt in incoming.rcpts {
-                let key = store::inbox_key(rcpt);
-                if subscribers.contains_key(&key) {
-                    let _ = self.push_queue.unbounded_send(key);
-                }
+            if subscribers.contains_key(&key) {
+                let _ = self.push_queue.unbounded_send(key);
             }
         }
         Ok(())
@@ -315,8 +313,7 @@ impl ShardCtx {
     ) -> bool {
         let owner_idx = store::shard_of(&address, self.n_shards);
         if owner_idx == self.shard_idx {
-            self.subscribe_local(address, frames);
-            return !self.is_shutting_down();
+            return self.subscribe_local(address, frames);
         }
         let (reply, answer) = oneshot::channel();
         let msg = ShardMsg::Subscribe {
@@ -327,15 +324,21 @@ impl ShardCtx {
         self.mesh.send_to(owner_idx, msg).await.is_ok() && answer.await.is_ok()
     }
 
-    fn subscribe_local(&self, address: String, frames: futures_channel::mpsc::Sender<String>) {
+    /// Subscribes at this shard, which owns `address`; `false` once it is shutting down.
+    fn subscribe_local(
+        &self,
+        address: String,
+        frames: futures_channel::mpsc::Sender<String>,
+    ) -> bool {
         if self.is_shutting_down() {
-            return;
+            return false;
         }
         let last_id = self.store.borrow().list(&address, None, 0).newest;
         let mut subscribers = self.subscribers.borrow_mut();
         let subscribed = subscribers.entry(address).or_default();
         subscribed.retain(|subscriber| !subscriber.frames.is_closed());
         subscribed.push(Subscriber { frames, last_id });
+        true
     }
 
     /// Sends the summaries of messages that arrived in `inbox_key` since each subscriber's
@@ -525,8 +528,10 @@ impl ShardCtx {
                 frames,
                 reply,
             } => {
-                self.subscribe_local(address, frames);
-                let _ = reply.send(());
+                // Not subscribed: dropping `reply` tells the socket's core so.
+                if self.subscribe_local(address, frames) {
+                    let _ = reply.send(());
+                }
             }
         }
     }

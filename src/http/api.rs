@@ -401,14 +401,9 @@ pub fn create_address(
     )
 }
 
-/// A message `<summary>` as JSON text: one WebSocket frame.
+/// A message `<summary>` as JSON text, as in a listing: one WebSocket frame.
 pub fn summary_text(message: &MessageRef<'_>) -> String {
     serde_json::to_string(&SummaryJson::of(message)).unwrap_or_else(|_| "null".to_string())
-}
-
-/// A message `<summary>` as the contract defines it (also what the WebSocket pushes).
-pub fn summary_json(message: &MessageRef<'_>) -> Value {
-    serde_json::to_value(SummaryJson::of(message)).unwrap_or(Value::Null)
 }
 
 /// The body of an inbox listing, serialized straight from the shard's memory.
@@ -531,12 +526,6 @@ impl serde::Serialize for Rfc3339 {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
     }
-}
-
-/// A summary plus headers (decoded, in order), the text body, the sanitized HTML body and
-/// the attachments: the message view of the contract.
-pub fn message_json(message: &MessageRef<'_>) -> Value {
-    serde_json::to_value(MessageJson::of(message)).unwrap_or(Value::Null)
 }
 
 /// The URL path of the attachments of `message` as seen from its inbox, up to and

@@ -128,9 +128,7 @@ async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &Con
                 Ok(None) => {}
                 Err(response) => {
                     count_response(ctx, &response);
-                    let mut out = Vec::new();
-                    response.write_to(false, false, &mut out);
-                    let _ = write_flushed(stream, &out).await;
+                    let _ = write_response(stream, &response, false, false).await;
                     break 'connection;
                 }
             }
@@ -186,10 +184,9 @@ async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &Con
             (None, Err(response)) => response,
         };
         count_response(ctx, &response);
-        // Per response, not per connection: an idle connection then holds no output buffer.
-        let mut out = Vec::with_capacity(response.body.len() + 256);
-        response.write_to(keep_alive, head_only, &mut out);
-        let written = write_flushed(stream, &out).await.is_ok();
+        let written = write_response(stream, &response, keep_alive, head_only)
+            .await
+            .is_ok();
         ctx.counters.http_request_latency.record(started.elapsed());
         if !written || !keep_alive {
             break;
@@ -197,9 +194,18 @@ async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &Con
     }
 }
 
-/// Writes `bytes` and flushes: a TLS stream may hold encrypted records until flushed.
-async fn write_flushed<S: Conn>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
-    stream.write_all(bytes).await?;
+/// Renders and writes `response`, then flushes: a TLS stream may hold encrypted records
+/// until flushed. The output buffer is per response, not per connection, so an idle
+/// connection holds none.
+pub(crate) async fn write_response<S: Conn>(
+    stream: &mut S,
+    response: &Response,
+    keep_alive: bool,
+    head_only: bool,
+) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(response.body.len() + 256);
+    response.write_to(keep_alive, head_only, &mut out);
+    stream.write_all(&out).await?;
     stream.flush().await
 }
 

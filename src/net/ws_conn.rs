@@ -27,6 +27,7 @@ use futures_util::{StreamExt, stream};
 
 use crate::http::response::Response;
 use crate::metrics::Counters;
+use crate::net::http_conn;
 use crate::net::tls::Conn;
 use crate::runtime::{ConnGuard, ShardCtx, WS_PING_INTERVAL, WS_QUEUE_FRAMES};
 
@@ -76,15 +77,6 @@ impl WsRegistry {
             let _ = ping.try_send(());
         }
     }
-
-    /// WebSockets open on this executor.
-    pub fn len(&self) -> usize {
-        self.pings.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl Drop for WsGuard<'_> {
@@ -119,7 +111,7 @@ pub async fn serve<S: Conn>(
             "too many WebSockets on this core; retry shortly or long-poll the inbox",
         )
         .with_header("Retry-After", "1");
-        let _ = write_response(stream, &response).await;
+        let _ = http_conn::write_response(stream, &response, false, false).await;
         return;
     }
     // Subscribe before the 101, so that every message that arrives once the client sees
@@ -127,7 +119,7 @@ pub async fn serve<S: Conn>(
     let (frames, summaries) = mpsc::channel::<String>(WS_QUEUE_FRAMES);
     if !ctx.subscribe(address, frames).await {
         let response = Response::error(503, "unavailable", "the server is shutting down");
-        let _ = write_response(stream, &response).await;
+        let _ = http_conn::write_response(stream, &response, false, false).await;
         return;
     }
     let switching = format!(
@@ -201,11 +193,4 @@ pub async fn serve<S: Conn>(
     futures_lite::future::or(writer, reader).await;
 
     Counters::sub(&ctx.counters.websockets_open, 1);
-}
-
-async fn write_response<S: Conn>(stream: &mut S, response: &Response) -> std::io::Result<()> {
-    let mut out = Vec::new();
-    response.write_to(false, false, &mut out);
-    stream.write_all(&out).await?;
-    stream.flush().await
 }

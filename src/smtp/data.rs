@@ -716,19 +716,20 @@ mod tests {
     /// Result of one body: consumed bytes, and either the stored body or the refusal.
     type Outcome = (usize, Result<Vec<u8>, Refusal>);
 
+    /// Where the pieces of an input of `len` bytes end, given cut points in any order.
+    fn piece_ends(cuts: &[usize], len: usize) -> Vec<usize> {
+        let mut ends: Vec<usize> = cuts.iter().copied().filter(|&cut| cut < len).collect();
+        ends.sort_unstable();
+        ends.push(len);
+        ends
+    }
+
     /// Feeds `input` in the given pieces; `None` when the terminator never comes.
     fn scan_in_pieces(input: &[u8], cuts: &[usize], body_bytes_max: usize) -> Option<Outcome> {
         let mut scanner = DataScanner::new();
         let mut body = Vec::new();
         let mut start_idx = 0;
-        let mut ends: Vec<usize> = cuts
-            .iter()
-            .copied()
-            .filter(|&cut| cut < input.len())
-            .collect();
-        ends.sort_unstable();
-        ends.push(input.len());
-        for end_idx in ends {
+        for end_idx in piece_ends(cuts, input.len()) {
             if end_idx < start_idx {
                 continue;
             }
@@ -765,14 +766,7 @@ mod tests {
         let mut buf = vec![0u8; input.len()];
         let mut body_len = 0;
         let mut start_idx = 0;
-        let mut ends: Vec<usize> = cuts
-            .iter()
-            .copied()
-            .filter(|&cut| cut < input.len())
-            .collect();
-        ends.sort_unstable();
-        ends.push(input.len());
-        for end_idx in ends {
+        for end_idx in piece_ends(cuts, input.len()) {
             if end_idx < start_idx {
                 continue;
             }
