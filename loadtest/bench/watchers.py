@@ -202,6 +202,19 @@ def main():
                     w.after = listing["next_after"] or w.after
                 w.sock.sendall(poll_request(host, w.address, w.after))
 
+    def on_event(w, events):
+        """A connect that finished (send the request) or bytes to read."""
+        if events & selectors.EVENT_WRITE:
+            if w.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                fail(w)
+                return
+            request = (ws_request(host, w.address) if w.kind == "ws"
+                       else poll_request(host, w.address, None))
+            w.sock.sendall(request)
+            sel.modify(w.sock, selectors.EVENT_READ, w)
+        elif events & selectors.EVENT_READ:
+            on_readable(w)
+
     started = 0
     while started < len(plan):
         for kind, k in plan[started:started + CONNECT_BATCH]:
@@ -219,18 +232,7 @@ def main():
         pause_end = time.monotonic() + CONNECT_PAUSE_SECS
         while time.monotonic() < pause_end:
             for key, events in sel.select(timeout=0.001):
-                w = key.data
-                if events & selectors.EVENT_WRITE and w.state == "handshake" and not w.buf:
-                    if w.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                        fail(w)
-                        continue
-                    request = (ws_request(host, w.address) if w.kind == "ws"
-                               else poll_request(host, w.address, None))
-                    w.sock.sendall(request)
-                    w.buf = b""
-                    sel.modify(w.sock, selectors.EVENT_READ, w)
-                elif events & selectors.EVENT_READ:
-                    on_readable(w)
+                on_event(key.data, events)
 
     # Settle: every WebSocket upgraded; long polls are parked (they answer only when mail
     # comes or after 60 s), so a poll counts as open once its request is written.
@@ -242,17 +244,7 @@ def main():
         if pending_ws == 0 and not pending_write:
             break
         for key, events in sel.select(timeout=0.05):
-            w = key.data
-            if events & selectors.EVENT_WRITE:
-                if w.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                    fail(w)
-                    continue
-                request = (ws_request(host, w.address) if w.kind == "ws"
-                           else poll_request(host, w.address, None))
-                w.sock.sendall(request)
-                sel.modify(w.sock, selectors.EVENT_READ, w)
-            else:
-                on_readable(w)
+            on_event(key.data, events)
     polls_parked = sum(1 for w in watchers if w.kind == "poll" and w.state != "dead")
     print(f"ready {counts['ws_open']} {polls_parked} {counts['failed']}", flush=True)
 
