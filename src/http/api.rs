@@ -19,7 +19,7 @@
 //! - The message view parses the message once and caches the result in the store
 //!   (`MessageRef::parsed`); `text` is the first text body, or mail-parser's plain-text
 //!   rendering of the HTML body when there is no text/plain part; `html` is the first
-//!   text/html body after `http::sanitize` (never raw HTML), or `null`.
+//!   text/html body after `mail::sanitize` (never raw HTML), or `null`.
 //! - Attachments are the top-level parts mail-parser lists as attachments, numbered from 0
 //!   in message order; a message/rfc822 part is one attachment (its own attachments are not
 //!   listed). `filename` is `null` when the part names no file; a download of such a part is

@@ -10,7 +10,6 @@ pub mod api;
 pub mod page;
 pub mod request;
 pub mod response;
-pub mod sanitize;
 
 pub use api::{InboxOp, InboxRequest, Outcome, Route};
 pub use request::{Limits, Method, Request};

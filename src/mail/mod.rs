@@ -13,6 +13,8 @@
 //! the sanitized HTML are owned; everything owned is counted by `heap_bytes` and zeroed by
 //! `wipe`, because it is message content.
 
+pub mod sanitize;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -22,7 +24,7 @@ use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{Encoding, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
-use crate::http::sanitize::{ATTACHMENT_URL_MARKER, content_id_key, sanitize_html};
+use crate::mail::sanitize::{ATTACHMENT_URL_MARKER, content_id_key, sanitize_html};
 
 /// Longest preview, in characters (the API contract says "up to 200").
 pub const PREVIEW_CHARS_MAX: usize = 200;
