@@ -13,6 +13,7 @@
 //! - `metrics`: per-shard counters and their Prometheus rendering.
 //! - `notify`: systemd readiness (sd_notify) without a dependency.
 
+pub mod address;
 pub mod config;
 pub mod http;
 pub mod mail;

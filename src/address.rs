@@ -1,0 +1,175 @@
+//! Which inbox an address names: the one rule SMTP, HTTP and the store all use.
+//!
+//! RFC 5321 lets a local part be case-sensitive, but every real mailbox treats it
+//! case-insensitively, and so do people typing addresses; so the inbox of an address is its
+//! lowercase form. A domain written in Unicode (`bücher.example`) and its punycode form
+//! (`xn--bcher-kva.example`) are the same domain, so the key holds the ASCII form
+//! (UTS-46 `to_ascii`, which also applies the case and compatibility mappings).
+//! Control characters name no inbox: SMTP refuses them at RCPT (553 5.1.3) and HTTP
+//! answers 404, so what one side accepts the other can serve.
+//!
+//! The check and the fold are one function, [`InboxKey::new`], so they cannot drift.
+//! Nearly every address is lowercase ASCII already: that case borrows and allocates
+//! nothing.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The inbox an address names: lowercase, with an ASCII (punycode) domain.
+///
+/// Invariant: the text is what `InboxKey::new` made of some address, so it has no control
+/// characters, no uppercase letters, and an ASCII domain after its last `@` (if any).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InboxKey<'a>(Cow<'a, str>);
+
+/// Why an address names no inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// A control character (C0, DEL or C1) anywhere in the address.
+    #[error("the address contains a control character")]
+    ControlCharacter,
+    /// The domain is not a valid internationalized domain name (UTS-46 refused it).
+    #[error("the domain is not a valid internationalized domain name")]
+    BadDomain,
+}
+
+impl<'a> InboxKey<'a> {
+    /// The inbox of `address` (any case, domain in Unicode or punycode).
+    ///
+    /// # Errors
+    /// A control character anywhere, or a non-ASCII domain UTS-46 cannot map.
+    pub fn new(address: &'a str) -> Result<InboxKey<'a>, AddressError> {
+        if address.is_ascii() {
+            if address.bytes().any(|b| b.is_ascii_control()) {
+                return Err(AddressError::ControlCharacter);
+            }
+            if !address.bytes().any(|b| b.is_ascii_uppercase()) {
+                return Ok(InboxKey(Cow::Borrowed(address)));
+            }
+            return Ok(InboxKey(Cow::Owned(address.to_ascii_lowercase())));
+        }
+        if address.chars().any(char::is_control) {
+            return Err(AddressError::ControlCharacter);
+        }
+        let (local, domain) = match address.rsplit_once('@') {
+            Some((local, domain)) => (local, Some(domain)),
+            None => (address, None),
+        };
+        let mut key = local.to_lowercase();
+        if let Some(domain) = domain {
+            key.push('@');
+            if domain.is_ascii() {
+                key.push_str(&domain.to_ascii_lowercase());
+            } else {
+                let ascii = idna::domain_to_ascii(domain).map_err(|_| AddressError::BadDomain)?;
+                key.push_str(&ascii);
+            }
+        }
+        Ok(InboxKey(Cow::Owned(key)))
+    }
+
+    /// A key read back from where a key was stored (the store's index and envelopes).
+    /// Debug builds check that it is one.
+    pub fn from_stored(key: &'a str) -> InboxKey<'a> {
+        debug_assert_eq!(
+            InboxKey::new(key).map(|k| k.0.into_owned()),
+            Ok(key.to_string())
+        );
+        InboxKey(Cow::Borrowed(key))
+    }
+
+    /// The key's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The domain part (after the last `@`), if any.
+    pub fn domain(&self) -> Option<&str> {
+        self.0.rsplit_once('@').map(|(_, domain)| domain)
+    }
+
+    /// The same key, owning its text.
+    pub fn into_owned(self) -> InboxKey<'static> {
+        InboxKey(Cow::Owned(self.0.into_owned()))
+    }
+
+    /// The key's text, owned.
+    pub fn into_string(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl AsRef<str> for InboxKey<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InboxKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(address: &str) -> Result<String, AddressError> {
+        InboxKey::new(address).map(InboxKey::into_string)
+    }
+
+    #[test]
+    fn folds_case_and_domains_to_one_form() {
+        let cases = [
+            ("alice@example.test", "alice@example.test"),
+            ("Alice@Example.TEST", "alice@example.test"),
+            ("ÄLICE@example.test", "älice@example.test"),
+            ("user@bücher.example", "user@xn--bcher-kva.example"),
+            ("user@BÜCHER.example", "user@xn--bcher-kva.example"),
+            ("user@xn--bcher-kva.example", "user@xn--bcher-kva.example"),
+            ("user@XN--BCHER-KVA.EXAMPLE", "user@xn--bcher-kva.example"),
+            ("Ünïcödé@bücher.example", "ünïcödé@xn--bcher-kva.example"),
+            ("postmaster", "postmaster"),
+            ("\"a b\"@example.test", "\"a b\"@example.test"),
+        ];
+        for (address, expected) in cases {
+            assert_eq!(key(address).as_deref(), Ok(expected), "{address}");
+        }
+    }
+
+    #[test]
+    fn lowercase_ascii_borrows() {
+        assert!(matches!(
+            InboxKey::new("bob@example.test"),
+            Ok(InboxKey(Cow::Borrowed(_)))
+        ));
+    }
+
+    #[test]
+    fn control_characters_name_no_inbox() {
+        for address in [
+            "a\u{0}b@example.test",
+            "a\tb@example.test",
+            "a\u{7f}b@example.test",
+            "a\u{85}b@example.test",
+            "ab@exa\u{9f}mple.test",
+            "ä\u{1}@example.test",
+        ] {
+            assert_eq!(
+                key(address),
+                Err(AddressError::ControlCharacter),
+                "{address:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_fixed_points() {
+        for address in ["Alice@Example.TEST", "user@bücher.example", "ÄLICE@x.test"] {
+            let once = key(address).unwrap();
+            assert_eq!(key(&once).unwrap(), once);
+            assert_eq!(InboxKey::from_stored(&once).as_str(), once);
+        }
+    }
+}
