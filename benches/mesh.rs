@@ -30,7 +30,7 @@ use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use hdrhistogram::Histogram;
 use mayfly::runtime::{ShardMsg, StoreJob};
-use mayfly::store::{Incoming, Shard, ShardConfig, StoreError};
+use mayfly::store::{Incoming, Rcpt, Shard, ShardConfig, StoreError};
 
 /// The server's allocator (`src/main.rs`), so allocation costs are the ones it pays.
 #[global_allocator]
@@ -304,7 +304,11 @@ async fn serve(mut receivers: Receivers<ShardMsg>, receiver: Receiver) -> usize 
             let result = match shard.as_mut() {
                 None => Ok(()),
                 Some(shard) => {
-                    let rcpts: Vec<&str> = job.rcpts.iter().map(String::as_str).collect();
+                    let rcpts: Vec<Rcpt<'_>> = job
+                        .rcpts
+                        .iter()
+                        .filter_map(|written| Rcpt::new(written))
+                        .collect();
                     let parts: [&[u8]; 1] = [&job.data];
                     let incoming = Incoming {
                         mail_from: &job.mail_from,

@@ -18,7 +18,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mayfly::store::{Incoming, MessageId, Shard, ShardConfig};
+use mayfly::address::InboxKey;
+use mayfly::store::{Incoming, MessageId, Rcpt, Shard, ShardConfig};
 
 /// The server's allocator (`src/main.rs`), so allocation costs are the ones it pays.
 #[global_allocator]
@@ -89,8 +90,15 @@ fn new_shard(ring_bytes: usize) -> Shard {
     })
 }
 
+/// The inbox key of a bench address (HTTP routing makes it once per request).
+fn key(address: &str) -> InboxKey<'static> {
+    InboxKey::new(address)
+        .expect("a valid address")
+        .into_owned()
+}
+
 fn insert(shard: &mut Shard, rcpt: &str) -> MessageId {
-    let rcpts = [rcpt];
+    let rcpts = [Rcpt::new(rcpt).expect("a valid address")];
     let parts = [RECEIVED, BODY];
     let incoming = Incoming {
         mail_from: MAIL_FROM,
@@ -226,7 +234,7 @@ fn lookup_store(n_held: usize) -> (Shard, Vec<(u32, MessageId)>) {
     let stats = shard.stats();
     assert_eq!(stats.messages_held, n_held as u64, "the store evicted");
     assert_eq!(
-        shard.list(&inboxes[0], None, 1).total,
+        shard.list(&key(&inboxes[0]), None, 1).total,
         LISTED_INBOX_MESSAGES
     );
     (shard, ids)
@@ -235,20 +243,20 @@ fn lookup_store(n_held: usize) -> (Shard, Vec<(u32, MessageId)>) {
 fn bench_lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("store_lookup");
     group.throughput(Throughput::Elements(1));
-    let listed = address(0);
+    let listed = key(&address(0));
     for (label, n_held) in STORE_SIZES {
         let (shard, ids) = lookup_store(n_held);
 
         // Random messages across the whole store, so large stores miss the caches as a
         // server's would.
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let samples: Vec<(String, MessageId)> = (0..GET_SAMPLES)
+        let samples: Vec<(InboxKey<'static>, MessageId)> = (0..GET_SAMPLES)
             .map(|_| {
                 state = state
                     .wrapping_mul(6_364_136_223_846_793_005)
                     .wrapping_add(1_442_695_040_888_963_407);
                 let (inbox, id) = ids[(state >> 33) as usize % ids.len()];
-                (address(inbox as usize), id)
+                (key(&address(inbox as usize)), id)
             })
             .collect();
         let mut sample_idx = 0;

@@ -99,6 +99,14 @@ impl<'a> InboxKey<'a> {
     }
 }
 
+// Hash and Eq of `InboxKey` are those of its text, so maps keyed by `InboxKey` can be
+// looked up with a `&str`.
+impl std::borrow::Borrow<str> for InboxKey<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for InboxKey<'_> {
     fn as_ref(&self) -> &str {
         &self.0

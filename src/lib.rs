@@ -14,6 +14,7 @@
 //! - `notify`: systemd readiness (sd_notify) without a dependency.
 
 pub mod address;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod mail;
@@ -23,3 +24,4 @@ pub mod notify;
 pub mod runtime;
 pub mod smtp;
 pub mod store;
+pub mod watch;

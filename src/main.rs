@@ -76,11 +76,11 @@ fn main() -> ExitCode {
 /// `smtp=A http=B`, then ` smtps=C` and ` https=D` when those listeners are configured
 /// (scripts parse the first two by position, so they stay first).
 fn listeners_text(ready: &Ready) -> String {
-    let mut text = format!("smtp={} http={}", ready.smtp_addr, ready.http_addr);
-    if let Some(addr) = ready.smtps_addr {
+    let mut text = format!("smtp={} http={}", ready.smtp, ready.http);
+    if let Some(addr) = ready.smtps {
         text.push_str(&format!(" smtps={addr}"));
     }
-    if let Some(addr) = ready.https_addr {
+    if let Some(addr) = ready.https {
         text.push_str(&format!(" https={addr}"));
     }
     text

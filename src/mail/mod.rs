@@ -2,10 +2,11 @@
 //! a listing shows (subject, date, preview) and the `ParsedMessage` the message view shows
 //! (headers, text, sanitized HTML, attachments).
 //!
-//! Parsing is lazy: the SMTP hot path stores bytes only, and the store caches what a reader
-//! asked for in the message's entry, so a message read repeatedly is parsed once per kind of
-//! read (a listing caches only the `Summary`; the first message view parses again and caches
-//! the `ParsedMessage`, and a view before any listing fills both from one parse).
+//! Parsing is lazy: the SMTP hot path stores bytes only, and each shard's `ViewCache`
+//! keeps what readers asked for, so a message read repeatedly is parsed once per kind of
+//! read. A `Summary` is parsed from at most the first `SUMMARY_PARSE_BYTES_MAX` of a message,
+//! so it is cheap and bounded and is made on the executor; a `ParsedMessage` (sanitizing
+//! included) is made off the executor, from a copy of the message.
 //!
 //! A `ParsedMessage` copies as little as it can: header fields, a plain-text body that
 //! needed no decoding, and attachments are kept as offsets into the stored bytes, which
@@ -13,7 +14,10 @@
 //! the sanitized HTML are owned; everything owned is counted by `heap_bytes` and zeroed by
 //! `wipe`, because it is message content.
 
+pub mod cache;
 pub mod sanitize;
+
+pub use cache::ViewCache;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -26,6 +30,10 @@ use mail_parser::{Encoding, HeaderValue, Message, MessageParser, MimeHeaders, Pa
 
 use crate::mail::sanitize::{ATTACHMENT_URL_MARKER, content_id_key, sanitize_html};
 
+/// A summary is parsed from at most this many bytes of the message: enough for any real
+/// header block and the start of the first text part, and a bound on the executor time a
+/// listing can take (a 10 MiB message must not cost a listing more than a small one).
+pub const SUMMARY_PARSE_BYTES_MAX: usize = 64 * 1024;
 /// Longest preview, in characters (the API contract says "up to 200").
 pub const PREVIEW_CHARS_MAX: usize = 200;
 /// Content type of an attachment whose part names none (RFC 2045 would say text/plain
@@ -109,15 +117,17 @@ enum TransferEncoding {
 }
 
 impl Summary {
-    /// Parses `raw` (a whole stored message); never fails: unparseable parts stay empty.
+    /// Parses the start of `raw` (a whole stored message, of which at most
+    /// `SUMMARY_PARSE_BYTES_MAX` bytes are read); never fails: unparseable parts stay empty.
     pub fn parse(raw: &[u8]) -> Summary {
+        let raw = &raw[..raw.len().min(SUMMARY_PARSE_BYTES_MAX)];
         match MessageParser::default().parse(raw) {
             Some(message) => Summary::of(&message),
             None => Summary::default(),
         }
     }
 
-    /// Heap bytes this summary holds (its strings), for the store's metadata budget.
+    /// Heap bytes this summary's strings hold, for the cache's budget.
     pub fn heap_bytes(&self) -> usize {
         self.subject.capacity() + self.preview.capacity()
     }

@@ -13,14 +13,15 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
+use crate::clock::now_ms;
 use crate::http::api::{self, Route};
 use crate::http::page;
 use crate::http::request::{self, Limits, Method};
 use crate::http::response::Response;
 use crate::metrics::{self, Counters};
+use crate::net::conns::ConnGuard;
 use crate::net::tls::{self, Conn};
-use crate::net::ws_conn;
-use crate::runtime::{ConnGuard, ShardCtx, now_ms};
+use crate::net::{NetCtx, Shards, ws_conn};
 
 /// Request-size limits; a request over them is refused, never buffered.
 const LIMITS: Limits = Limits {
@@ -33,18 +34,10 @@ const LIMITS: Limits = Limits {
 const READ_BUFFER_BYTES: usize = 8 * 1024 + 64 * 1024;
 const READ_CHUNK_BYTES: usize = 4096;
 
-/// Accepts HTTP connections on this executor's `--http` listener until cancelled.
-pub async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener) {
-    accept_with(ctx, listener, false).await;
-}
-
-/// Accepts HTTPS connections on this executor's `--https` listener until cancelled: the
-/// TLS handshake first, then the same request loop. Needs `ctx.tls`.
-pub async fn accept_loop_tls(ctx: Rc<ShardCtx>, listener: TcpListener) {
-    accept_with(ctx, listener, true).await;
-}
-
-async fn accept_with(ctx: Rc<ShardCtx>, listener: TcpListener, over_tls: bool) {
+/// Accepts HTTP connections on one of this executor's listeners until cancelled: `--http`,
+/// or `--https` with `over_tls` (the TLS handshake first, then the same request loop;
+/// needs `ctx.tls`).
+pub async fn accept_loop<S: Shards>(ctx: Rc<NetCtx<S>>, listener: TcpListener, over_tls: bool) {
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -89,13 +82,13 @@ async fn refuse(mut stream: TcpStream, over_tls: bool) {
     let _ = stream.close().await;
 }
 
-fn opened(ctx: &ShardCtx, stream: &TcpStream) {
+fn opened<S>(ctx: &NetCtx<S>, stream: &TcpStream) {
     Counters::add(&ctx.counters.http_connections_open, 1);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(ctx.config.http_idle_timeout));
 }
 
-async fn serve_plain(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+async fn serve_plain<S: Shards>(ctx: Rc<NetCtx<S>>, mut stream: TcpStream) {
     opened(&ctx, &stream);
     let guard = ctx.connections.register(stream.as_raw_fd());
     serve_requests(&ctx, &mut stream, &guard).await;
@@ -104,7 +97,7 @@ async fn serve_plain(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     Counters::sub(&ctx.counters.http_connections_open, 1);
 }
 
-async fn serve_tls(ctx: Rc<ShardCtx>, stream: TcpStream) {
+async fn serve_tls<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream) {
     opened(&ctx, &stream);
     let guard = ctx.connections.register(stream.as_raw_fd());
     if let Some((mut tls_stream, _)) = tls::accept(&ctx, stream).await {
@@ -116,7 +109,11 @@ async fn serve_tls(ctx: Rc<ShardCtx>, stream: TcpStream) {
 }
 
 /// Reads, answers and keeps alive until the client or a limit ends the connection.
-async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &ConnGuard<'_>) {
+async fn serve_requests<S: Shards, C: Conn>(
+    ctx: &Rc<NetCtx<S>>,
+    stream: &mut C,
+    guard: &ConnGuard<'_>,
+) {
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
     let client_ip = stream.tcp().peer_addr().ok().map(|addr| addr.ip());
 
@@ -132,7 +129,7 @@ async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &Con
                     break 'connection;
                 }
             }
-            if ctx.is_shutting_down() && buf.is_empty() {
+            if ctx.shards.is_shutting_down() && buf.is_empty() {
                 break 'connection;
             }
             guard.set_idle(buf.is_empty());
@@ -159,19 +156,16 @@ async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &Con
         Counters::add(&ctx.counters.http_requests_total, 1);
 
         let head_only = matches!(request.method, Method::Head);
-        let keep_alive = request.keep_alive && !ctx.is_shutting_down();
+        let keep_alive = request.keep_alive && !ctx.shards.is_shutting_down();
         let started = Instant::now();
         let limited = client_ip.and_then(|ip| ctx.http_rate_limiter.check(ip, started).err());
         let response = match (limited, api::route(&request, &ctx.config.domains)) {
             (Some(retry_after), _) => rate_limited(retry_after),
-            (None, Ok(Route::WebSocket { address, accept })) => {
+            (None, Ok(Route::WebSocket { key, accept })) => {
                 // The connection is a WebSocket from here on; the HTTP buffers go first,
                 // so an idle socket holds only what ws_conn needs.
                 let leftover = std::mem::take(&mut buf);
-                Box::pin(ws_conn::serve(
-                    ctx, stream, guard, address, &accept, leftover,
-                ))
-                .await;
+                Box::pin(ws_conn::serve(ctx, stream, guard, key, &accept, leftover)).await;
                 return;
             }
             (None, Ok(route)) => {
@@ -197,8 +191,8 @@ async fn serve_requests<S: Conn>(ctx: &Rc<ShardCtx>, stream: &mut S, guard: &Con
 /// Renders and writes `response`, then flushes: a TLS stream may hold encrypted records
 /// until flushed. The output buffer is per response, not per connection, so an idle
 /// connection holds none.
-pub(crate) async fn write_response<S: Conn>(
-    stream: &mut S,
+pub(crate) async fn write_response<C: Conn>(
+    stream: &mut C,
     response: &Response,
     keep_alive: bool,
     head_only: bool,
@@ -209,11 +203,11 @@ pub(crate) async fn write_response<S: Conn>(
     stream.flush().await
 }
 
-async fn respond(ctx: &Rc<ShardCtx>, route: Route) -> Response {
+async fn respond<S: Shards>(ctx: &NetCtx<S>, route: Route) -> Response {
     match route {
         Route::Asset(asset) => page::response(asset),
         Route::Healthz => {
-            if ctx.is_shutting_down() {
+            if ctx.shards.is_shutting_down() {
                 Response {
                     status: 503,
                     content_type: "text/plain; charset=utf-8",
@@ -230,7 +224,7 @@ async fn respond(ctx: &Rc<ShardCtx>, route: Route) -> Response {
             }
         }
         Route::Metrics => {
-            let snapshots = ctx.gather_metrics().await;
+            let snapshots = ctx.shards.metrics().await;
             Response {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
@@ -244,7 +238,7 @@ async fn respond(ctx: &Rc<ShardCtx>, route: Route) -> Response {
             ctx.config.ttl.as_secs(),
             now_ms(),
         ),
-        Route::Inbox(inbox_request) => ctx.serve_inbox(inbox_request).await,
+        Route::Inbox(inbox_request) => ctx.shards.serve_inbox(inbox_request).await,
         // serve_requests hands these to ws_conn before responding.
         Route::WebSocket { .. } => Response::error(500, "internal_error", "unexpected upgrade"),
     }
@@ -264,7 +258,7 @@ fn rate_limited(retry_after: Duration) -> Response {
     response
 }
 
-fn count_response(ctx: &ShardCtx, response: &Response) {
+fn count_response<S>(ctx: &NetCtx<S>, response: &Response) {
     match response.status {
         400..=499 => Counters::add(&ctx.counters.http_responses_4xx_total, 1),
         500..=599 => Counters::add(&ctx.counters.http_responses_5xx_total, 1),

@@ -1,13 +1,188 @@
-//! Socket loops: the only code that reads or writes a connection.
+//! Sockets: the only code that reads or writes a connection.
 //!
-//! `smtp_conn` drives an `smtp::Session`, `http_conn` drives `http::api`; both run on the
-//! executor that accepted the connection and reach other shards through `runtime::ShardCtx`.
-//! `tls` holds the certificate (reloaded on SIGHUP) and the handshake; both loops are
-//! generic over `tls::Conn`, so they serve plain TCP and TLS alike. `ws_conn` takes over an
-//! HTTP connection that upgraded to a WebSocket.
+//! One loop per protocol (`smtp_conn`, `http_conn`, and `ws_conn` for an HTTP connection
+//! that upgraded), each driving a protocol that does no IO (`smtp::Session`, `http::`),
+//! all generic over `tls::Conn` so plain TCP and TLS share them. `listen` binds the
+//! listening sockets, `conns` registers open connections for shutdown, `tls` holds the
+//! certificate and the handshake, `rate_limit` the per-client-IP HTTP limit.
+//!
+//! The loops run on the executor that accepted the connection and reach the shards
+//! through [`Shards`], which the runtime implements: so `net` never imports `runtime`,
+//! and the dependency runs one way (runtime -> net -> protocols, store, mail).
 
+pub mod conns;
 pub mod http_conn;
+pub mod listen;
 pub mod rate_limit;
 pub mod smtp_conn;
 pub mod tls;
 pub mod ws_conn;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use glommio::Task;
+
+use crate::address::InboxKey;
+use crate::config::Config;
+use crate::http::{InboxRequest, Response};
+use crate::metrics::{Counters, Snapshot};
+use crate::smtp::{Delivery, SessionConfig, Transaction};
+use conns::ConnRegistry;
+use listen::ShardListeners;
+use rate_limit::RateLimiter;
+use tls::TlsCerts;
+use ws_conn::WsRegistry;
+
+/// What the socket loops need from the shards: storing mail, answering inbox requests and
+/// subscriptions where the inbox lives, and the metrics of every shard. The runtime
+/// implements it over its channel mesh.
+// Thread-per-core: these futures never leave their executor, so they need not be `Send`,
+// which is what the lint warns about.
+#[allow(async_fn_in_trait)]
+pub trait Shards: 'static {
+    /// This executor has begun to shut down: stop taking new work.
+    fn is_shutting_down(&self) -> bool;
+
+    /// The process is stopping, even if this executor has not noticed yet.
+    fn shutdown_triggered(&self) -> bool;
+
+    /// Stores a finished transaction in every recipient's shard. `Delivery::Stored` means
+    /// every copy is stored; only then may the session answer 250.
+    async fn deliver<'q>(
+        &self,
+        transaction: &Transaction<'_>,
+        received_header: &[u8],
+        queue_id: &'q str,
+        received_at: SystemTime,
+    ) -> Delivery<'q>;
+
+    /// Answers an inbox request in the shard that owns the inbox (parking a long poll there).
+    async fn serve_inbox(&self, request: InboxRequest) -> Response;
+
+    /// Subscribes `frames` to the summaries of new messages of `key`, at the shard that owns
+    /// it. Returns once subscribed; false if that shard is shutting down.
+    async fn subscribe(
+        &self,
+        key: InboxKey<'static>,
+        frames: futures_channel::mpsc::Sender<String>,
+    ) -> bool;
+
+    /// A snapshot of every shard's counters, index = shard.
+    async fn metrics(&self) -> Vec<Snapshot>;
+}
+
+/// What one executor's socket loops share.
+pub struct NetCtx<S> {
+    /// The shards, as the runtime offers them.
+    pub shards: Rc<S>,
+    pub shard_idx: usize,
+    pub config: Arc<Config>,
+    pub session_config: Rc<SessionConfig>,
+    /// The certificate for STARTTLS, `--smtps` and `--https`; `None` when TLS is off.
+    /// Shared with the signal thread, which swaps in a new one on SIGHUP.
+    pub tls: Option<Arc<TlsCerts>>,
+    /// This executor's counters, shared with its shard.
+    pub counters: Rc<Counters>,
+    /// Open connections, so shutdown can interrupt their reads.
+    pub connections: ConnRegistry,
+    /// Open WebSockets, for the per-core ping sweep.
+    pub websockets: WsRegistry,
+    /// HTTP requests per client address on this core.
+    pub http_rate_limiter: RateLimiter,
+    /// Counter for queue ids (one per SMTP transaction handed to the store).
+    queue_seq: Cell<u64>,
+    /// Process start, part of every queue id.
+    boot_micros: u64,
+}
+
+/// The accept loops of one executor; `stop` ends them.
+pub struct Accepting {
+    tasks: Vec<Task<()>>,
+}
+
+impl<S: Shards> NetCtx<S> {
+    /// The socket context of executor `shard_idx`.
+    pub fn new(
+        shards: Rc<S>,
+        shard_idx: usize,
+        config: Arc<Config>,
+        tls: Option<Arc<TlsCerts>>,
+        counters: Rc<Counters>,
+        boot_micros: u64,
+    ) -> NetCtx<S> {
+        let session_config = Rc::new(SessionConfig {
+            hostname: config.hostname.clone(),
+            message_bytes_max: config.message_bytes_max,
+            recipients_max: config.recipients_max,
+            domains: config.domains.clone(),
+            starttls_available: tls.is_some(),
+            tls_required: config.tls_required,
+        });
+        NetCtx {
+            shards,
+            shard_idx,
+            session_config,
+            tls,
+            counters,
+            connections: ConnRegistry::default(),
+            websockets: WsRegistry::default(),
+            http_rate_limiter: RateLimiter::new(config.http_requests_per_ip_per_sec_max),
+            config,
+            queue_seq: Cell::new(0),
+            boot_micros,
+        }
+    }
+
+    /// Writes a fresh queue id into `out` (cleared first). Unique per process run and shard.
+    pub fn next_queue_id(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let seq = self.queue_seq.get() + 1;
+        self.queue_seq.set(seq);
+        out.clear();
+        let _ = write!(
+            out,
+            "{:013X}{:02X}{:08X}",
+            self.boot_micros, self.shard_idx, seq
+        );
+    }
+
+    /// SMTP sessions and HTTP connections open on this executor.
+    pub fn open_connections(&self) -> u64 {
+        self.counters.smtp_sessions_open.get() + self.counters.http_connections_open.get()
+    }
+}
+
+/// Starts the accept loops of one executor on its listeners.
+pub fn start<S: Shards>(ctx: &Rc<NetCtx<S>>, listeners: ShardListeners) -> Accepting {
+    let mut tasks = vec![
+        glommio::spawn_local(smtp_conn::accept_loop(ctx.clone(), listeners.smtp, false)),
+        glommio::spawn_local(http_conn::accept_loop(ctx.clone(), listeners.http, false)),
+    ];
+    if let Some(listener) = listeners.smtps {
+        tasks.push(glommio::spawn_local(smtp_conn::accept_loop(
+            ctx.clone(),
+            listener,
+            true,
+        )));
+    }
+    if let Some(listener) = listeners.https {
+        tasks.push(glommio::spawn_local(http_conn::accept_loop(
+            ctx.clone(),
+            listener,
+            true,
+        )));
+    }
+    Accepting { tasks }
+}
+
+impl Accepting {
+    /// Stops accepting; connections already accepted go on.
+    pub async fn stop(self) {
+        for task in self.tasks {
+            task.cancel().await;
+        }
+    }
+}

@@ -22,8 +22,10 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::metrics::Counters;
+use crate::net::conns::ConnGuard;
 use crate::net::tls::{self, Conn};
-use crate::runtime::{ConnGuard, ShardCtx};
+use crate::net::{NetCtx, Shards};
+use crate::smtp::session::BODY_CAPACITY_KEPT_BYTES;
 use crate::smtp::{Delivery, Event, Session, Transaction, reply};
 
 /// Read buffer per session. `Session::advance` consumes every body byte and leaves less than
@@ -34,22 +36,9 @@ use crate::smtp::{Delivery, Event, Session, Transaction, reply};
 const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// Reply buffer capacity kept per session (a pipelined batch of replies fits easily).
 const WRITE_BUFFER_BYTES: usize = 1024;
-/// A DATA/BDAT body buffer bigger than this is given back after each message, so an idle
-/// session does not keep a 10 MiB allocation alive.
-const BODY_BUFFER_KEEP_BYTES: usize = 256 * 1024;
-
-/// Accepts SMTP connections on this executor's `--smtp` listener until cancelled.
-pub async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener) {
-    accept_with(ctx, listener, false).await;
-}
-
-/// Accepts SMTP connections with implicit TLS (RFC 8314) on this executor's `--smtps`
-/// listener until cancelled. Needs `ctx.tls`.
-pub async fn accept_loop_implicit_tls(ctx: Rc<ShardCtx>, listener: TcpListener) {
-    accept_with(ctx, listener, true).await;
-}
-
-async fn accept_with(ctx: Rc<ShardCtx>, listener: TcpListener, implicit_tls: bool) {
+/// Accepts SMTP connections on one of this executor's listeners until cancelled: `--smtp`,
+/// or `--smtps` with `implicit_tls` (RFC 8314; needs `ctx.tls`).
+pub async fn accept_loop<S: Shards>(ctx: Rc<NetCtx<S>>, listener: TcpListener, implicit_tls: bool) {
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -95,8 +84,8 @@ enum End {
 }
 
 /// One SMTP session and its buffers; survives the STARTTLS upgrade.
-struct Connection {
-    ctx: Rc<ShardCtx>,
+struct Connection<S> {
+    ctx: Rc<NetCtx<S>>,
     session: Session,
     client_ip: Option<IpAddr>,
     /// Commands, and body bytes when the body is small; big bodies are read into the
@@ -111,7 +100,7 @@ struct Connection {
     timeout: ReadTimeout,
 }
 
-async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, implicit_tls: bool) {
+async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: bool) {
     Counters::add(&ctx.counters.smtp_sessions_open, 1);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(ctx.config.command_timeout));
@@ -170,9 +159,9 @@ async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, implicit_tls: bool) {
     Counters::sub(&ctx.counters.smtp_sessions_open, 1);
 }
 
-impl Connection {
+impl<S: Shards> Connection<S> {
     /// Runs the session over `stream` until it ends or asks for STARTTLS.
-    async fn run<S: Conn>(&mut self, stream: &mut S, guard: &ConnGuard<'_>) -> End {
+    async fn run<C: Conn>(&mut self, stream: &mut C, guard: &ConnGuard<'_>) -> End {
         let ctx = self.ctx.clone();
         loop {
             let (consumed, event) = self
@@ -185,7 +174,7 @@ impl Connection {
                     if !flush(&ctx, stream, &mut self.out).await {
                         return End::Close;
                     }
-                    if ctx.is_shutting_down() && !self.session.in_transaction() {
+                    if ctx.shards.is_shutting_down() && !self.session.in_transaction() {
                         ctx.counters.count_replies(reply::SHUTTING_DOWN);
                         let _ = write_flushed(stream, reply::SHUTTING_DOWN).await;
                         return End::Close;
@@ -266,8 +255,8 @@ impl Connection {
     }
 
     /// The read side ended: the client closed, or shutdown interrupted the read.
-    async fn closed_by_peer<S: Conn>(&self, stream: &mut S) -> End {
-        if self.ctx.is_shutting_down() {
+    async fn closed_by_peer<C: Conn>(&self, stream: &mut C) -> End {
+        if self.ctx.shards.is_shutting_down() {
             self.ctx.counters.count_replies(reply::SHUTTING_DOWN);
             let _ = write_flushed(stream, reply::SHUTTING_DOWN).await;
         }
@@ -302,6 +291,7 @@ impl Connection {
             .write_received_header(&self.queue_id, now, &mut self.received_header);
         let transaction = self.session.transaction();
         let delivery = ctx
+            .shards
             .deliver(&transaction, &self.received_header, &self.queue_id, now)
             .await;
         let delivery_latency = started.elapsed();
@@ -314,12 +304,12 @@ impl Connection {
             self.client_ip,
         );
         self.session.delivered(delivery, &mut self.out);
-        self.session.shrink_body_buffer(BODY_BUFFER_KEEP_BYTES);
+        self.session.shrink_body_buffer(BODY_CAPACITY_KEPT_BYTES);
     }
 }
 
 /// Writes the pending replies; false when the client is gone.
-async fn flush<S: Conn>(ctx: &ShardCtx, stream: &mut S, out: &mut Vec<u8>) -> bool {
+async fn flush<S, C: Conn>(ctx: &NetCtx<S>, stream: &mut C, out: &mut Vec<u8>) -> bool {
     if out.is_empty() {
         return true;
     }
@@ -333,7 +323,7 @@ async fn flush<S: Conn>(ctx: &ShardCtx, stream: &mut S, out: &mut Vec<u8>) -> bo
 
 /// Writes `bytes` and flushes: a TLS stream may hold encrypted records until flushed
 /// (for plain TCP the flush does nothing).
-async fn write_flushed<S: Conn>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+async fn write_flushed<C: Conn>(stream: &mut C, bytes: &[u8]) -> std::io::Result<()> {
     stream.write_all(bytes).await?;
     stream.flush().await
 }

@@ -25,7 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::config::Config;
 use crate::metrics::Counters;
-use crate::runtime::ShardCtx;
+use crate::net::NetCtx;
 
 /// A PEM file larger than this is not a certificate chain or key; refuse to read it whole.
 const PEM_FILE_BYTES_MAX: u64 = 1 << 20;
@@ -196,8 +196,8 @@ impl TlsCerts {
 /// The server side of a TLS handshake on a freshly accepted or just upgraded connection,
 /// bounded by `--tls-handshake-timeout`, counted in the metrics. `None` (the connection is
 /// closed) when TLS is not configured, or the handshake failed or timed out.
-pub async fn accept(
-    ctx: &ShardCtx,
+pub async fn accept<S>(
+    ctx: &NetCtx<S>,
     stream: TcpStream,
 ) -> Option<(TlsStream<TcpStream>, Negotiated)> {
     let Some(certs) = &ctx.tls else {

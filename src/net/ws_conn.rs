@@ -16,6 +16,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
@@ -25,11 +26,17 @@ use futures_channel::mpsc;
 use futures_lite::AsyncWriteExt;
 use futures_util::{StreamExt, stream};
 
+use crate::address::InboxKey;
 use crate::http::response::Response;
 use crate::metrics::Counters;
-use crate::net::http_conn;
+use crate::net::conns::ConnGuard;
 use crate::net::tls::Conn;
-use crate::runtime::{ConnGuard, ShardCtx, WS_PING_INTERVAL, WS_QUEUE_FRAMES};
+use crate::net::{NetCtx, Shards, http_conn};
+use crate::watch::WS_QUEUE_FRAMES;
+
+/// How often each executor pings its WebSockets (one sweep per core, no timer per socket)
+/// and forgets subscriptions whose sockets have gone.
+pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Largest message a client may send. Clients have nothing to say but control frames;
 /// the cap keeps a misbehaving one from making us buffer.
@@ -96,11 +103,11 @@ enum Event {
 /// Completes the handshake (`accept` is the `Sec-WebSocket-Accept` value) and pushes the
 /// summaries of `address`'s new messages until either side closes. `leftover` is what the
 /// client sent after its request (frames, already).
-pub async fn serve<S: Conn>(
-    ctx: &Rc<ShardCtx>,
-    stream: &mut S,
+pub async fn serve<S: Shards, C: Conn>(
+    ctx: &Rc<NetCtx<S>>,
+    stream: &mut C,
     guard: &ConnGuard<'_>,
-    address: String,
+    key: InboxKey<'static>,
     accept: &str,
     leftover: Vec<u8>,
 ) {
@@ -117,7 +124,7 @@ pub async fn serve<S: Conn>(
     // Subscribe before the 101, so that every message that arrives once the client sees
     // the socket open is pushed.
     let (frames, summaries) = mpsc::channel::<String>(WS_QUEUE_FRAMES);
-    if !ctx.subscribe(address, frames).await {
+    if !ctx.shards.subscribe(key, frames).await {
         let response = Response::error(503, "unavailable", "the server is shutting down");
         let _ = http_conn::write_response(stream, &response, false, false).await;
         return;
@@ -159,7 +166,7 @@ pub async fn serve<S: Conn>(
                 Event::Summary(text) => Message::text(text),
                 Event::Ping => Message::Ping(Default::default()),
                 Event::Unsubscribed => {
-                    let (code, reason) = if ctx.shutdown_triggered() {
+                    let (code, reason) = if ctx.shards.shutdown_triggered() {
                         (CloseCode::Away, "server shutting down")
                     } else {
                         (

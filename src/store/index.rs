@@ -8,7 +8,6 @@
 //! The index also keeps an estimate of its own heap use, so the shard can bound metadata as
 //! well as message bytes.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 
 /// Estimated heap bytes of one inbox besides its key: the hash table slot (a `Box<str>` and
@@ -17,26 +16,6 @@ pub const INBOX_OVERHEAD_BYTES: usize = 96;
 /// Estimated heap bytes per sequence number held in an inbox (8, doubled for the spare
 /// capacity a growing `VecDeque` keeps).
 pub const INBOX_SEQ_BYTES: usize = 16;
-
-/// The inbox key of an address: its lowercase form (`str::to_lowercase`, so non-ASCII
-/// addresses fold as Unicode says). Borrows when the address is already lowercase, which is
-/// the common case for HTTP lookups.
-pub fn inbox_key(address: &str) -> Cow<'_, str> {
-    if address.is_ascii() {
-        if address.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(address.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(address)
-        }
-    } else {
-        let lower = address.to_lowercase();
-        if lower == address {
-            Cow::Borrowed(address)
-        } else {
-            Cow::Owned(lower)
-        }
-    }
-}
 
 /// Inbox key -> sequence numbers, oldest first.
 ///
@@ -182,25 +161,6 @@ impl InboxIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn inbox_key_lowercases_and_borrows_when_it_can() {
-        let cases = [
-            ("alice@example.test", "alice@example.test", true),
-            ("Alice@Example.TEST", "alice@example.test", false),
-            ("älice@example.test", "älice@example.test", true),
-            ("ÄLICE@example.test", "älice@example.test", false),
-            // str::to_lowercase knows the final sigma.
-            ("ΟΔΟΣ@example.test", "οδος@example.test", false),
-            ("", "", true),
-        ];
-        for (address, expected, borrowed) in cases {
-            let key = inbox_key(address);
-            assert_eq!(key, expected, "{address}");
-            assert_eq!(matches!(key, Cow::Borrowed(_)), borrowed, "{address}");
-            assert_eq!(key, address.to_lowercase(), "{address}");
-        }
-    }
 
     #[test]
     fn keeps_order_cap_and_accounting() {

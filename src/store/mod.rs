@@ -1,6 +1,6 @@
 //! The in-memory store: one `Shard` per executor, and the routing of inboxes to shards.
 //!
-//! A mailbox lives in exactly one shard, chosen by `shard_of` from its lowercase address,
+//! A mailbox lives in exactly one shard, chosen by `shard_of` from its inbox key,
 //! and only that shard's thread touches it. This module knows nothing about SMTP or HTTP
 //! and does no IO: the runtime carries messages and requests to the owning shard.
 
@@ -10,33 +10,20 @@ pub mod ring;
 pub mod shard;
 
 pub use id::MessageId;
-pub use shard::{Incoming, Listing, MessageRef, Shard, ShardConfig, ShardStats, StoreError};
+pub use shard::{Incoming, Listing, MessageRef, Rcpt, Shard, ShardConfig, ShardStats, StoreError};
 
-/// The shard that owns the inbox of `address` (any case; the inbox key is its lowercase form).
+use crate::address::InboxKey;
+
+/// The shard that owns inbox `key`.
 ///
-/// FNV-1a over the lowercase bytes: stable across runs and platforms, cheap for short keys,
-/// and it needs no allocation for ASCII addresses, which is nearly all of them.
-pub fn shard_of(address: &str, n_shards: usize) -> usize {
+/// FNV-1a over the key's bytes: stable across runs and platforms (a restart with the same
+/// `--cores` routes every inbox to the same shard), cheap for short keys, no allocation.
+pub fn shard_of(key: &InboxKey<'_>, n_shards: usize) -> usize {
     debug_assert!(n_shards > 0);
     if n_shards == 1 {
         return 0;
     }
-    let hash = if address.is_ascii() {
-        fnv1a(address.bytes().map(|b| b.to_ascii_lowercase()))
-    } else {
-        fnv1a(address.to_lowercase().bytes())
-    };
-    (hash % n_shards as u64) as usize
-}
-
-/// The inbox key of `address`: its lowercase form (RFC 5321 lets local parts be case-sensitive,
-/// but every real mailbox treats them case-insensitively, and so do people typing addresses).
-pub fn inbox_key(address: &str) -> String {
-    if address.is_ascii() {
-        address.to_ascii_lowercase()
-    } else {
-        address.to_lowercase()
-    }
+    (fnv1a(key.as_str().bytes()) % n_shards as u64) as usize
 }
 
 fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
@@ -53,17 +40,22 @@ mod tests {
 
     #[test]
     fn routing_ignores_case_and_spreads() {
+        let shard = |address: &str, n| shard_of(&InboxKey::new(address).unwrap(), n);
         assert_eq!(
-            shard_of("Alice@Example.TEST", 4),
-            shard_of("alice@example.test", 4)
+            shard("Alice@Example.TEST", 4),
+            shard("alice@example.test", 4)
         );
         assert_eq!(
-            shard_of("ÄLICE@example.test", 3),
-            shard_of("älice@example.test", 3)
+            shard("ÄLICE@example.test", 3),
+            shard("älice@example.test", 3)
+        );
+        assert_eq!(
+            shard("u@bücher.example", 5),
+            shard("u@xn--bcher-kva.example", 5)
         );
         let mut per_shard = [0usize; 4];
         for n in 0..4000 {
-            per_shard[shard_of(&format!("user{n}@example.test"), 4)] += 1;
+            per_shard[shard(&format!("user{n}@example.test"), 4)] += 1;
         }
         assert!(per_shard.iter().all(|&n| n > 800), "{per_shard:?}");
     }

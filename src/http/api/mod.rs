@@ -1,0 +1,645 @@
+//! The JSON API (`docs/api.md`, version 1): which endpoint a request is for, and what an
+//! inbox operation answers.
+//!
+//! `route` needs no shard: it validates the request (method, address, query, body) so the
+//! caller can forward a ready `InboxRequest` to the shard that owns the inbox. `execute`
+//! runs there, against that shard's `Shard`. Neither does IO; long polls are the caller's:
+//! `execute` says `Outcome::Wait` and the caller parks the request until a message arrives
+//! or the wait is over, then calls `execute` again.
+//!
+//! Choices the contract leaves open:
+//! - `after=` with an empty value or `null` means "no after" (a client may pass a
+//!   `next_after` of `null` through as text); any other text that is not an id is a 400.
+//! - Repeated query parameters: the last one wins. Unknown parameters are ignored.
+//! - An id in a path that is not an id this server could issue is a 404, like an expired
+//!   one: ids are opaque to clients.
+//! - `POST /api/v1/addresses` on a catch-all server (no domain configured) without a
+//!   `domain` in the body is a 400 asking for one, rather than inventing a domain that the
+//!   server's MX records may not cover.
+//! - The message view parses the message once and caches the result in the store
+//!   (`MessageRef::parsed`); `text` is the first text body, or mail-parser's plain-text
+//!   rendering of the HTML body when there is no text/plain part; `html` is the first
+//!   text/html body after `mail::sanitize` (never raw HTML), or `null`.
+//! - Attachments are the top-level parts mail-parser lists as attachments, numbered from 0
+//!   in message order; a message/rfc822 part is one attachment (its own attachments are not
+//!   listed). `filename` is `null` when the part names no file; a download of such a part is
+//!   named `attachment-{index}` (`.eml` for a message). A download is the part's body with
+//!   only its transfer encoding undone, so a text file keeps its charset, which its
+//!   Content-Type names.
+//! - An attachment index that is not a plain decimal number is a 404, like one out of range.
+//! - `GET .../ws` without a WebSocket handshake is a 426; with one it routes to
+//!   `Route::WebSocket` and the connection loop takes the socket over.
+
+mod views;
+
+use serde_json::{Value, json};
+
+use crate::address::InboxKey;
+use crate::config::DomainPolicy;
+use crate::http::page;
+use crate::http::request::{Method, Request, WebSocketUpgrade};
+use crate::http::response::Response;
+use crate::mail::ViewCache;
+use crate::store::{MessageId, Shard};
+pub use views::{FILENAME_CHARS_MAX, attachments_path, rfc3339, summary_text};
+use views::{IdJson, ListingJson, MessageJson, SummaryJson, attachment_response};
+
+/// Messages per listing when `limit` is not given.
+pub const LIMIT_DEFAULT: usize = 50;
+/// Largest `limit`.
+pub const LIMIT_MAX: usize = 1000;
+/// Longest long poll, in seconds.
+pub const WAIT_SECS_MAX: u64 = 60;
+/// Length of a generated local part: 20 characters of 36 give 103 bits, over the 64 the
+/// contract asks for.
+pub const LOCAL_PART_CHARS: usize = 20;
+/// Longest domain name (RFC 1035: 253 characters in text form).
+pub const DOMAIN_BYTES_MAX: usize = 253;
+/// Longest label of a domain name (RFC 1035).
+pub const DOMAIN_LABEL_BYTES_MAX: usize = 63;
+/// Path segments a known route has at most (`/api/v1/inboxes/{a}/messages/{id}/attachments/{n}`).
+const PATH_SEGMENTS_MAX: usize = 9;
+/// Characters of generated local parts.
+const LOCAL_PART_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Every endpoint `route` knows: method and path template. `docs/openapi.json` describes
+/// exactly these (a test holds it to that), and `route` answers 405 for other methods on
+/// these paths and 404 for any other path.
+pub const ENDPOINTS: [(&str, &str); 20] = [
+    ("GET", "/"),
+    ("HEAD", "/"),
+    ("GET", "/static/{name}"),
+    ("HEAD", "/static/{name}"),
+    ("GET", "/healthz"),
+    ("HEAD", "/healthz"),
+    ("GET", "/metrics"),
+    ("HEAD", "/metrics"),
+    ("POST", "/api/v1/addresses"),
+    ("GET", "/api/v1/inboxes/{address}"),
+    ("HEAD", "/api/v1/inboxes/{address}"),
+    ("DELETE", "/api/v1/inboxes/{address}"),
+    ("GET", "/api/v1/inboxes/{address}/messages/{id}"),
+    ("HEAD", "/api/v1/inboxes/{address}/messages/{id}"),
+    ("DELETE", "/api/v1/inboxes/{address}/messages/{id}"),
+    ("GET", "/api/v1/inboxes/{address}/messages/{id}/raw"),
+    ("HEAD", "/api/v1/inboxes/{address}/messages/{id}/raw"),
+    (
+        "GET",
+        "/api/v1/inboxes/{address}/messages/{id}/attachments/{index}",
+    ),
+    (
+        "HEAD",
+        "/api/v1/inboxes/{address}/messages/{id}/attachments/{index}",
+    ),
+    ("GET", "/api/v1/inboxes/{address}/ws"),
+];
+
+/// What a request is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /` and `GET /static/{name}`: the web page and its files.
+    Asset(&'static page::Asset),
+    /// `GET /healthz`.
+    Healthz,
+    /// `GET /metrics`.
+    Metrics,
+    /// `POST /api/v1/addresses`; `domain` is validated, lowercase, and accepted.
+    CreateAddress { domain: Option<String> },
+    /// Anything under `/api/v1/inboxes/{address}`: run `execute` on the inbox's shard.
+    Inbox(InboxRequest),
+    /// `GET /api/v1/inboxes/{address}/ws` with a valid handshake: answer 101 with
+    /// `Sec-WebSocket-Accept: accept`, then push the inbox's new summaries.
+    WebSocket {
+        key: InboxKey<'static>,
+        accept: String,
+    },
+}
+
+/// An operation on one inbox, ready to send to the shard that owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRequest {
+    /// The inbox, whose domain the server accepts.
+    pub key: InboxKey<'static>,
+    pub op: InboxOp,
+}
+
+/// The inbox operations. `id: None` means the text in the path was not an id; executing
+/// such an operation answers 404, as for a message that is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboxOp {
+    /// `GET /api/v1/inboxes/{address}?after=&limit=&wait=`.
+    List {
+        after: Option<MessageId>,
+        limit: usize,
+        wait_secs: u64,
+    },
+    /// `GET .../messages/{id}`.
+    Message { id: Option<MessageId> },
+    /// `GET .../messages/{id}/raw`.
+    Raw { id: Option<MessageId> },
+    /// `GET .../messages/{id}/attachments/{index}`; `index: None` when the text is not an
+    /// index, which answers 404.
+    Attachment {
+        id: Option<MessageId>,
+        index: Option<usize>,
+    },
+    /// `DELETE .../messages/{id}`.
+    DeleteMessage { id: Option<MessageId> },
+    /// `DELETE /api/v1/inboxes/{address}`.
+    DeleteInbox,
+}
+
+/// What `execute` produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send this.
+    Ready(Response),
+    /// A long poll found nothing yet: park the request and execute it again when a message
+    /// arrives in the inbox (with `may_wait: true`) or when the wait is over (with `false`).
+    Wait,
+    /// The message view of this message is not in the cache: parse it (off the executor:
+    /// it may be large and its HTML is sanitized), put it in the cache, and execute again.
+    Parse(MessageId),
+}
+
+/// Methods a route accepts, for matching and for the `Allow` header of a 405.
+#[derive(Clone, Copy)]
+enum Allowed {
+    Get,
+    GetHead,
+    GetHeadDelete,
+    Post,
+}
+
+/// Finds the route of a request and validates everything that needs no shard.
+///
+/// # Errors
+/// The response to send: 404 for an unknown path or an address the server does not accept
+/// mail for, 405 (with `Allow`) for a known path with another method, 400 for bad query
+/// values or a bad `POST /api/v1/addresses` body.
+pub fn route(request: &Request, domains: &DomainPolicy) -> Result<Route, Response> {
+    let mut segments = [""; PATH_SEGMENTS_MAX];
+    let mut n_segments = 0;
+    for segment in request.path.split('/') {
+        if n_segments == PATH_SEGMENTS_MAX {
+            return Err(not_found_path());
+        }
+        segments[n_segments] = segment;
+        n_segments += 1;
+    }
+    let method = request.method;
+    match &segments[..n_segments] {
+        ["", ""] => allow(method, Allowed::GetHead).map(|_| Route::Asset(page::index())),
+        ["", "static", name] => {
+            allow(method, Allowed::GetHead)?;
+            page::find(name)
+                .map(Route::Asset)
+                .ok_or_else(not_found_path)
+        }
+        ["", "healthz"] => allow(method, Allowed::GetHead).map(|_| Route::Healthz),
+        ["", "metrics"] => allow(method, Allowed::GetHead).map(|_| Route::Metrics),
+        ["", "api", "v1", "addresses"] => {
+            allow(method, Allowed::Post)?;
+            let domain = requested_domain(&request.body, domains)?;
+            Ok(Route::CreateAddress { domain })
+        }
+        ["", "api", "v1", "inboxes", address] => {
+            let is_delete = allow(method, Allowed::GetHeadDelete)?;
+            let key = inbox_address(address, domains)?;
+            let op = if is_delete {
+                InboxOp::DeleteInbox
+            } else {
+                list_op(&request.query)?
+            };
+            Ok(Route::Inbox(InboxRequest { key, op }))
+        }
+        ["", "api", "v1", "inboxes", address, "messages", id] => {
+            let is_delete = allow(method, Allowed::GetHeadDelete)?;
+            let key = inbox_address(address, domains)?;
+            let id = message_id(id);
+            let op = if is_delete {
+                InboxOp::DeleteMessage { id }
+            } else {
+                InboxOp::Message { id }
+            };
+            Ok(Route::Inbox(InboxRequest { key, op }))
+        }
+        ["", "api", "v1", "inboxes", address, "messages", id, "raw"] => {
+            allow(method, Allowed::GetHead)?;
+            let key = inbox_address(address, domains)?;
+            Ok(Route::Inbox(InboxRequest {
+                key,
+                op: InboxOp::Raw { id: message_id(id) },
+            }))
+        }
+        [
+            "",
+            "api",
+            "v1",
+            "inboxes",
+            address,
+            "messages",
+            id,
+            "attachments",
+            index,
+        ] => {
+            allow(method, Allowed::GetHead)?;
+            let key = inbox_address(address, domains)?;
+            Ok(Route::Inbox(InboxRequest {
+                key,
+                op: InboxOp::Attachment {
+                    id: message_id(id),
+                    index: attachment_index(index),
+                },
+            }))
+        }
+        ["", "api", "v1", "inboxes", address, "ws"] => {
+            allow(method, Allowed::Get)?;
+            let key = inbox_address(address, domains)?;
+            let accept = websocket_accept(request.websocket.as_ref())?;
+            Ok(Route::WebSocket { key, accept })
+        }
+        _ => Err(not_found_path()),
+    }
+}
+
+/// Checks a WebSocket opening handshake (RFC 6455 section 4.2.1) and derives the
+/// `Sec-WebSocket-Accept` value.
+///
+/// # Errors
+/// 426 (with `Upgrade` and `Sec-WebSocket-Version`) for a plain GET or another protocol
+/// version, 400 for a key that is not 16 bytes in base64.
+fn websocket_accept(upgrade: Option<&WebSocketUpgrade>) -> Result<String, Response> {
+    let upgrade_required = |message: &str| {
+        Response::error(426, "upgrade_required", message)
+            .with_header("Upgrade", "websocket")
+            .with_header("Sec-WebSocket-Version", "13")
+    };
+    let Some(upgrade) = upgrade else {
+        return Err(upgrade_required(
+            "this endpoint is a WebSocket: send Upgrade: websocket and Connection: Upgrade",
+        ));
+    };
+    if upgrade.version != "13" {
+        return Err(upgrade_required("only WebSocket version 13 is supported"));
+    }
+    if !is_websocket_key(&upgrade.key) {
+        return Err(Response::error(
+            400,
+            "bad_request",
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+        ));
+    }
+    Ok(async_tungstenite::tungstenite::handshake::derive_accept_key(upgrade.key.as_bytes()))
+}
+
+/// 16 bytes in base64 are 22 alphabet characters and `==`.
+fn is_websocket_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    bytes.len() == 24
+        && bytes.ends_with(b"==")
+        && bytes[..22]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// Runs an inbox operation on the shard that owns the inbox, against its store and view
+/// cache. Expired messages are dropped first, so an answer never shows a message past its
+/// `expires_at`. The caller runs `ViewCache::sync` afterwards (what this deleted, and
+/// what it cached, is settled there).
+pub fn execute(
+    request: &InboxRequest,
+    store: &mut Shard,
+    views: &mut ViewCache,
+    now_ms: u64,
+    may_wait: bool,
+) -> Outcome {
+    store.expire(now_ms);
+    let key = &request.key;
+    let response = match request.op {
+        InboxOp::List {
+            after,
+            limit,
+            wait_secs,
+        } => {
+            let listing = store.list(key, after, limit);
+            if listing.messages.is_empty() && wait_secs > 0 && may_wait {
+                return Outcome::Wait;
+            }
+            for message in &listing.messages {
+                views.ensure_summary(message);
+            }
+            let views = &*views;
+            let messages = listing
+                .messages
+                .iter()
+                .filter_map(|message| Some(SummaryJson::of(message, views.summary(message.id)?)))
+                .collect();
+            // The newest id in the inbox, or `after` if that is newer (nothing newer arrived,
+            // or the inbox emptied): a client passing it back never goes backwards.
+            let next_after = listing.newest.max(after);
+            Response::json_from(
+                200,
+                &ListingJson {
+                    address: key.as_str(),
+                    total: listing.total,
+                    messages,
+                    next_after: next_after.map(IdJson),
+                },
+            )
+        }
+        InboxOp::Message { id } => match id.and_then(|id| store.get(key, id)) {
+            Some(message) => {
+                views.ensure_summary(&message);
+                let (Some(summary), Some(parsed)) =
+                    (views.summary(message.id), views.view(message.id))
+                else {
+                    return Outcome::Parse(message.id);
+                };
+                Response::json_from(200, &MessageJson::of(&message, summary, parsed))
+            }
+            None => no_such_message(),
+        },
+        InboxOp::Attachment { id, index } => match id.and_then(|id| store.get(key, id)) {
+            Some(message) => match views.view(message.id) {
+                Some(parsed) => attachment_response(&message, parsed, index),
+                None => return Outcome::Parse(message.id),
+            },
+            None => no_such_message(),
+        },
+        InboxOp::Raw { id } => match id.and_then(|id| store.get(key, id)) {
+            Some(message) => Response::new(200, "message/rfc822", message.raw.to_vec())
+                .with_header("Cache-Control", "no-store"),
+            None => no_such_message(),
+        },
+        InboxOp::DeleteMessage { id } => {
+            if id.is_some_and(|id| store.delete_message(key, id)) {
+                Response::empty(204)
+            } else {
+                no_such_message()
+            }
+        }
+        InboxOp::DeleteInbox => {
+            store.delete_inbox(key);
+            Response::empty(204)
+        }
+    };
+    Outcome::Ready(response)
+}
+
+/// Answers `POST /api/v1/addresses`: 201 with a fresh random address at `domain` (or the
+/// first configured domain). 400 if the domain is not accepted, or if none was asked on a
+/// catch-all server; 500 if the system's random generator fails.
+pub fn create_address(
+    domain: Option<&str>,
+    domains: &DomainPolicy,
+    ttl_secs: u64,
+    now_ms: u64,
+) -> Response {
+    let domain = match domain {
+        Some(domain) => match checked_domain(domain, domains) {
+            Ok(domain) => domain,
+            Err(message) => return Response::error(400, "bad_request", &message),
+        },
+        None => match domains.first() {
+            Some(first) => first.to_string(),
+            None => {
+                return Response::error(
+                    400,
+                    "bad_request",
+                    "this server accepts mail for any domain: choose one with {\"domain\": \"...\"}",
+                );
+            }
+        },
+    };
+    let local_part = match random_local_part() {
+        Ok(local_part) => local_part,
+        Err(error) => {
+            return Response::error(
+                500,
+                "internal_error",
+                &format!("random generator failed: {error}"),
+            );
+        }
+    };
+    Response::json(
+        201,
+        &json!({
+            "address": format!("{local_part}@{domain}"),
+            "domain": domain,
+            "created_at": rfc3339(now_ms),
+            "ttl_seconds": ttl_secs,
+        }),
+    )
+}
+
+/// Checks that `method` is allowed; returns whether it is DELETE.
+fn allow(method: Method, allowed: Allowed) -> Result<bool, Response> {
+    let (ok, allow_header) = match allowed {
+        Allowed::Get => (method == Method::Get, "GET"),
+        Allowed::GetHead => (matches!(method, Method::Get | Method::Head), "GET, HEAD"),
+        Allowed::GetHeadDelete => (
+            matches!(method, Method::Get | Method::Head | Method::Delete),
+            "GET, HEAD, DELETE",
+        ),
+        Allowed::Post => (method == Method::Post, "POST"),
+    };
+    if !ok {
+        return Err(Response::error(
+            405,
+            "method_not_allowed",
+            &format!("this path allows {allow_header}"),
+        )
+        .with_header("Allow", allow_header));
+    }
+    Ok(method == Method::Delete)
+}
+
+fn not_found_path() -> Response {
+    Response::error(404, "not_found", "no such endpoint")
+}
+
+fn no_such_message() -> Response {
+    Response::error(404, "not_found", "no such message in this inbox")
+}
+
+/// The inbox of a percent-encoded `{address}` segment, if the server accepts its domain.
+/// One rule with SMTP (`InboxKey::new`): an address SMTP would refuse is a 404 here.
+fn inbox_address(segment: &str, domains: &DomainPolicy) -> Result<InboxKey<'static>, Response> {
+    let decoded = percent_decode(segment).ok_or_else(|| {
+        Response::error(400, "bad_request", "bad percent-encoding in the address")
+    })?;
+    let not_accepted = || {
+        Response::error(
+            404,
+            "not_found",
+            "not an address this server accepts mail for",
+        )
+    };
+    // Spaces are legal inside a quoted local part ("john doe"@example.test), so only what
+    // `InboxKey::new` refuses (control characters, bad IDNs) rules an address out here.
+    let key = InboxKey::new(&decoded)
+        .map_err(|_| not_accepted())?
+        .into_owned();
+    let Some((local_part, domain)) = key.as_str().rsplit_once('@') else {
+        return Err(not_accepted());
+    };
+    if local_part.is_empty() || domain.is_empty() || !domains.accepts(domain) {
+        return Err(not_accepted());
+    }
+    Ok(key)
+}
+
+fn message_id(segment: &str) -> Option<MessageId> {
+    segment.parse().ok()
+}
+
+/// A plain decimal attachment index (`usize::from_str` would also take `+1`).
+fn attachment_index(segment: &str) -> Option<usize> {
+    if segment.is_empty() || !segment.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    segment.parse().ok()
+}
+
+/// The `List` operation of a query string.
+fn list_op(query: &str) -> Result<InboxOp, Response> {
+    let (mut after, mut limit, mut wait_secs) = (None, LIMIT_DEFAULT, 0);
+    let bad = |message: &str| Response::error(400, "bad_request", message);
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value =
+            percent_decode(value).ok_or_else(|| bad("bad percent-encoding in the query"))?;
+        match name {
+            "after" => {
+                after = match value.as_str() {
+                    "" | "null" => None,
+                    text => Some(text.parse().map_err(|_| bad("after is not a message id"))?),
+                };
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|limit| (1..=LIMIT_MAX).contains(limit))
+                    .ok_or_else(|| {
+                        bad(&format!("limit must be an integer from 1 to {LIMIT_MAX}"))
+                    })?;
+            }
+            "wait" => {
+                wait_secs = value
+                    .parse()
+                    .ok()
+                    .filter(|wait_secs| *wait_secs <= WAIT_SECS_MAX)
+                    .ok_or_else(|| {
+                        bad(&format!(
+                            "wait must be an integer from 0 to {WAIT_SECS_MAX}"
+                        ))
+                    })?;
+            }
+            _ => {}
+        }
+    }
+    Ok(InboxOp::List {
+        after,
+        limit,
+        wait_secs,
+    })
+}
+
+/// The `domain` of a `POST /api/v1/addresses` body: empty, or a JSON object whose optional
+/// `domain` is a string (or null).
+fn requested_domain(body: &[u8], domains: &DomainPolicy) -> Result<Option<String>, Response> {
+    let bad = |message: &str| Response::error(400, "bad_request", message);
+    if body.trim_ascii().is_empty() {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| bad(&format!("the body is not JSON: {error}")))?;
+    let Value::Object(object) = value else {
+        return Err(bad("the body must be a JSON object"));
+    };
+    match object.get("domain") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(domain)) => checked_domain(domain, domains)
+            .map(Some)
+            .map_err(|message| bad(&message)),
+        Some(_) => Err(bad("domain must be a string")),
+    }
+}
+
+/// A domain name in lowercase without a trailing dot, if it is well-formed (ASCII letters,
+/// digits and hyphens; IDNs in their punycode form) and the server accepts mail for it.
+fn checked_domain(domain: &str, domains: &DomainPolicy) -> Result<String, String> {
+    let domain = domain
+        .trim()
+        .strip_suffix('.')
+        .unwrap_or(domain.trim())
+        .to_ascii_lowercase();
+    let well_formed = !domain.is_empty()
+        && domain.len() <= DOMAIN_BYTES_MAX
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= DOMAIN_LABEL_BYTES_MAX
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if !well_formed {
+        return Err(format!(
+            "{domain:?} is not a domain name (use letters, digits and hyphens; IDNs in punycode)"
+        ));
+    }
+    if !domains.accepts(&domain) {
+        return Err(format!("this server does not accept mail for {domain}"));
+    }
+    Ok(domain)
+}
+
+/// `LOCAL_PART_CHARS` characters of `[a-z0-9]` from the operating system's secure random
+/// generator, without modulo bias (bytes of 252 and above are skipped: 252 = 7 * 36).
+fn random_local_part() -> Result<String, getrandom::Error> {
+    let mut local_part = String::with_capacity(LOCAL_PART_CHARS);
+    let mut random = [0u8; 2 * LOCAL_PART_CHARS];
+    while local_part.len() < LOCAL_PART_CHARS {
+        getrandom::fill(&mut random)?;
+        for &byte in random.iter().filter(|&&byte| byte < 252) {
+            if local_part.len() == LOCAL_PART_CHARS {
+                break;
+            }
+            local_part.push(char::from(LOCAL_PART_ALPHABET[usize::from(byte % 36)]));
+        }
+    }
+    Ok(local_part)
+}
+
+/// Decodes `%XX` escapes; None for a bad escape or bytes that are not UTF-8. `+` stays `+`
+/// (it is a legal address character, and we never read form-encoded data).
+fn percent_decode(text: &str) -> Option<String> {
+    if !text.contains('%') {
+        return Some(text.to_string());
+    }
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut byte_idx = 0;
+    while byte_idx < bytes.len() {
+        if bytes[byte_idx] == b'%' {
+            let hex = bytes.get(byte_idx + 1..byte_idx + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            byte_idx += 3;
+        } else {
+            decoded.push(bytes[byte_idx]);
+            byte_idx += 1;
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,277 @@
+//! The JSON views of the API (`docs/api.md`): listings, summaries, the message view and
+//! attachment downloads, serialized straight from borrowed store data and the shard's
+//! `mail::ViewCache`, with no intermediate `serde_json::Value`.
+
+use std::borrow::Cow;
+
+use crate::http::response::Response;
+use crate::mail::{ParsedMessage, Summary};
+use crate::store::{MessageId, MessageRef};
+
+/// Longest file name offered in a Content-Disposition, in characters (longer names are cut).
+pub const FILENAME_CHARS_MAX: usize = 200;
+/// Security policy of attachment downloads: an HTML or SVG attachment opened in the browser
+/// anyway runs nothing and loads nothing on this origin.
+pub(super) const ATTACHMENT_CSP: &str = "sandbox; default-src 'none'";
+
+/// A message `<summary>` as JSON text, as in a listing: one WebSocket frame.
+pub fn summary_text(message: &MessageRef<'_>, summary: &Summary) -> String {
+    serde_json::to_string(&SummaryJson::of(message, summary)).unwrap_or_else(|_| "null".to_string())
+}
+
+/// The body of an inbox listing, serialized straight from the shard's memory.
+#[derive(serde::Serialize)]
+pub(super) struct ListingJson<'a> {
+    pub address: &'a str,
+    pub total: usize,
+    pub messages: Vec<SummaryJson<'a>>,
+    pub next_after: Option<IdJson>,
+}
+
+/// A `<summary>`, borrowing everything from the store and its cached `Summary`.
+#[derive(serde::Serialize)]
+pub(super) struct SummaryJson<'a> {
+    id: IdJson,
+    from: &'a str,
+    to: RcptsJson<'a>,
+    subject: &'a str,
+    date: Option<Rfc3339>,
+    received_at: Rfc3339,
+    expires_at: Rfc3339,
+    size: usize,
+    preview: &'a str,
+}
+
+impl<'a> SummaryJson<'a> {
+    pub fn of(message: &MessageRef<'a>, summary: &'a Summary) -> SummaryJson<'a> {
+        SummaryJson {
+            id: IdJson(message.id),
+            from: message.mail_from,
+            to: RcptsJson(*message),
+            subject: &summary.subject,
+            date: summary.date_unix_secs.and_then(Rfc3339::of_secs),
+            received_at: Rfc3339::of_ms(message.received_at_ms),
+            expires_at: Rfc3339::of_ms(message.expires_at_ms),
+            size: message.raw.len(),
+            preview: &summary.preview,
+        }
+    }
+}
+
+/// A message id as its text form, written without an intermediate `String`.
+pub(super) struct IdJson(pub MessageId);
+
+impl serde::Serialize for IdJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// The envelope recipients of the message's inbox, as a JSON array.
+struct RcptsJson<'a>(MessageRef<'a>);
+
+impl serde::Serialize for RcptsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.rcpts())
+    }
+}
+
+/// An RFC 3339 UTC timestamp with seconds precision ("2026-11-27T22:15:44Z"), built on
+/// the stack: listing 1000 messages formats 2000-3000 of these.
+#[derive(Clone, Copy)]
+pub(super) struct Rfc3339([u8; 20]);
+
+impl Rfc3339 {
+    /// Years outside 0000-9999 (which RFC 3339 cannot express) give `None`.
+    pub fn of_secs(unix_secs: i64) -> Option<Rfc3339> {
+        // Days to civil date: Howard Hinnant's algorithm (proleptic Gregorian, UTC).
+        let days = unix_secs.div_euclid(86_400);
+        let second_of_day = unix_secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let day_of_era = z.rem_euclid(146_097);
+        let year_of_era =
+            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let month_index = (5 * day_of_year + 2) / 153;
+        let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+        let month = if month_index < 10 {
+            month_index + 3
+        } else {
+            month_index - 9
+        };
+        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let mut text = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, value: i64, n_digits: usize| {
+            let mut value = value;
+            for digit_idx in (0..n_digits).rev() {
+                text[at + digit_idx] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, year, 4);
+        put(5, month, 2);
+        put(8, day, 2);
+        put(11, second_of_day / 3600, 2);
+        put(14, second_of_day / 60 % 60, 2);
+        put(17, second_of_day % 60, 2);
+        Some(Rfc3339(text))
+    }
+
+    pub fn of_ms(unix_ms: u64) -> Rfc3339 {
+        i64::try_from(unix_ms / 1000)
+            .ok()
+            .and_then(Rfc3339::of_secs)
+            .unwrap_or(Rfc3339(*b"9999-12-31T23:59:59Z"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("9999-12-31T23:59:59Z")
+    }
+}
+
+impl serde::Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The URL path of the attachments of `message` as seen from its inbox, up to and
+/// including the last `/` (the index follows). The address is percent-encoded except for
+/// unreserved characters and `@`, so the path can go into an HTML attribute as it is.
+pub fn attachments_path(message: &MessageRef<'_>) -> String {
+    let mut path = String::from("/api/v1/inboxes/");
+    for byte in message.inbox_key().as_str().bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~@".contains(&byte) {
+            path.push(char::from(byte));
+        } else {
+            path.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    path.push_str(&format!("/messages/{}/attachments/", message.id));
+    path
+}
+
+/// The message view, borrowing from the store and its cached parse.
+#[derive(serde::Serialize)]
+pub(super) struct MessageJson<'a> {
+    #[serde(flatten)]
+    summary: SummaryJson<'a>,
+    headers: Vec<(Cow<'a, str>, String)>,
+    text: Option<Cow<'a, str>>,
+    html: Option<String>,
+    attachments: Vec<AttachmentJson<'a>>,
+}
+
+impl<'a> MessageJson<'a> {
+    pub fn of(
+        message: &MessageRef<'a>,
+        summary: &'a Summary,
+        parsed: &'a ParsedMessage,
+    ) -> MessageJson<'a> {
+        MessageJson {
+            summary: SummaryJson::of(message, summary),
+            headers: parsed.headers(message.raw).collect(),
+            text: parsed.text(message.raw),
+            html: parsed.html(&attachments_path(message)),
+            attachments: parsed
+                .attachments()
+                .iter()
+                .enumerate()
+                .map(|(index, attachment)| AttachmentJson {
+                    index,
+                    filename: attachment.filename.as_deref(),
+                    content_type: &attachment.content_type,
+                    size: attachment.size_bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One entry of a message view's `attachments`.
+#[derive(serde::Serialize)]
+struct AttachmentJson<'a> {
+    index: usize,
+    filename: Option<&'a str>,
+    content_type: &'a str,
+    size: usize,
+}
+
+/// The download of attachment `index` of `message`, or a 404.
+pub(super) fn attachment_response(
+    message: &MessageRef<'_>,
+    parsed: &ParsedMessage,
+    index: Option<usize>,
+) -> Response {
+    let found = index.and_then(|index| {
+        let attachment = parsed.attachments().get(index)?;
+        Some((
+            index,
+            attachment,
+            parsed.attachment_bytes(message.raw, index)?,
+        ))
+    });
+    let Some((index, attachment, bytes)) = found else {
+        return Response::error(404, "not_found", "no such attachment in this message");
+    };
+    let filename = match attachment.filename.as_deref() {
+        Some(filename) => filename.to_string(),
+        None if attachment.content_type.starts_with("message/rfc822") => {
+            format!("attachment-{index}.eml")
+        }
+        None => format!("attachment-{index}"),
+    };
+    // The content type is dynamic, so it goes in as a header field (an empty
+    // `content_type` writes none of its own).
+    Response::new(200, "", bytes.into_owned())
+        .with_header("Content-Type", attachment.content_type.to_string())
+        .with_header("Content-Disposition", content_disposition(&filename))
+        .with_header("Content-Security-Policy", ATTACHMENT_CSP)
+        .with_header("Cache-Control", "no-store")
+}
+
+/// `attachment; filename="..."` with an ASCII fallback in which quotes, backslashes, path
+/// separators, controls and non-ASCII characters are `_`, plus RFC 6266 / RFC 8187
+/// `filename*=UTF-8''...` when the fallback differs from the name.
+pub(super) fn content_disposition(filename: &str) -> String {
+    let name: String = filename
+        .chars()
+        .filter(|ch| !ch.is_control())
+        .map(|ch| if matches!(ch, '/' | '\\') { '_' } else { ch })
+        .take(FILENAME_CHARS_MAX)
+        .collect();
+    let fallback: String = name
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii() && ch != '"' && ch != '%' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut header = format!("attachment; filename=\"{fallback}\"");
+    if fallback != name {
+        header.push_str("; filename*=UTF-8''");
+        for byte in name.bytes() {
+            // RFC 8187 attr-char.
+            if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+                header.push(char::from(byte));
+            } else {
+                header.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    header
+}
+
+/// RFC 3339 UTC with seconds precision, e.g. `2026-11-27T22:15:44Z`. Times past year 9999
+/// are shown as its last second.
+pub fn rfc3339(unix_ms: u64) -> String {
+    Rfc3339::of_ms(unix_ms).as_str().to_string()
+}

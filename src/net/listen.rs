@@ -1,0 +1,166 @@
+//! Listening sockets: bound once for every executor, then handed out one per executor.
+//!
+//! Every executor accepts on its own `SO_REUSEPORT` socket, so the kernel spreads
+//! connections over the cores. Port 0 does not mix with that (each bind would get its own
+//! port), so the first bind resolves the port and the others bind the same one.
+//! The sockets are created on the starting thread, where errors can still be reported as
+//! configuration errors, and each executor takes ownership of its own fds
+//! (`Listeners::take`).
+
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+use glommio::net::TcpListener;
+
+use crate::config::Config;
+
+/// Listen backlog per listener; the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Where the listeners ended up (ports resolved when the configuration asked for port 0).
+#[derive(Debug, Clone, Copy)]
+pub struct ListenAddrs {
+    pub smtp: SocketAddr,
+    pub http: SocketAddr,
+    /// The implicit-TLS SMTP listener, when `--smtps` is configured.
+    pub smtps: Option<SocketAddr>,
+    /// The HTTPS listener, when `--https` is configured.
+    pub https: Option<SocketAddr>,
+}
+
+/// The listening sockets of every executor, not yet taken.
+pub struct Listeners {
+    /// Index = shard; `None` once that executor took its sockets.
+    per_shard: Mutex<Vec<Option<RawListeners>>>,
+    addrs: ListenAddrs,
+}
+
+/// One executor's listening fds, owned until `Listeners::take` turns them into listeners.
+struct RawListeners {
+    smtp: RawFd,
+    http: RawFd,
+    smtps: Option<RawFd>,
+    https: Option<RawFd>,
+}
+
+/// One executor's listeners.
+pub struct ShardListeners {
+    pub smtp: TcpListener,
+    pub http: TcpListener,
+    pub smtps: Option<TcpListener>,
+    pub https: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every configured listener `n_shards` times.
+    ///
+    /// # Errors
+    /// A listener cannot be bound (the message names it and its address).
+    pub fn bind(config: &Config, n_shards: usize) -> anyhow::Result<Listeners> {
+        let (smtp_fds, smtp) = bind_reuseport(config.smtp_addr, n_shards)
+            .with_context(|| format!("cannot listen for SMTP on {}", config.smtp_addr))?;
+        let (http_fds, http) = bind_reuseport(config.http_addr, n_shards)
+            .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
+        let bind_optional = |addr: Option<SocketAddr>, what: &str| {
+            addr.map(|addr| {
+                bind_reuseport(addr, n_shards)
+                    .with_context(|| format!("cannot listen for {what} on {addr}"))
+            })
+            .transpose()
+        };
+        let smtps = bind_optional(config.smtps_addr, "SMTPS")?;
+        let https = bind_optional(config.https_addr, "HTTPS")?;
+        let addrs = ListenAddrs {
+            smtp,
+            http,
+            smtps: smtps.as_ref().map(|(_, addr)| *addr),
+            https: https.as_ref().map(|(_, addr)| *addr),
+        };
+        let per_shard = (0..n_shards)
+            .map(|shard_idx| {
+                Some(RawListeners {
+                    smtp: smtp_fds[shard_idx],
+                    http: http_fds[shard_idx],
+                    smtps: smtps.as_ref().map(|(fds, _)| fds[shard_idx]),
+                    https: https.as_ref().map(|(fds, _)| fds[shard_idx]),
+                })
+            })
+            .collect();
+        Ok(Listeners {
+            per_shard: Mutex::new(per_shard),
+            addrs,
+        })
+    }
+
+    /// The bound addresses.
+    pub fn addrs(&self) -> ListenAddrs {
+        self.addrs
+    }
+
+    /// Executor `shard_idx`'s listeners; call it on that executor, once.
+    ///
+    /// # Panics
+    /// If `shard_idx` is out of range or its listeners were taken already.
+    pub fn take(&self, shard_idx: usize) -> ShardListeners {
+        let raw = self
+            .per_shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)[shard_idx]
+            .take()
+            .expect("each executor takes its listeners once");
+        // SAFETY: each fd was created by `bind_reuseport`, is a listening TCP socket, and is
+        // handed out exactly once (the `Option` above is taken), so this listener becomes
+        // its sole owner.
+        let listener = |fd: RawFd| unsafe { TcpListener::from_raw_fd(fd) };
+        ShardListeners {
+            smtp: listener(raw.smtp),
+            http: listener(raw.http),
+            smtps: raw.smtps.map(listener),
+            https: raw.https.map(listener),
+        }
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        // Sockets no executor took (one failed to start) are closed here.
+        let per_shard = self
+            .per_shard
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for raw in per_shard.iter_mut().filter_map(Option::take) {
+            for fd in [Some(raw.smtp), Some(raw.http), raw.smtps, raw.https]
+                .into_iter()
+                .flatten()
+            {
+                // SAFETY: the fd is open and owned by this untaken entry; nobody else
+                // will use or close it.
+                unsafe {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+}
+
+/// Binds `n` SO_REUSEPORT listeners on `addr`. Port 0 is resolved by the first bind and
+/// reused by the rest, so every core serves the same port.
+fn bind_reuseport(addr: SocketAddr, n: usize) -> std::io::Result<(Vec<RawFd>, SocketAddr)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut fds = Vec::with_capacity(n);
+    let mut bound_addr = addr;
+    for _ in 0..n {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&bound_addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        if bound_addr.port() == 0 {
+            bound_addr = socket.local_addr()?.as_socket().unwrap_or(addr);
+        }
+        fds.push(socket.into_raw_fd());
+    }
+    Ok((fds, bound_addr))
+}
