@@ -13,6 +13,8 @@
 //! - `metrics`: per-shard counters and their Prometheus rendering.
 //! - `notify`: systemd readiness (sd_notify) without a dependency.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod address;
 pub mod clock;
 pub mod config;

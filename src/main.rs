@@ -1,6 +1,8 @@
 //! The `mayfly` binary: read the configuration, set up logging, TLS and signals, run the
 //! server.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::clock::now_ms;
-use crate::http::api::{self, Route};
+use crate::http::api::{self, InboxOp, InboxRequest, Route};
 use crate::http::page;
 use crate::http::request::{self, Limits, Method};
 use crate::http::response::Response;
@@ -30,6 +31,10 @@ const LIMITS: Limits = Limits {
     body_bytes_max: 64 * 1024,
     target_bytes_max: 2 * 1024,
 };
+/// Room reserved for a response's status line and header fields (it grows if they need more).
+const RESPONSE_HEAD_BYTES_EXPECTED: usize = 256;
+/// Bytes read at once while watching a long poll's client for a hang-up.
+const HANGUP_PROBE_BYTES: usize = 512;
 /// Read buffer: a whole head or body within the limits above fits.
 const READ_BUFFER_BYTES: usize = 8 * 1024 + 64 * 1024;
 const READ_CHUNK_BYTES: usize = 4096;
@@ -43,7 +48,7 @@ pub async fn accept_loop<S: Shards>(ctx: Rc<NetCtx<S>>, listener: TcpListener, o
             Ok(stream) => stream,
             Err(error) => {
                 tracing::warn!("http accept failed: {error}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                glommio::timer::sleep(crate::net::ACCEPT_ERROR_BACKOFF).await;
                 continue;
             }
         };
@@ -173,7 +178,23 @@ async fn serve_requests<S: Shards, C: Conn>(
                 if buf.is_empty() {
                     buf = Vec::new();
                 }
-                Box::pin(respond(ctx, route)).await
+                let is_long_poll = matches!(
+                    &route,
+                    Route::Inbox(InboxRequest {
+                        op: InboxOp::List { wait_secs, .. },
+                        ..
+                    }) if *wait_secs > 0
+                );
+                let answer = Box::pin(respond(ctx, route));
+                if is_long_poll {
+                    match unless_hung_up(stream, &mut buf, answer).await {
+                        Some(response) => response,
+                        // Nobody to answer; the dropped request freed its slot.
+                        None => break 'connection,
+                    }
+                } else {
+                    answer.await
+                }
             }
             (None, Err(response)) => response,
         };
@@ -188,6 +209,40 @@ async fn serve_requests<S: Shards, C: Conn>(
     }
 }
 
+/// Awaits `answer` (a long poll) while watching the client: if it hangs up first, drops
+/// `answer`, which un-parks the poll and frees its slot at once, and returns `None`. What
+/// the client sends meanwhile (a pipelined request) is kept in `buf` for the next round;
+/// watching stops then, so `buf` grows by at most one probe.
+async fn unless_hung_up<C: Conn>(
+    stream: &mut C,
+    buf: &mut Vec<u8>,
+    answer: impl Future<Output = Response>,
+) -> Option<Response> {
+    enum First {
+        Answer(Response),
+        Read(std::io::Result<usize>),
+    }
+    let mut answer = pin!(answer);
+    let mut probe = [0u8; HANGUP_PROBE_BYTES];
+    loop {
+        let first =
+            futures_lite::future::or(async { First::Answer(answer.as_mut().await) }, async {
+                First::Read(stream.read(&mut probe).await)
+            })
+            .await;
+        match first {
+            First::Answer(response) => return Some(response),
+            First::Read(Ok(n)) if n > 0 => {
+                buf.extend_from_slice(&probe[..n]);
+                return Some(answer.await);
+            }
+            // The idle timeout is shorter than the longest wait; a quiet client is fine.
+            First::Read(Err(error)) if error.kind() == ErrorKind::TimedOut => {}
+            First::Read(_) => return None,
+        }
+    }
+}
+
 /// Renders and writes `response`, then flushes: a TLS stream may hold encrypted records
 /// until flushed. The output buffer is per response, not per connection, so an idle
 /// connection holds none.
@@ -197,7 +252,7 @@ pub(crate) async fn write_response<C: Conn>(
     keep_alive: bool,
     head_only: bool,
 ) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(response.body.len() + 256);
+    let mut out = Vec::with_capacity(response.body.len() + RESPONSE_HEAD_BYTES_EXPECTED);
     response.write_to(keep_alive, head_only, &mut out);
     stream.write_all(&out).await?;
     stream.flush().await

@@ -36,6 +36,10 @@ use rate_limit::RateLimiter;
 use tls::TlsCerts;
 use ws_conn::WsRegistry;
 
+/// After a failed accept (EMFILE and friends), how long a listener waits before the next,
+/// instead of spinning on the error.
+pub const ACCEPT_ERROR_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// What the socket loops need from the shards: storing mail, answering inbox requests and
 /// subscriptions where the inbox lives, and the metrics of every shard. The runtime
 /// implements it over its channel mesh.

@@ -34,6 +34,10 @@ use crate::smtp::{Delivery, Event, Session, Transaction, reply};
 /// read straight into the body buffer (at most `smtp::session::BODY_READ_BYTES_MAX`), and
 /// shrinks back as soon as that is consumed.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Room reserved for our Received header (it grows if a long HELO name needs more).
+const RECEIVED_HEADER_BYTES_EXPECTED: usize = 256;
+/// A queue id: 13 + 2 + 8 hex digits (`NetCtx::next_queue_id`), rounded up.
+const QUEUE_ID_BYTES: usize = 32;
 /// Reply buffer capacity kept per session (a pipelined batch of replies fits easily).
 const WRITE_BUFFER_BYTES: usize = 1024;
 /// Accepts SMTP connections on one of this executor's listeners until cancelled: `--smtp`,
@@ -45,7 +49,7 @@ pub async fn accept_loop<S: Shards>(ctx: Rc<NetCtx<S>>, listener: TcpListener, i
             Err(error) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 tracing::warn!("smtp accept failed: {error}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                glommio::timer::sleep(crate::net::ACCEPT_ERROR_BACKOFF).await;
                 continue;
             }
         };
@@ -117,8 +121,8 @@ async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: b
         start: 0,
         end: 0,
         out: Vec::with_capacity(WRITE_BUFFER_BYTES),
-        received_header: Vec::with_capacity(256),
-        queue_id: String::with_capacity(32),
+        received_header: Vec::with_capacity(RECEIVED_HEADER_BYTES_EXPECTED),
+        queue_id: String::with_capacity(QUEUE_ID_BYTES),
         timeout: ReadTimeout::Command,
     };
     let guard = ctx.connections.register(stream.as_raw_fd());

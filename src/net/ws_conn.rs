@@ -121,6 +121,9 @@ pub async fn serve<S: Shards, C: Conn>(
         let _ = http_conn::write_response(stream, &response, false, false).await;
         return;
     }
+    // The slot is taken before the first await, so handshakes racing each other on this
+    // core cannot all pass the check above: the cap is exact.
+    let _slot = OpenSlot::take(&ctx.counters.websockets_open);
     // Subscribe before the 101, so that every message that arrives once the client sees
     // the socket open is pushed.
     let (frames, summaries) = mpsc::channel::<String>(WS_QUEUE_FRAMES);
@@ -137,7 +140,6 @@ pub async fn serve<S: Shards, C: Conn>(
         return;
     }
     Counters::add(&ctx.counters.websockets_total, 1);
-    Counters::add(&ctx.counters.websockets_open, 1);
     // Not marked idle: shutdown must not cut the read side (tungstenite would then refuse
     // to send anything); it drops the subscription instead, and the writer closes with 1001.
     let _ = guard;
@@ -198,6 +200,22 @@ pub async fn serve<S: Shards, C: Conn>(
         }
     };
     futures_lite::future::or(writer, reader).await;
+}
 
-    Counters::sub(&ctx.counters.websockets_open, 1);
+/// Counts one open WebSocket for as long as it lives, however its task ends.
+struct OpenSlot<'c> {
+    open: &'c std::cell::Cell<u64>,
+}
+
+impl<'c> OpenSlot<'c> {
+    fn take(open: &'c std::cell::Cell<u64>) -> OpenSlot<'c> {
+        Counters::add(open, 1);
+        OpenSlot { open }
+    }
+}
+
+impl Drop for OpenSlot<'_> {
+    fn drop(&mut self) {
+        Counters::sub(self.open, 1);
+    }
 }

@@ -342,6 +342,30 @@ impl Server {
         );
         response.text()
     }
+
+    /// The sum of every series of metric `name` (all shards, all labels) in `/metrics`.
+    pub fn metric_total(&self, name: &str) -> u64 {
+        self.metrics()
+            .lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// Waits until metric `name` sums to `value` (e.g. until N long polls are parked:
+    /// `mayfly_http_long_polls_waiting`), so tests order events on what the server says,
+    /// never on a sleep. Panics after `VISIBLE_TIMEOUT`.
+    pub fn wait_metric_total(&self, name: &str, value: u64) {
+        let mut last = 0;
+        let reached = eventually(VISIBLE_TIMEOUT, || {
+            last = self.metric_total(name);
+            last == value
+        });
+        assert!(reached, "{name} stayed at {last}, expected {value}");
+    }
 }
 
 impl Drop for Server {
