@@ -1,0 +1,598 @@
+//! Every limit and timeout of the server, with units in the names, each declared once.
+//!
+//! A `Config` is built once at start-up and is read-only afterwards: executors get an
+//! `Arc<Config>`. Each setting comes from the first of these layers that sets it:
+//! a command-line flag, an environment variable, the TOML file named by `--config` (or
+//! `MAYFLY_CONFIG`), the built-in default.
+//!
+//! # One table
+//!
+//! The `settings!` invocation below is the only list of settings. Each entry declares the
+//! `Config` field with its type and doc, the TOML key, the flag's value name, the default,
+//! the bounds, the parser if the bounds do not imply one, and the `--help` line. The
+//! macro (`table.rs`) derives everything else from it: the flag (`--max-memory`, the key
+//! in kebab-case), the environment variable (`MAYFLY_MAX_MEMORY`), the clap argument, the
+//! file's accepted keys and TOML types, the resolution code, and the Summary table of
+//! docs/configuration.md (`docs.rs`, which a test keeps in step with the file).
+//!
+//! Why a `macro_rules!` table rather than clap's derive plus a serde struct: those are
+//! two declarations of the same list that have to agree, plus the environment, plus the
+//! docs; and serde would parse values with its own messages, while we want one parser per
+//! setting, run on text from whichever layer wins, so a bad value gets the same reason
+//! everywhere and the error names where it came from (flag, variable, or key and line).
+//!
+//! To add a setting, add one entry to the table (the grammar is on `settings!` in
+//! `table.rs`) and use the field. Then a test renders the docs table and tells you to run
+//! `MAYFLY_WRITE_DOCS=1 cargo test --lib config`, and others ask for the setting's section
+//! in docs/configuration.md and its key in docs/mayfly.example.toml.
+//!
+//! # Files
+//!
+//! `table.rs` the macro and `Setting`; `layers.rs` which layer wins, and error origins;
+//! `file.rs` reading and type-checking the TOML file; `values.rs` the value parsers
+//! (durations, sizes, counts, booleans, addresses); `domains.rs` `DomainPolicy`;
+//! `ip_range.rs` `IpRange`; `machine.rs` cores, memory and hostname of this machine;
+//! `checks.rs` rules across settings; `docs.rs` the docs table (tests only); `tests.rs`
+//! loading end to end.
+
+mod checks;
+#[cfg(test)]
+mod docs;
+mod domains;
+mod file;
+mod ip_range;
+mod layers;
+mod machine;
+mod table;
+#[cfg(test)]
+mod tests;
+mod values;
+
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use domains::DomainPolicy;
+pub use ip_range::IpRange;
+pub use values::{format_duration, format_size, parse_duration, parse_size};
+
+use domains::{validate_dns_name, validate_domain};
+use file::ConfigFile;
+use layers::{Env, Layers};
+use machine::{
+    cores_available, cores_default, machine_hostname, parse_cores, physical_memory_bytes,
+};
+use table::settings;
+use values::{
+    check_memory, check_message_size, parse_bool, parse_path, parse_socket_addr,
+    validate_log_filter,
+};
+
+/// For command, data, HTTP and TLS timeouts: long enough for any real client, short
+/// enough that a typo ("10000h") is an error at start-up rather than a surprise later.
+const TIMEOUT_RANGE: RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(86_400);
+
+settings! {
+    /// Where the SMTP listener binds; port 0 picks a free port once for every core.
+    smtp_addr: SocketAddr = smtp {
+        shape: Text,
+        value: "ADDR:PORT",
+        default: "127.0.0.1:2525",
+        bounds: Other("IP address and port"),
+        parse: parse_socket_addr,
+        help: "Address the SMTP listener binds (port 0 picks a free port)",
+    },
+    /// Where the HTTP listener binds; port 0 as for `smtp_addr`.
+    http_addr: SocketAddr = http {
+        shape: Text,
+        value: "ADDR:PORT",
+        default: "127.0.0.1:8025",
+        bounds: Other("IP address and port"),
+        parse: parse_socket_addr,
+        help: "Address the HTTP API listener binds (port 0 picks a free port)",
+    },
+    /// Which recipient domains are accepted.
+    domains: DomainPolicy = domains as "domain" {
+        shape: List,
+        value: "NAME",
+        default: (empty "empty: accept every domain", |names: Vec<String>| DomainPolicy::new(&names)),
+        bounds: Other("domain names"),
+        parse: |text: &str| validate_domain(text).map(|()| text.to_string()),
+        help: "Accept mail for this domain; \"*.example.test\" accepts example.test and every \
+               subdomain. Repeat for more domains. None given: accept every domain",
+    },
+    /// How long a message is kept after it was received.
+    ttl: Duration = ttl {
+        shape: Text,
+        value: "DURATION",
+        default: "1h",
+        bounds: Duration(Duration::from_millis(1)..=Duration::from_secs(30 * 86_400)),
+        help: "How long a message is kept after it was received (ms, s, m, h, d)",
+    },
+    /// Message bytes held in all shards together; each shard gets an equal part, allocated up front.
+    memory_bytes_max: usize = max_memory {
+        shape: Text,
+        value: "SIZE",
+        default: "256MiB",
+        bounds: Other("size, at least 1MiB per core"),
+        parse: |text: &str| check_memory(parse_size(text)?, physical_memory_bytes()),
+        help: "Memory for message bytes over all cores, allocated up front (B, KiB, MiB, GiB, TiB)",
+    },
+    /// Largest message (after dot-unstuffing, before our Received header) accepted.
+    message_bytes_max: usize = max_message_size {
+        shape: Text,
+        value: "SIZE",
+        default: "10MiB",
+        bounds: Other("size, 64KiB to `max_memory` / `cores`"),
+        parse: |text: &str| check_message_size(parse_size(text)?),
+        help: "Largest message accepted; must fit in one core's share of --max-memory",
+    },
+    /// Recipients per transaction; RCPT beyond it gets `452 4.5.3`.
+    /// RFC 5321 4.5.3.1.8 asks for at least 100 (the default); fewer is allowed for testing.
+    recipients_max: usize = max_recipients {
+        shape: Text,
+        value: "N",
+        default: "100",
+        bounds: Count(1..=100_000),
+        help: "Recipients per message; more get \"452 4.5.3\"",
+    },
+    /// Messages per inbox; a new one drops the inbox's oldest.
+    inbox_messages_max: usize = max_messages_per_inbox {
+        shape: Text,
+        value: "N",
+        default: "1000",
+        bounds: Count(1..=1_000_000),
+        help: "Messages kept per inbox; a new one drops the inbox's oldest",
+    },
+    /// Executors (one per core, pinned).
+    cores: usize = cores {
+        shape: Text,
+        value: "N",
+        default: (computed "every available CPU (see below)",
+            cores_default(cores_available(), memory_bytes_max, message_bytes_max)),
+        bounds: Other("1 to the available CPUs, at most 255"),
+        parse: |text: &str| parse_cores(text, cores_available()),
+        help: "Executor threads, one per CPU [default: all available CPUs, at most 255, and at \
+               most --max-memory / max(--max-message-size, 1MiB)]",
+    },
+    /// Name in the banner, EHLO reply and Received header.
+    hostname: String = hostname {
+        shape: Text,
+        value: "NAME",
+        default: (computed "the machine's hostname, else mayfly.localdomain", machine_hostname()),
+        bounds: Other("domain name"),
+        parse: |text: &str| validate_dns_name(text).map(|()| text.to_string()),
+        help: "Name in the SMTP banner, EHLO reply and Received header [default: this machine's \
+               hostname, or mayfly.localdomain]",
+    },
+    /// Concurrent SMTP sessions per core; beyond it a new connection gets `421 4.7.0`.
+    smtp_sessions_per_core_max: usize = max_sessions_per_core {
+        shape: Text,
+        value: "N",
+        default: "1000",
+        bounds: Count(1..=1_000_000),
+        help: "Concurrent SMTP sessions per core; more get \"421 4.7.0\"",
+    },
+    /// Concurrent SMTP sessions from one client IP on one core (Postfix's
+    /// `smtpd_client_connection_count_limit`); beyond it a new connection gets `421 4.7.0`.
+    /// 0 turns the limit off. The kernel spreads one client's connections over the cores,
+    /// so a client gets about this times `cores` in all.
+    smtp_sessions_per_ip_max: usize = max_sessions_per_ip {
+        shape: Text,
+        value: "N",
+        default: "50",
+        bounds: Count(0..=1_000_000),
+        help: "Concurrent SMTP sessions from one client IP on one core (about this times --cores \
+               in all); more get \"421 4.7.0\"; 0 = no limit",
+    },
+    /// Messages accepted from one client IP per minute on one core (Postfix's
+    /// `smtpd_client_message_rate_limit`); beyond it MAIL gets `421 4.7.0`. 0 turns the
+    /// limit off.
+    smtp_messages_per_ip_per_minute_max: usize = max_messages_per_ip_per_minute {
+        shape: Text,
+        value: "N",
+        default: "0",
+        bounds: Count(0..=100_000_000),
+        help: "Messages accepted from one client IP per minute on one core; more get \
+               \"421 4.7.0\" at MAIL; 0 = no limit",
+    },
+    /// Client addresses the per-IP session and message limits do not apply to (a relay in
+    /// front of Mayfly, a load generator); see [`Config::is_client_limit_exempt`].
+    client_limit_exempt: Vec<IpRange> = client_limit_exempt {
+        shape: List,
+        value: "CIDR",
+        default: (empty "empty: no client is exempt", std::convert::identity),
+        bounds: Other("IP addresses or CIDR ranges"),
+        parse: |text: &str| text.parse::<IpRange>(),
+        help: "Client address or CIDR range (192.0.2.7, 10.0.0.0/8, 2001:db8::/32) exempt from \
+               the per-IP session and message limits. Repeat for more",
+    },
+    /// Concurrent HTTP connections per core; beyond it a new connection is closed.
+    http_connections_per_core_max: usize = max_http_connections_per_core {
+        shape: Text,
+        value: "N",
+        default: "10000",
+        bounds: Count(1..=1_000_000),
+        help: "Concurrent HTTP connections per core; more are closed",
+    },
+    /// Long polls (`?wait=`) parked per core; beyond it a long poll is answered at once.
+    /// A held long poll costs a parked task and a timer, a few hundred bytes.
+    long_polls_per_core_max: usize = max_long_polls_per_core {
+        shape: Text,
+        value: "N",
+        default: "10000",
+        bounds: Count(1..=1_000_000),
+        help: "Long polls (?wait=) held per core; more are answered at once",
+    },
+    /// WebSockets (`/api/v1/inboxes/{address}/ws`) open per core; beyond it the upgrade
+    /// is refused with 503.
+    websockets_per_core_max: usize = max_websockets_per_core {
+        shape: Text,
+        value: "N",
+        default: "10000",
+        bounds: Count(1..=1_000_000),
+        help: "WebSockets open per core; more are refused with 503",
+    },
+    /// HTTP requests per second allowed to one client IP on one core (twice that as a
+    /// burst); 0 turns the limit off. Over it: 429 with Retry-After.
+    /// Off by default: QA suites and the bundled blaster's --verify read thousands of inboxes
+    /// from one address, and behind a reverse proxy every client shares the proxy's address.
+    http_requests_per_ip_per_sec_max: usize = http_rate_limit {
+        shape: Text,
+        value: "N",
+        default: "0",
+        bounds: Count(0..=1_000_000),
+        help: "HTTP requests per second per client IP per core (burst twice that); 0 = no limit",
+    },
+    /// How long a whole SMTP command line may take to arrive: a deadline for the line, not
+    /// per read. RFC 5321 4.5.3.2.7 recommends 5 minutes (the default).
+    command_timeout: Duration = command_timeout {
+        shape: Text,
+        value: "DURATION",
+        default: "5m",
+        bounds: Duration(TIMEOUT_RANGE),
+        help: "SMTP: how long a whole command line may take to arrive (a deadline for the line, \
+               not per read; RFC 5321 4.5.3.2)",
+    },
+    /// The command timeout while a core is under stress (its SMTP sessions at 80% or more
+    /// of `smtp_sessions_per_core_max`), as Postfix does; when it is longer than
+    /// `command_timeout`, the shorter applies (see [`Config::command_timeout_under_stress`]).
+    stress_command_timeout: Duration = stress_command_timeout {
+        shape: Text,
+        value: "DURATION",
+        default: "10s",
+        bounds: Duration(TIMEOUT_RANGE),
+        help: "SMTP: the command timeout while a core is under stress (its sessions at 80% of \
+               --max-sessions-per-core or more); the shorter of this and --command-timeout applies",
+    },
+    /// How long to wait for each read while receiving DATA or a BDAT chunk. RFC 5321
+    /// 4.5.3.2.6 recommends 3 minutes (the default).
+    data_timeout: Duration = data_timeout {
+        shape: Text,
+        value: "DURATION",
+        default: "3m",
+        bounds: Duration(TIMEOUT_RANGE),
+        help: "SMTP: how long to wait for each read of message data (RFC 5321 4.5.3.2)",
+    },
+    /// How long receiving one message's whole DATA body or BDAT chunk sequence may take;
+    /// past it: `421 4.4.2`. `data_timeout` still bounds each read.
+    data_deadline: Duration = data_deadline {
+        shape: Text,
+        value: "DURATION",
+        default: "10m",
+        bounds: Duration(TIMEOUT_RANGE),
+        help: "SMTP: how long receiving one message's whole DATA body or BDAT chunks may take; \
+               past it \"421 4.4.2\"",
+    },
+    /// HTTP: how long to wait for a request's head, and for the next request on a kept-alive connection.
+    http_idle_timeout: Duration = http_idle_timeout {
+        shape: Text,
+        value: "DURATION",
+        default: "30s",
+        bounds: Duration(TIMEOUT_RANGE),
+        help: "HTTP: how long to wait for a request head, and for the next request on a \
+               kept-alive connection",
+    },
+    /// HTTP: how long one request's head and body may take once its first byte arrived
+    /// (against slowloris); past it the connection is closed (408).
+    http_request_timeout: Duration = http_request_timeout {
+        shape: Text,
+        value: "DURATION",
+        default: "10s",
+        bounds: Duration(TIMEOUT_RANGE),
+        help: "HTTP: how long one request's head and body may take once its first byte \
+               arrived; past it the connection is closed (408)",
+    },
+    /// On SIGTERM, how long a session in the middle of a transaction may take to finish it.
+    /// Zero is allowed: sessions are then cut at once.
+    shutdown_grace: Duration = shutdown_grace {
+        shape: Text,
+        value: "DURATION",
+        default: "10s",
+        bounds: Duration(Duration::ZERO..=Duration::from_secs(3_600)),
+        help: "On SIGTERM, how long a session in the middle of a transaction may take to finish it",
+    },
+    /// Zero every heap block when it is freed, so message bytes do not linger in freed memory.
+    wipe_freed_memory: bool = wipe_freed_memory {
+        shape: Bool,
+        value: "BOOL",
+        default: "true",
+        bounds: Other("true or false"),
+        parse: parse_bool,
+        help: "Zero every heap block when it is freed, so message bytes do not linger in freed \
+               memory (true or false)",
+    },
+    /// Whether the client's IP address may appear in logs and Received headers.
+    log_client_ip: bool = log_client_ip {
+        shape: Switch,
+        value: "",
+        default: "false",
+        bounds: Other("on-only flag; true or false in TOML and environment"),
+        parse: parse_bool,
+        help: "Allow client IP addresses in logs and Received headers (off: they are left out)",
+    },
+    /// Log filter (tracing-subscriber EnvFilter syntax); `RUST_LOG` overrides it.
+    log_level: String = log_level {
+        shape: Text,
+        value: "FILTER",
+        default: "info",
+        bounds: Other("tracing EnvFilter directives"),
+        parse: |text: &str| validate_log_filter(text).map(|()| text.to_string()),
+        help: "Log filter in tracing's EnvFilter syntax (\"info\", \"mayfly=debug,warn\"); \
+               RUST_LOG overrides it",
+    },
+    /// Where the implicit-TLS SMTP listener (RFC 8314) binds; `None`: no such listener.
+    smtps_addr: Option<SocketAddr> = smtps {
+        shape: Text,
+        value: "ADDR:PORT",
+        default: (none "no SMTPS listener"),
+        bounds: Other("IP address and port"),
+        parse: parse_socket_addr,
+        help: "Also serve SMTP with implicit TLS (RFC 8314, port 465 by convention) on this \
+               address; needs a certificate",
+    },
+    /// Where the HTTPS listener for the API binds; `None`: no such listener.
+    https_addr: Option<SocketAddr> = https {
+        shape: Text,
+        value: "ADDR:PORT",
+        default: (none "no HTTPS listener"),
+        bounds: Other("IP address and port"),
+        parse: parse_socket_addr,
+        help: "Also serve the HTTP API over TLS on this address; needs a certificate",
+    },
+    /// PEM certificate chain, leaf first (always given together with `tls_key`).
+    tls_cert: Option<PathBuf> = tls_cert {
+        shape: Text,
+        value: "FILE",
+        default: (none "no certificate: no TLS"),
+        bounds: Other("path to a PEM certificate chain"),
+        parse: parse_path,
+        help: "PEM certificate chain (leaf first) for STARTTLS, --smtps and --https; reloaded on \
+               SIGHUP. Needs --tls-key",
+    },
+    /// PEM private key of the certificate in `tls_cert`.
+    tls_key: Option<PathBuf> = tls_key {
+        shape: Text,
+        value: "FILE",
+        default: (none "no key"),
+        bounds: Other("path to a PEM private key"),
+        parse: parse_path,
+        help: "PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert; reloaded on SIGHUP",
+    },
+    /// Generate a self-signed certificate for `hostname` at start-up (instead of files).
+    tls_self_signed: bool = tls_self_signed {
+        shape: Switch,
+        value: "",
+        default: "false",
+        bounds: Other("on-only flag; true or false in TOML and environment"),
+        parse: parse_bool,
+        help: "Generate a self-signed certificate for --hostname at start-up (testing only; \
+               instead of --tls-cert and --tls-key)",
+    },
+    /// Refuse MAIL with `530 5.7.0` on the plain SMTP listener until STARTTLS succeeded.
+    tls_required: bool = require_tls {
+        shape: Switch,
+        value: "",
+        default: "false",
+        bounds: Other("on-only flag; true or false in TOML and environment"),
+        parse: parse_bool,
+        help: "Refuse MAIL with \"530 5.7.0\" on the --smtp listener until the client did STARTTLS",
+    },
+    /// How long a TLS handshake may take in all before the connection is closed.
+    tls_handshake_timeout: Duration = tls_handshake_timeout {
+        shape: Text,
+        value: "DURATION",
+        default: "10s",
+        bounds: Duration(TIMEOUT_RANGE),
+        help: "How long a TLS handshake may take before the connection is closed",
+    },
+}
+
+/// Why the configuration could not be loaded.
+///
+/// Every variant displays as one line that names the flag, environment variable or key and
+/// the bad value, except
+/// [`Error::Cli`] for `--help` and `--version`, whose display is the text to print.
+/// [`Error::exit`] prints the error the right way and ends the process.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line does not parse (unknown flag, missing value), or `--help` or
+    /// `--version` was given: clap's error carries the text and the exit code.
+    #[error("{}", cli_message(.0))]
+    Cli(clap::Error),
+    /// A flag's value is not valid (`flag` is written with its dashes, e.g. `--ttl`).
+    #[error("invalid value '{}' for {flag}: {reason}", .value.escape_debug())]
+    InvalidFlag {
+        flag: String,
+        /// The text as given.
+        value: String,
+        /// What is wrong and what is expected, e.g. "must be from 1ms to 30d".
+        reason: String,
+    },
+    /// A `MAYFLY_*` environment variable's value is not valid (`var` is its name, e.g.
+    /// `MAYFLY_TTL`).
+    #[error("invalid value '{}' for {var}: {reason}", .value.escape_debug())]
+    InvalidEnv {
+        var: &'static str,
+        /// The text as given (lossily converted if it is not UTF-8).
+        value: String,
+        /// As for [`Error::InvalidFlag`].
+        reason: String,
+    },
+    /// The `--config` file cannot be read.
+    #[error("cannot read config file {}: {reason}", .path.display())]
+    ReadFile { path: PathBuf, reason: String },
+    /// The `--config` file is not valid TOML, or a value has the wrong TOML type.
+    #[error("config file {}: {message}{}", .path.display(), at_line(*.line))]
+    FileSyntax {
+        path: PathBuf,
+        /// 1-based; `None` when the problem has no position (e.g. not UTF-8).
+        line: Option<usize>,
+        /// The TOML parser's message, on one line.
+        message: String,
+    },
+    /// The `--config` file has a key that is not a setting (often a typo).
+    #[error(
+        "config file {}: unknown key '{}'{}{}",
+        .path.display(),
+        .key.escape_debug(),
+        at_line(*.line),
+        did_you_mean(*.suggestion)
+    )]
+    UnknownKey {
+        path: PathBuf,
+        key: String,
+        line: Option<usize>,
+        /// The known key it is closest to, if any is close.
+        suggestion: Option<&'static str>,
+    },
+    /// A value in the `--config` file is not valid.
+    #[error(
+        "config file {}: invalid value '{}' for {key} (line {line}): {reason}",
+        .path.display(),
+        .value.escape_debug()
+    )]
+    InvalidKey {
+        path: PathBuf,
+        key: &'static str,
+        /// 1-based line of the value.
+        line: usize,
+        /// The text as written (an integer in TOML shows as its digits).
+        value: String,
+        /// As for [`Error::InvalidFlag`].
+        reason: String,
+    },
+    /// Settings that are valid one by one but not together (the message names them and
+    /// their values).
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// Exit status for a bad configuration: `EX_CONFIG` from sysexits.h, which a systemd unit
+/// can list in `RestartPreventExitStatus=` so that a typo does not cause a restart loop.
+pub const EXIT_CODE_CONFIG: i32 = 78;
+
+impl Config {
+    /// Defaults, then the TOML file given by `--config` or `MAYFLY_CONFIG` (if any), then
+    /// `MAYFLY_*` environment variables, then flags.
+    ///
+    /// `args` starts with the program name, as `std::env::args_os()` does. Typical use in
+    /// `main`: `Config::load(std::env::args_os()).unwrap_or_else(|err| err.exit())`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cli`] for a command line clap rejects and for `--help` / `--version`;
+    /// otherwise the first bad value, unreadable or invalid file, or inconsistency found.
+    pub fn load<I, T>(args: I) -> Result<Config, Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Config::load_from(args, std::env::vars_os())
+    }
+
+    /// [`Config::load`] with the environment given rather than read from the process, so
+    /// tests need not change the process's environment (which other threads read).
+    pub(crate) fn load_from<I, T>(
+        args: I,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<Config, Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = table::command()
+            .try_get_matches_from(args)
+            .map_err(Error::Cli)?;
+        let env = Env::collect(env);
+        let file = match Layers::config_path(&matches, &env) {
+            Some(path) => Some(ConfigFile::read(&path)?),
+            None => None,
+        };
+        let config = resolve(&Layers::new(matches, env, file))?;
+        checks::check_consistency(&config)?;
+        Ok(config)
+    }
+
+    /// The command timeout that applies while a core is under stress: the shorter of
+    /// `stress_command_timeout` and `command_timeout`.
+    pub fn command_timeout_under_stress(&self) -> Duration {
+        self.stress_command_timeout.min(self.command_timeout)
+    }
+
+    /// Whether a client at `ip` is exempt from the per-IP session and message limits
+    /// (`client_limit_exempt`). The list is short (a relay or two), so a scan is enough.
+    pub fn is_client_limit_exempt(&self, ip: IpAddr) -> bool {
+        self.client_limit_exempt
+            .iter()
+            .any(|range| range.contains(ip))
+    }
+}
+
+impl Error {
+    /// Prints the error and ends the process: help and version go to stdout with status 0,
+    /// command-line usage errors to stderr with clap's status 2, and every other error to
+    /// stderr as `error: ...` with [`EXIT_CODE_CONFIG`].
+    pub fn exit(&self) -> ! {
+        match self {
+            Error::Cli(err) => err.exit(),
+            other => {
+                eprintln!("error: {other}");
+                std::process::exit(EXIT_CODE_CONFIG)
+            }
+        }
+    }
+}
+
+fn at_line(line: Option<usize>) -> String {
+    line.map(|line| format!(" (line {line})"))
+        .unwrap_or_default()
+}
+
+fn did_you_mean(suggestion: Option<&str>) -> String {
+    suggestion
+        .map(|key| format!("; did you mean '{key}'?"))
+        .unwrap_or_default()
+}
+
+/// clap's own text for `--help` and `--version`; for a usage error, its first line without
+/// the "error: " prefix (the rest is a usage summary and a pointer to `--help`).
+fn cli_message(err: &clap::Error) -> String {
+    use clap::error::ErrorKind;
+    let text = err.to_string();
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => text,
+        _ => {
+            let first_line = text.lines().next().unwrap_or_default();
+            first_line
+                .strip_prefix("error: ")
+                .unwrap_or(first_line)
+                .to_string()
+        }
+    }
+}
