@@ -584,14 +584,16 @@ fn parse_address_literal(bytes: &[u8], start_idx: usize) -> Option<usize> {
     let content_start_idx = start_idx + 1;
     let close_idx = content_start_idx + memchr(b']', bytes.get(content_start_idx..)?)?;
     let content = &bytes[content_start_idx..close_idx];
-    if content.len() + 2 > DOMAIN_BYTES_MAX {
+    // The literal stands where a domain would, brackets included.
+    if content.len() + b"[]".len() > DOMAIN_BYTES_MAX {
         return None;
     }
     let content_text = std::str::from_utf8(content).ok()?;
+    const IPV6_TAG: &str = "IPv6:";
     let valid = if let Some(ipv6) = content_text
-        .get(..5)
-        .filter(|tag| tag.eq_ignore_ascii_case("IPv6:"))
-        .map(|_| &content_text[5..])
+        .get(..IPV6_TAG.len())
+        .filter(|tag| tag.eq_ignore_ascii_case(IPV6_TAG))
+        .map(|_| &content_text[IPV6_TAG.len()..])
     {
         ipv6.parse::<Ipv6Addr>().is_ok()
     } else if content_text.parse::<Ipv4Addr>().is_ok() {
@@ -603,7 +605,8 @@ fn parse_address_literal(bytes: &[u8], start_idx: usize) -> Option<usize> {
             && tag.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
             && tag.last() != Some(&b'-')
             && !dcontent.is_empty()
-            && dcontent.bytes().all(|b| matches!(b, 33..=90 | 94..=126))
+            // dcontent: %d33-90 / %d94-126, printable ASCII but `[`, `\` and `]`.
+            && dcontent.bytes().all(|b| matches!(b, b'!'..=b'Z' | b'^'..=b'~'))
     } else {
         false
     };

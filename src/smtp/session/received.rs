@@ -3,7 +3,7 @@
 //! Three things in it come from the client, and each is written only in a form that cannot
 //! change what the header says:
 //! - the HELO name: printable ASCII already (the parser sees to that); characters that
-//!   would open or close a comment become `_`;
+//!   cannot be part of a domain or an address literal, such as `(` or `;`, become `_`;
 //! - an address literal as the HELO name (`EHLO [192.0.2.7]`): it is the client's IP as
 //!   surely as the socket's peer address is, so it is withheld unless the operator allows
 //!   client IPs (`--log-client-ip`, which is what gives the session a `client_ip`);
@@ -64,7 +64,7 @@ impl Session {
             out.extend_from_slice(UNKNOWN_CLIENT);
             out.extend_from_slice(LITERAL_WITHHELD_COMMENT);
         } else {
-            push_comment_safe(out, &self.helo, parser::HELO_BYTES_MAX);
+            push_name_safe(out, &self.helo, parser::HELO_BYTES_MAX);
         }
         if let Some(ip) = self.client_ip {
             let _ = match ip.to_canonical() {
@@ -73,7 +73,7 @@ impl Session {
             };
         }
         out.extend_from_slice(b" by ");
-        push_comment_safe(out, &self.config.hostname, HOSTNAME_BYTES_MAX);
+        push_name_safe(out, &self.config.hostname, HOSTNAME_BYTES_MAX);
         out.extend_from_slice(b" (Mayfly) with ");
         out.extend_from_slice(self.protocol().as_bytes());
         if self.tls_active {
@@ -86,7 +86,7 @@ impl Session {
         // Line 2 is at most about 400 octets: id <= 64, one rcpt <= 256 (the parser's
         // path limit) or postmaster@ and a domain <= 255, the date 31.
         out.extend_from_slice(b"\r\n\tid ");
-        push_comment_safe(out, queue_id, QUEUE_ID_BYTES_MAX);
+        push_name_safe(out, queue_id, QUEUE_ID_BYTES_MAX);
         let mut rcpts = self.recipients.spellings();
         if let (Some(rcpt), None) = (rcpts.next(), rcpts.next())
             && fits_for_clause(rcpt)
@@ -151,11 +151,14 @@ fn fits_for_clause(address: &str) -> bool {
     })
 }
 
-/// Appends `text` (truncated) for use inside a header where parentheses would open or
-/// close a comment: control characters, spaces, `(`, `)` and `\` become `_`.
-fn push_comment_safe(out: &mut Vec<u8>, text: &str, bytes_max: usize) {
+/// Appends `text` (truncated) where the stamp wants a name: every byte that cannot be part
+/// of a domain, an address literal or a queue id becomes `_`. So a HELO name, which the
+/// parser only requires to be printable ASCII, cannot open a comment (`(`), end the
+/// tokens and start the date (`;`), or quote (`"`).
+fn push_name_safe(out: &mut Vec<u8>, text: &str, bytes_max: usize) {
     for &b in truncate_str(text, bytes_max).as_bytes() {
-        let safe = b >= 0x80 || (b.is_ascii_graphic() && !matches!(b, b'(' | b')' | b'\\'));
+        let safe =
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']');
         out.push(if safe { b } else { b'_' });
     }
 }

@@ -15,6 +15,11 @@
 /// but not listed: an n-letter local part has 2^n case variants, and each listed one would
 /// cost envelope bytes in the store and a comparison on every later RCPT.
 pub const SPELLINGS_PER_INBOX_MAX: usize = 4;
+/// Text capacity kept between transactions, per list: enough for dozens of recipients, so
+/// most sessions never allocate for them again, while a session that once listed hundreds
+/// (up to `recipients_max` inboxes of 256-octet paths, four spellings each) does not keep
+/// that memory for as long as it stays connected.
+pub const RECIPIENTS_TEXT_KEPT_BYTES: usize = 4 * 1024;
 
 /// What `Recipients::add` did with a recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +33,7 @@ pub(super) enum Added {
     TooManyInboxes,
 }
 
-/// The listed recipients. Cleared, not freed, between transactions.
+/// The listed recipients. Cleared between transactions, keeping a little memory.
 ///
 /// Invariant: `spellings` and `keys` hold `n_spellings` entries each, entry `i` of `keys`
 /// being the inbox key of entry `i` of `spellings`; `n_inboxes` distinct keys among them;
@@ -75,10 +80,12 @@ impl Recipients {
         Added::Listed
     }
 
-    /// Forgets every recipient and keeps the memory.
+    /// Forgets every recipient; keeps at most `RECIPIENTS_TEXT_KEPT_BYTES` of memory per list.
     pub(super) fn clear(&mut self) {
         self.spellings.clear();
+        self.spellings.shrink_to(RECIPIENTS_TEXT_KEPT_BYTES);
         self.keys.clear();
+        self.keys.shrink_to(RECIPIENTS_TEXT_KEPT_BYTES);
         self.n_spellings = 0;
         self.n_inboxes = 0;
     }
@@ -137,6 +144,23 @@ mod tests {
         );
         recipients.clear();
         assert_eq!((recipients.n_spellings, recipients.n_inboxes), (0, 0));
+        assert!(
+            recipients.spellings.capacity() > 0,
+            "small lists keep their memory"
+        );
         assert_eq!(recipients.add("c@x.test", "c@x.test", 2), Added::Listed);
+    }
+
+    #[test]
+    fn a_long_list_gives_its_memory_back() {
+        let mut recipients = Recipients::default();
+        for idx in 0..1000 {
+            let address = format!("{idx:0>200}@example.test");
+            assert_eq!(recipients.add(&address, &address, 1000), Added::Listed);
+        }
+        assert!(recipients.spellings.capacity() > 200_000);
+        recipients.clear();
+        assert!(recipients.spellings.capacity() <= RECIPIENTS_TEXT_KEPT_BYTES);
+        assert!(recipients.keys.capacity() <= RECIPIENTS_TEXT_KEPT_BYTES);
     }
 }

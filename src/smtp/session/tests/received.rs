@@ -187,6 +187,20 @@ fn address_literal_helo_is_withheld_without_client_ip() {
             "{helo}"
         );
     }
+    // A HELO name is printable ASCII of any kind; what could not be in a domain cannot
+    // break the stamp either: no early `;` before the date, no comment, no quote.
+    let received = received_for(
+        None,
+        "EHLO a;Thu,01-Jan-1970\"(x)<y>@z\\w",
+        "u@example.test",
+    );
+    assert!(
+        received.starts_with(
+            "Received: from a_Thu_01-Jan-1970__x__y__z_w by mx.example.test (Mayfly) with ESMTP\r\n"
+        ),
+        "{received}"
+    );
+    assert_eq!(received.matches(';').count(), 1);
     // A domain name is not a literal.
     assert!(
         received_for(None, "EHLO client.example", "u@example.test")
