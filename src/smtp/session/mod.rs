@@ -32,7 +32,12 @@
 //!
 //! Per-command work allocates nothing in steady state: the reverse path, recipients,
 //! HELO name and body live in buffers owned by the session that are cleared, not freed,
-//! between transactions.
+//! between transactions (only past a size worth giving back: `BODY_CAPACITY_KEPT_BYTES`,
+//! `RECIPIENTS_TEXT_KEPT_BYTES`). The exceptions are rare: a recipient that is not
+//! lowercase ASCII gets its inbox key built, and `<postmaster>` its address.
+//!
+//! The Received header is written in `received.rs`, the recipient list kept in
+//! `recipients.rs`; the tests (no sockets) are in `tests/`, one file per topic.
 
 mod received;
 mod recipients;
@@ -51,7 +56,7 @@ use crate::smtp::session::received::{QUEUE_ID_BYTES_MAX, push_token, truncate_st
 use crate::smtp::session::recipients::{Added, Recipients};
 
 pub use received::RECEIVED_LINE_BYTES_MAX;
-pub use recipients::SPELLINGS_PER_INBOX_MAX;
+pub use recipients::{RECIPIENTS_TEXT_KEPT_BYTES, SPELLINGS_PER_INBOX_MAX};
 
 /// Errors a client may make before it is disconnected (Postfix's `smtpd_hard_error_limit`).
 /// A stored message resets the count.
@@ -180,6 +185,7 @@ pub struct Session {
     /// A BDAT chunk was accepted in this transaction, so DATA is not allowed (RFC 3030).
     used_bdat: bool,
     mail_from: String,
+    /// Accepted recipients: every spelling, and how many inboxes they name.
     recipients: Recipients,
     /// The message body, and room to read more of it into. Invariant: `body.len() <=
     /// message_bytes_max`, and its capacity too.
@@ -605,7 +611,12 @@ impl Session {
         }
         // The parser lets UTF-8 through whole, C1 controls (U+0080..U+009F) included; a
         // stored envelope with them would garble logs and the JSON readers get.
-        if reverse_path.chars().any(char::is_control) {
+        let has_control = if reverse_path.is_ascii() {
+            reverse_path.bytes().any(|b| b.is_ascii_control())
+        } else {
+            reverse_path.chars().any(char::is_control)
+        };
+        if has_control {
             return self.reply_error(reply::SENDER_CONTROL_CHARACTER, out);
         }
         let message_bytes_max = u64::try_from(self.config.message_bytes_max).unwrap_or(u64::MAX);

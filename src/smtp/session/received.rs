@@ -87,10 +87,8 @@ impl Session {
         // path limit) or postmaster@ and a domain <= 255, the date 31.
         out.extend_from_slice(b"\r\n\tid ");
         push_name_safe(out, queue_id, QUEUE_ID_BYTES_MAX);
-        let mut rcpts = self.recipients.spellings();
-        if let (Some(rcpt), None) = (rcpts.next(), rcpts.next())
-            && fits_for_clause(rcpt)
-        {
+        let rcpt = self.recipients.spellings_text().trim_end_matches('\n');
+        if self.recipients.n_spellings() == 1 && fits_for_clause(rcpt) {
             out.extend_from_slice(b" for <");
             out.extend_from_slice(rcpt.as_bytes());
             out.push(b'>');
@@ -135,7 +133,13 @@ pub(super) fn push_token(buffer: &mut String, text: &str) {
 /// Whether a HELO name is an address literal (`[192.0.2.7]`, `[IPv6:2001:db8::1]`) or a
 /// bare IP address, which some clients send instead: either way it names the client's IP.
 fn is_address_literal(helo: &str) -> bool {
-    helo.starts_with('[') || helo.parse::<IpAddr>().is_ok()
+    // Only hex digits, dots and colons can make an IP address; checking that first spares
+    // ordinary names the parse.
+    helo.starts_with('[')
+        || (helo
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+            && helo.parse::<IpAddr>().is_ok())
 }
 
 /// Whether `address` can go between `for <` and `>` as it is: nothing that could close
@@ -144,10 +148,17 @@ fn is_address_literal(helo: &str) -> bool {
 /// control characters). A quoted local part with any of these is left out rather than
 /// rewritten, since a rewritten address would name another mailbox.
 fn fits_for_clause(address: &str) -> bool {
+    const UNFIT: &[u8] = b";()<>\"\\";
+    // Nearly every address is ASCII: judged byte by byte (graphic excludes controls and
+    // space), without decoding.
+    if address.is_ascii() {
+        return address
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !UNFIT.contains(&b));
+    }
     address.chars().all(|ch| {
-        !ch.is_control()
-            && !ch.is_whitespace()
-            && !matches!(ch, ';' | '(' | ')' | '<' | '>' | '"' | '\\')
+        let unfit_ascii = u8::try_from(ch).is_ok_and(|b| UNFIT.contains(&b));
+        !ch.is_control() && !ch.is_whitespace() && !unfit_ascii
     })
 }
 

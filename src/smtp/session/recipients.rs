@@ -95,11 +95,6 @@ impl Recipients {
         &self.spellings
     }
 
-    /// The listed spellings in RCPT order.
-    pub(super) fn spellings(&self) -> impl Iterator<Item = &str> {
-        self.spellings.split_terminator('\n')
-    }
-
     /// How many spellings are listed.
     pub(super) fn n_spellings(&self) -> usize {
         self.n_spellings
@@ -132,7 +127,10 @@ mod tests {
             assert_eq!(recipients.add(spelling, key, 2), expected, "{spelling}");
         }
         assert_eq!(
-            recipients.spellings().collect::<Vec<_>>(),
+            recipients
+                .spellings
+                .split_terminator('\n')
+                .collect::<Vec<_>>(),
             [
                 "a@x.test", "A@x.test", "b@x.test", "B@X.TEST", "a@X.test", "a@x.TEST"
             ]
