@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mayfly::config::DomainPolicy;
-use mayfly::smtp::data::DataScanner;
+use mayfly::smtp::data::{DataScanner, dot_stuff};
 use mayfly::smtp::parser::{BodyType, Command, ForwardPath, parse_command};
 use mayfly::smtp::{Delivery, Event, Session, SessionConfig};
 
@@ -137,18 +137,10 @@ fn message_body(bytes_max: usize, seed: u64) -> Vec<u8> {
     body
 }
 
-/// The DATA form of `body`: a `.` doubled at the start of each line, then `.` CRLF.
+/// The DATA form of `body` (`smtp::data::dot_stuff`).
 fn dot_stuffed(body: &[u8]) -> Vec<u8> {
-    let mut wire = Vec::with_capacity(body.len() + body.len() / 32 + 3);
-    let mut at_line_start = true;
-    for &b in body {
-        if at_line_start && b == b'.' {
-            wire.push(b'.');
-        }
-        wire.push(b);
-        at_line_start = b == b'\n';
-    }
-    wire.extend_from_slice(b".\r\n");
+    let mut wire = Vec::new();
+    dot_stuff(body, &mut wire);
     wire
 }
 

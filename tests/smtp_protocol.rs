@@ -469,6 +469,17 @@ fn data_lines_longer_than_1000_octets_are_refused() {
     queue_id(&smtp.read_reply());
     server.assert_single_stored("longok@example.test", &ok_message);
 
+    // RFC 5321 4.5.2: a longest line that starts with a dot is one octet longer on the
+    // wire, and the stuffing dot does not count toward the limit.
+    let dotted_line = format!(".{}", "y".repeat(TEXT_LINE_BYTES_MAX - 3));
+    let dotted_message = format!("Subject: dotted long line\r\n\r\n{dotted_line}\r\n").into_bytes();
+    smtp.expect("MAIL FROM:<long@sender.test>", "250");
+    smtp.expect("RCPT TO:<longdot@example.test>", "250");
+    smtp.expect("DATA", "354");
+    smtp.send(&dot_stuff(&dotted_message));
+    queue_id(&smtp.read_reply());
+    server.assert_single_stored("longdot@example.test", &dotted_message);
+
     let too_long_line = "y".repeat(TEXT_LINE_BYTES_MAX - 1);
     let bad_message = format!("Subject: too long line\r\n\r\n{too_long_line}\r\n").into_bytes();
     smtp.expect("MAIL FROM:<long@sender.test>", "250");
@@ -878,7 +889,9 @@ fn concurrent_sessions_on_both_cores_all_deliver() {
 fn received_header_shows_the_client_ip_only_when_allowed() {
     for (flags, ip_shown) in [(&[][..], false), (&["--log-client-ip"][..], true)] {
         let server = Server::start(flags);
-        let mut smtp = server.smtp_ehlo();
+        // An address-literal EHLO names the client's IP as surely as the socket does.
+        let mut smtp = server.smtp();
+        smtp.expect("EHLO [127.0.0.1]", "250");
         let message = simple_message("ip", "where from");
         smtp.send_mail("ip@sender.test", &["ip@example.test"], &message);
         let inbox = server.wait_inbox_total("ip@example.test", 1);
@@ -893,21 +906,86 @@ fn received_header_shows_the_client_ip_only_when_allowed() {
             ip_shown,
             "flags {flags:?}: {received:?}"
         );
+        let expected_from = if ip_shown {
+            "Received: from [127.0.0.1] ([127.0.0.1]) by "
+        } else {
+            "Received: from unknown (address literal withheld) by "
+        };
+        assert!(received.starts_with(expected_from), "{received:?}");
     }
 }
 
 #[test]
-fn duplicate_recipients_get_one_copy() {
+fn a_quoted_recipient_cannot_forge_the_received_date() {
+    let server = Server::start(&[]);
+    let mut smtp = server.smtp_ehlo();
+    let forged = "\"a>; Thu, 01 Jan 1970 00:00:00 +0000 (x\"@example.test";
+    let message = simple_message("forged", "for clause");
+    smtp.send_mail("forge@sender.test", &[forged], &message);
+    let inbox = server.wait_inbox_total(forged, 1);
+    let raw = server.raw(forged, inbox["messages"][0]["id"].as_str().expect("id"));
+    assert_bytes_eq(strip_received(&raw), &message, forged);
+    let received = String::from_utf8_lossy(&raw[..raw.len() - message.len()]).into_owned();
+    // One date, ours, after the only `;`; the clause is left out rather than rewritten.
+    assert_eq!(received.matches(';').count(), 1, "{received:?}");
+    assert!(!received.contains("1970"), "{received:?}");
+    assert!(!received.contains(" for <"), "{received:?}");
+}
+
+#[test]
+fn postmaster_is_delivered_to_the_first_served_domain() {
+    let server = Server::start(&[
+        "--hostname",
+        "mx.mayfly.test",
+        "--domain",
+        "example.test",
+        "--domain",
+        "*.other.test",
+    ]);
+    let mut smtp = server.smtp_ehlo();
+    let message = simple_message("postmaster", "RFC 5321 4.5.1");
+    smtp.send_mail("pm@sender.test", &["PostMaster"], &message);
+    server.assert_single_stored("postmaster@example.test", &message);
+    // Not under the hostname, which this server does not serve.
+    let response = server.get(&inbox_path("postmaster@mx.mayfly.test"));
+    assert_ne!(response.status, 200, "{}", response.describe());
+}
+
+#[test]
+fn addresses_with_control_characters_get_553() {
+    let server = Server::start(&[]);
+    let mut smtp = server.smtp_ehlo();
+    // U+0085 is valid UTF-8 and passes address syntax, but no inbox can be named by it.
+    smtp.expect("MAIL FROM:<ok@sender.test> SMTPUTF8", "250");
+    smtp.expect("RCPT TO:<a\u{85}b@example.test>", "553 5.1.3");
+    smtp.expect("RCPT TO:<ok@example.test>", "250");
+    smtp.expect("RSET", "250");
+    smtp.expect("MAIL FROM:<a\u{85}b@sender.test> SMTPUTF8", "553 5.1.7");
+    smtp.expect("RCPT TO:<ok@example.test>", "503");
+    smtp.expect("NOOP", "250");
+}
+
+#[test]
+fn recipient_spellings_get_one_copy_listed_under_each() {
     let server = Server::start(&[]);
     let mut smtp = server.smtp_ehlo();
     smtp.expect("MAIL FROM:<dup@sender.test>", "250");
     smtp.expect("RCPT TO:<dup@example.test>", "250");
     smtp.expect("RCPT TO:<DUP@Example.test>", "250");
+    smtp.expect("RCPT TO:<dup@example.test>", "250");
     smtp.expect("DATA", "354");
     let message = simple_message("dup", "once");
     smtp.send(&dot_stuff(&message));
     queue_id(&smtp.read_reply());
-    server.assert_single_stored("dup@example.test", &message);
+    let summary = server.assert_single_stored("dup@example.test", &message);
+    let mut to: Vec<&str> = summary["to"]
+        .as_array()
+        .expect("to is an array")
+        .iter()
+        .map(|rcpt| rcpt.as_str().expect("string"))
+        .collect();
+    to.sort_unstable();
+    assert_eq!(to, ["DUP@Example.test", "dup@example.test"], "{summary}");
     // Still one after a moment (a second copy could be on its way).
     assert_eq!(server.inbox_query("dup@example.test", "wait=1")["total"], 1);
 }

@@ -54,6 +54,18 @@ pub const BAD_SENDER: &[u8] = b"501 5.1.7 Bad sender address syntax\r\n";
 pub const BAD_RECIPIENT: &[u8] = b"501 5.1.3 Bad recipient address syntax\r\n";
 /// MAIL/RCPT parameter we do not implement (RFC 5321 4.1.1.11).
 pub const PARAM_NOT_SUPPORTED: &[u8] = b"555 5.5.4 Parameter not recognized or not implemented\r\n";
+/// MAIL whose reverse-path has a control character (a C1 control inside UTF-8): it would
+/// garble logs and the JSON readers get.
+pub const SENDER_CONTROL_CHARACTER: &[u8] =
+    b"553 5.1.7 Sender address contains a control character\r\n";
+/// RCPT whose address has a control character: it names no inbox (`address::InboxKey`),
+/// so nothing sent to it could ever be read.
+pub const RECIPIENT_CONTROL_CHARACTER: &[u8] =
+    b"553 5.1.3 Recipient address contains a control character\r\n";
+/// RCPT whose domain is not a valid internationalized domain name (UTS-46 refuses it), so
+/// it names no inbox either.
+pub const RECIPIENT_BAD_DOMAIN: &[u8] =
+    b"553 5.1.3 Recipient domain is not a valid internationalized domain name\r\n";
 /// Non-ASCII address in a transaction without the SMTPUTF8 parameter (RFC 6531 3.4).
 pub const NEEDS_SMTPUTF8: &[u8] =
     b"553 5.6.7 Non-ASCII address requires the SMTPUTF8 parameter\r\n";
@@ -210,6 +222,9 @@ mod tests {
             (BAD_SENDER, "501 5.1.7 "),
             (BAD_RECIPIENT, "501 5.1.3 "),
             (PARAM_NOT_SUPPORTED, "555 5.5.4 "),
+            (SENDER_CONTROL_CHARACTER, "553 5.1.7 "),
+            (RECIPIENT_CONTROL_CHARACTER, "553 5.1.3 "),
+            (RECIPIENT_BAD_DOMAIN, "553 5.1.3 "),
             (NEEDS_SMTPUTF8, "553 5.6.7 "),
             (NEED_HELO, "503 5.5.1 "),
             (NESTED_MAIL, "503 5.5.1 "),

@@ -1007,23 +1007,15 @@ impl Smtp {
     }
 }
 
-/// The DATA encoding of `message` (which must end with CRLF): lines that start with
-/// `.` get a second `.`, then the terminating `.` CRLF is appended.
+/// The DATA encoding of `message` (which must end with CRLF, so it is stored exactly as
+/// given): `mayfly::smtp::data::dot_stuff`.
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     assert!(
         message.is_empty() || message.ends_with(b"\r\n"),
         "dot_stuff wants a message that ends with CRLF"
     );
-    let mut stuffed = Vec::with_capacity(message.len() + 8);
-    let mut at_line_start = true;
-    for &byte in message {
-        if at_line_start && byte == b'.' {
-            stuffed.push(b'.');
-        }
-        stuffed.push(byte);
-        at_line_start = byte == b'\n';
-    }
-    stuffed.extend_from_slice(b".\r\n");
+    let mut stuffed = Vec::new();
+    mayfly::smtp::data::dot_stuff(message, &mut stuffed);
     stuffed
 }
 
