@@ -114,43 +114,109 @@ impl LatencyHistogram {
     }
 }
 
-/// One shard's counters. Only the owning executor touches them.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub smtp_connections_total: Cell<u64>,
-    pub smtp_sessions_open: Cell<u64>,
-    /// Connections turned away with 421 4.7.0 because the per-core session cap was reached.
-    pub smtp_sessions_refused_total: Cell<u64>,
-    pub smtp_timeouts_total: Cell<u64>,
-    /// Messages acknowledged with 250 (stored in every recipient's shard).
-    pub messages_accepted_total: Cell<u64>,
-    pub message_bytes_accepted_total: Cell<u64>,
-    /// 4xx/5xx replies sent, by reason.
-    pub smtp_rejections_total: [Cell<u64>; RejectReason::ALL.len()],
-    /// 4xx/5xx replies sent, by class: index 0 is 4xx (try again), 1 is 5xx (permanent).
-    pub smtp_rejections_by_class_total: [Cell<u64>; 2],
-    pub http_connections_total: Cell<u64>,
-    pub http_connections_open: Cell<u64>,
-    pub http_requests_total: Cell<u64>,
-    pub http_responses_4xx_total: Cell<u64>,
-    pub http_responses_5xx_total: Cell<u64>,
-    pub http_long_polls_waiting: Cell<u64>,
-    /// WebSockets opened (101 sent) on this core, and open now.
-    pub websockets_total: Cell<u64>,
-    pub websockets_open: Cell<u64>,
-    /// Summaries queued to WebSockets by this shard (as the owner of their inboxes).
-    pub websocket_frames_total: Cell<u64>,
-    /// Subscriptions this shard dropped because their socket did not keep up.
-    pub websockets_dropped_slow_total: Cell<u64>,
-    /// TLS handshakes completed (STARTTLS, --smtps and --https together).
-    pub tls_sessions_total: Cell<u64>,
-    /// TLS handshakes that failed or timed out; the connection was closed.
-    pub tls_handshake_failures_total: Cell<u64>,
-    /// From the end of a message (final dot or BDAT LAST) to its reply: storing it in
-    /// every recipient's shard, cross-core hops included.
-    pub smtp_delivery_latency: LatencyHistogram,
-    /// From a parsed HTTP request to its response being written (long polls included).
-    pub http_request_latency: LatencyHistogram,
+/// Declares every plain counter and gauge once: its field in `Counters` (a `Cell`), its
+/// field in `Snapshot`, the copy between them, and its name and help text in `/metrics`
+/// (the metric is `mayfly_` + the field name). Adding one is one line here plus its use.
+macro_rules! plain_metrics {
+    (
+        counters { $( $counter:ident : $counter_help:literal, )* }
+        labelled_counters { $( $labelled:ident : $labelled_help:literal, )* }
+        gauges { $( $gauge:ident : $gauge_help:literal, )* }
+    ) => {
+        /// One shard's counters. Only the owning executor touches them.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $( #[doc = $counter_help] pub $counter: Cell<u64>, )*
+            $( #[doc = $labelled_help] pub $labelled: Cell<u64>, )*
+            $( #[doc = $gauge_help] pub $gauge: Cell<u64>, )*
+            /// 4xx/5xx replies sent, by reason.
+            pub smtp_rejections_total: [Cell<u64>; RejectReason::ALL.len()],
+            /// 4xx/5xx replies sent, by class: index 0 is 4xx (try again), 1 is 5xx (permanent).
+            pub smtp_rejections_by_class_total: [Cell<u64>; 2],
+            /// From the end of a message (final dot or BDAT LAST) to its reply: storing it in
+            /// every recipient's shard, cross-core hops included.
+            pub smtp_delivery_latency: LatencyHistogram,
+            /// From a parsed HTTP request to its response being written (long polls included).
+            pub http_request_latency: LatencyHistogram,
+        }
+
+        /// A copy of one shard's counters and store statistics, sent across cores for `/metrics`.
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct Snapshot {
+            pub store: ShardStats,
+            $( pub $counter: u64, )*
+            $( pub $labelled: u64, )*
+            $( pub $gauge: u64, )*
+            pub smtp_rejections_total: [u64; RejectReason::ALL.len()],
+            pub smtp_rejections_by_class_total: [u64; 2],
+            pub smtp_delivery_latency: LatencySnapshot,
+            pub http_request_latency: LatencySnapshot,
+        }
+
+        impl Counters {
+            /// A copy of the counters, with the store's statistics.
+            pub fn snapshot(&self, store: ShardStats) -> Snapshot {
+                Snapshot {
+                    store,
+                    $( $counter: self.$counter.get(), )*
+                    $( $labelled: self.$labelled.get(), )*
+                    $( $gauge: self.$gauge.get(), )*
+                    smtp_rejections_total: std::array::from_fn(|i| self.smtp_rejections_total[i].get()),
+                    smtp_rejections_by_class_total: std::array::from_fn(|i| {
+                        self.smtp_rejections_by_class_total[i].get()
+                    }),
+                    smtp_delivery_latency: self.smtp_delivery_latency.snapshot(),
+                    http_request_latency: self.http_request_latency.snapshot(),
+                }
+            }
+        }
+
+        /// Plain counters: metric name, help, value. Rendered as the sum over shards.
+        const PLAIN_COUNTERS: &[(&str, &str, Field)] = &[
+            $( (concat!("mayfly_", stringify!($counter)), $counter_help, |s| s.$counter), )*
+        ];
+        /// Plain gauges: metric name, help, value. Rendered per shard.
+        const PLAIN_GAUGES: &[(&str, &str, Field)] = &[
+            $( (concat!("mayfly_", stringify!($gauge)), $gauge_help, |s| s.$gauge), )*
+        ];
+    };
+}
+
+plain_metrics! {
+    counters {
+        smtp_connections_total: "SMTP connections accepted.",
+        smtp_sessions_refused_total:
+            "SMTP connections refused with 421 4.7.0 (per-core session cap, no idle session to cut).",
+        smtp_sessions_refused_per_ip_total:
+            "SMTP connections refused with 421 4.7.0 because their client address has --max-sessions-per-ip open.",
+        smtp_sessions_cut_idle_total:
+            "Idle SMTP sessions that never started a transaction, closed with 421 4.7.0 to make room at the session cap.",
+        smtp_timeouts_total: "SMTP sessions closed with 421 4.4.2 (a timeout or deadline passed).",
+        messages_accepted_total: "Messages acknowledged with 250 after DATA or BDAT LAST.",
+        message_bytes_accepted_total:
+            "Bytes of acknowledged messages as received (before the Received header).",
+        http_connections_total: "HTTP connections accepted.",
+        http_requests_total: "HTTP requests parsed.",
+        http_request_timeouts_total:
+            "HTTP connections closed because a request did not arrive whole within --http-request-timeout.",
+        websockets_total: "WebSockets opened (101 Switching Protocols sent).",
+        websocket_frames_total: "Message summaries queued to WebSockets.",
+        websockets_dropped_slow_total:
+            "WebSocket subscriptions dropped because the socket did not keep up (closed with 1013).",
+        tls_sessions_total: "TLS handshakes completed (STARTTLS, SMTPS and HTTPS).",
+        tls_handshake_failures_total:
+            "TLS handshakes that failed or timed out (the connection was closed).",
+    }
+    labelled_counters {
+        http_responses_4xx_total: "HTTP 4xx responses (mayfly_http_responses_errors_total{class=\"4xx\"}).",
+        http_responses_5xx_total: "HTTP 5xx responses (mayfly_http_responses_errors_total{class=\"5xx\"}).",
+    }
+    gauges {
+        smtp_sessions_open: "SMTP sessions open now.",
+        http_connections_open: "HTTP connections open now.",
+        http_long_polls_waiting: "Long-poll requests held now.",
+        websockets_open: "WebSockets open now.",
+    }
 }
 
 impl Counters {
@@ -183,64 +249,6 @@ impl Counters {
         }
         n_rejections
     }
-
-    pub fn snapshot(&self, store: ShardStats) -> Snapshot {
-        Snapshot {
-            store,
-            smtp_connections_total: self.smtp_connections_total.get(),
-            smtp_sessions_open: self.smtp_sessions_open.get(),
-            smtp_sessions_refused_total: self.smtp_sessions_refused_total.get(),
-            smtp_timeouts_total: self.smtp_timeouts_total.get(),
-            messages_accepted_total: self.messages_accepted_total.get(),
-            message_bytes_accepted_total: self.message_bytes_accepted_total.get(),
-            smtp_rejections_total: std::array::from_fn(|i| self.smtp_rejections_total[i].get()),
-            smtp_rejections_by_class_total: std::array::from_fn(|i| {
-                self.smtp_rejections_by_class_total[i].get()
-            }),
-            http_connections_total: self.http_connections_total.get(),
-            http_connections_open: self.http_connections_open.get(),
-            http_requests_total: self.http_requests_total.get(),
-            http_responses_4xx_total: self.http_responses_4xx_total.get(),
-            http_responses_5xx_total: self.http_responses_5xx_total.get(),
-            http_long_polls_waiting: self.http_long_polls_waiting.get(),
-            websockets_total: self.websockets_total.get(),
-            websockets_open: self.websockets_open.get(),
-            websocket_frames_total: self.websocket_frames_total.get(),
-            websockets_dropped_slow_total: self.websockets_dropped_slow_total.get(),
-            tls_sessions_total: self.tls_sessions_total.get(),
-            tls_handshake_failures_total: self.tls_handshake_failures_total.get(),
-            smtp_delivery_latency: self.smtp_delivery_latency.snapshot(),
-            http_request_latency: self.http_request_latency.snapshot(),
-        }
-    }
-}
-
-/// A copy of one shard's counters and store statistics, sent across cores for `/metrics`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Snapshot {
-    pub store: ShardStats,
-    pub smtp_connections_total: u64,
-    pub smtp_sessions_open: u64,
-    pub smtp_sessions_refused_total: u64,
-    pub smtp_timeouts_total: u64,
-    pub messages_accepted_total: u64,
-    pub message_bytes_accepted_total: u64,
-    pub smtp_rejections_total: [u64; RejectReason::ALL.len()],
-    pub smtp_rejections_by_class_total: [u64; 2],
-    pub http_connections_total: u64,
-    pub http_connections_open: u64,
-    pub http_requests_total: u64,
-    pub http_responses_4xx_total: u64,
-    pub http_responses_5xx_total: u64,
-    pub http_long_polls_waiting: u64,
-    pub websockets_total: u64,
-    pub websockets_open: u64,
-    pub websocket_frames_total: u64,
-    pub websockets_dropped_slow_total: u64,
-    pub tls_sessions_total: u64,
-    pub tls_handshake_failures_total: u64,
-    pub smtp_delivery_latency: LatencySnapshot,
-    pub http_request_latency: LatencySnapshot,
 }
 
 /// Reads one number out of a snapshot.
@@ -252,32 +260,7 @@ type HistogramField = fn(&Snapshot) -> &LatencySnapshot;
 pub fn render(shards: &[Snapshot]) -> String {
     let mut out = String::with_capacity(4096);
     let total = |f: fn(&Snapshot) -> u64| shards.iter().map(f).sum::<u64>();
-    let counters: [(&str, &str, Field); 14] = [
-        (
-            "mayfly_smtp_connections_total",
-            "SMTP connections accepted.",
-            |s| s.smtp_connections_total,
-        ),
-        (
-            "mayfly_smtp_sessions_refused_total",
-            "SMTP connections refused with 421 4.7.0 (per-core session cap).",
-            |s| s.smtp_sessions_refused_total,
-        ),
-        (
-            "mayfly_smtp_timeouts_total",
-            "SMTP sessions closed with 421 4.4.2 for inactivity.",
-            |s| s.smtp_timeouts_total,
-        ),
-        (
-            "mayfly_messages_accepted_total",
-            "Messages acknowledged with 250 after DATA or BDAT LAST.",
-            |s| s.messages_accepted_total,
-        ),
-        (
-            "mayfly_message_bytes_accepted_total",
-            "Bytes of acknowledged messages as received (before the Received header).",
-            |s| s.message_bytes_accepted_total,
-        ),
+    let store_counters: [(&str, &str, Field); 2] = [
         (
             "mayfly_messages_stored_total",
             "Messages written into a shard (a message for recipients in two shards counts twice).",
@@ -288,41 +271,9 @@ pub fn render(shards: &[Snapshot]) -> String {
             "Bytes written into shard rings.",
             |s| s.store.stored_bytes_total,
         ),
-        (
-            "mayfly_http_connections_total",
-            "HTTP connections accepted.",
-            |s| s.http_connections_total,
-        ),
-        ("mayfly_http_requests_total", "HTTP requests parsed.", |s| {
-            s.http_requests_total
-        }),
-        (
-            "mayfly_websockets_total",
-            "WebSockets opened (101 Switching Protocols sent).",
-            |s| s.websockets_total,
-        ),
-        (
-            "mayfly_websocket_frames_total",
-            "Message summaries queued to WebSockets.",
-            |s| s.websocket_frames_total,
-        ),
-        (
-            "mayfly_websockets_dropped_slow_total",
-            "WebSocket subscriptions dropped because the socket did not keep up (closed with 1013).",
-            |s| s.websockets_dropped_slow_total,
-        ),
-        (
-            "mayfly_tls_sessions_total",
-            "TLS handshakes completed (STARTTLS, SMTPS and HTTPS).",
-            |s| s.tls_sessions_total,
-        ),
-        (
-            "mayfly_tls_handshake_failures_total",
-            "TLS handshakes that failed or timed out (the connection was closed).",
-            |s| s.tls_handshake_failures_total,
-        ),
     ];
-    for (name, help, value) in counters {
+    let counters = PLAIN_COUNTERS.iter().chain(&store_counters);
+    for &(name, help, value) in counters {
         let value = total(value);
         let _ = writeln!(
             out,
@@ -427,7 +378,7 @@ pub fn render(shards: &[Snapshot]) -> String {
         let _ = writeln!(out, "{name}_count {cumulative}");
     }
 
-    let gauges: [(&str, &str, Field); 9] = [
+    let store_gauges: [(&str, &str, Field); 5] = [
         ("mayfly_messages_held", "Messages held now.", |s| {
             s.store.messages_held
         }),
@@ -449,26 +400,9 @@ pub fn render(shards: &[Snapshot]) -> String {
             "Ring bytes not yet reclaimable (held, deleted-but-not-passed, and wrap gaps).",
             |s| s.store.ring_bytes_used,
         ),
-        (
-            "mayfly_smtp_sessions_open",
-            "SMTP sessions open now.",
-            |s| s.smtp_sessions_open,
-        ),
-        (
-            "mayfly_http_connections_open",
-            "HTTP connections open now.",
-            |s| s.http_connections_open,
-        ),
-        (
-            "mayfly_http_long_polls_waiting",
-            "Long-poll requests held now.",
-            |s| s.http_long_polls_waiting,
-        ),
-        ("mayfly_websockets_open", "WebSockets open now.", |s| {
-            s.websockets_open
-        }),
     ];
-    for (name, help, value) in gauges {
+    let gauges = store_gauges.iter().chain(PLAIN_GAUGES);
+    for &(name, help, value) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for (shard_idx, snapshot) in shards.iter().enumerate() {
             let _ = writeln!(out, "{name}{{shard=\"{shard_idx}\"}} {}", value(snapshot));

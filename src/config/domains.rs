@@ -50,11 +50,25 @@ impl DomainPolicy {
         self.first.as_deref()
     }
 
-    /// Whether mail for `domain` (any case, optional trailing dot) is accepted.
+    /// Whether mail for `domain` (any case, optional trailing dot, in Unicode or punycode
+    /// form: configured names are punycode, and `bücher.example` is `xn--bcher-kva.example`)
+    /// is accepted.
     pub fn accepts(&self, domain: &str) -> bool {
         if self.is_catch_all() {
             return true;
         }
+        let ascii;
+        let domain = if domain.is_ascii() {
+            domain
+        } else {
+            match idna::domain_to_ascii(domain) {
+                Ok(folded) => {
+                    ascii = folded;
+                    &ascii
+                }
+                Err(_) => return false,
+            }
+        };
         let domain = domain.strip_suffix('.').unwrap_or(domain);
         if self.exact.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
             return true;
@@ -124,6 +138,16 @@ pub(super) fn validate_dns_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unicode_domains_match_their_punycode_form() {
+        let policy = DomainPolicy::new(&["xn--bcher-kva.example", "*.xn--mnchen-3ya.test"]);
+        assert!(policy.accepts("bücher.example"));
+        assert!(policy.accepts("BÜCHER.example."));
+        assert!(policy.accepts("xn--bcher-kva.example"));
+        assert!(policy.accepts("mail.münchen.test"));
+        assert!(!policy.accepts("bucher.example"));
+    }
 
     #[test]
     fn domain_names() {

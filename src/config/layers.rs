@@ -353,7 +353,7 @@ mod tests {
             (
                 "MAYFLY_MAX_RECIPIENTS",
                 "0",
-                "invalid value '0' for MAYFLY_MAX_RECIPIENTS: expected a whole number from 1 to 100000",
+                "invalid value '0' for MAYFLY_MAX_RECIPIENTS: expected a whole number from 1 to 1000",
             ),
             (
                 "MAYFLY_REQUIRE_TLS",

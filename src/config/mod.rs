@@ -132,11 +132,13 @@ settings! {
     },
     /// Recipients per transaction; RCPT beyond it gets `452 4.5.3`.
     /// RFC 5321 4.5.3.1.8 asks for at least 100 (the default); fewer is allowed for testing.
+    /// At most 1000 (Postfix's default `smtpd_recipient_limit`): the session and the store
+    /// compare each recipient with the ones before it, which must stay cheap for one core.
     recipients_max: usize = max_recipients {
         shape: Text,
         value: "N",
         default: "100",
-        bounds: Count(1..=100_000),
+        bounds: Count(1..=1000),
         help: "Recipients per message; more get \"452 4.5.3\"",
     },
     /// Messages per inbox; a new one drops the inbox's oldest.

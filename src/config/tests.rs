@@ -300,7 +300,7 @@ fn bad_flag_values() {
         ),
         (
             &["--max-recipients", "0"],
-            "invalid value '0' for --max-recipients: expected a whole number from 1 to 100000",
+            "invalid value '0' for --max-recipients: expected a whole number from 1 to 1000",
         ),
         (
             &["--max-recipients", "-1"],

@@ -143,6 +143,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         413 => "Content Too Large",
         414 => "URI Too Long",
         429 => "Too Many Requests",
+        426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -200,6 +201,18 @@ mod tests {
                 && date_line.len() == "Date: Sun, 06 Nov 1994 08:49:37 GMT".len()
         );
         text.replace(&format!("{date_line}\r\n"), "")
+    }
+
+    /// Every status the server sends has its own reason phrase (the 426 once said "Unknown").
+    #[test]
+    fn every_status_sent_has_a_reason_phrase() {
+        let sent = [
+            101, 200, 201, 204, 400, 404, 405, 408, 411, 413, 414, 426, 429, 431, 500, 501, 503,
+            505,
+        ];
+        for status in sent {
+            assert_ne!(reason_phrase(status), "Unknown", "{status}");
+        }
     }
 
     #[test]

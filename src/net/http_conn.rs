@@ -20,7 +20,7 @@ use crate::http::page;
 use crate::http::request::{self, Limits, Method};
 use crate::http::response::Response;
 use crate::metrics::{self, Counters};
-use crate::net::conns::ConnGuard;
+use crate::net::conns::{ConnGuard, Kind};
 use crate::net::tls::{self, Conn};
 use crate::net::{NetCtx, Shards, ws_conn};
 
@@ -95,7 +95,7 @@ fn opened<S>(ctx: &NetCtx<S>, stream: &TcpStream) {
 
 async fn serve_plain<S: Shards>(ctx: Rc<NetCtx<S>>, mut stream: TcpStream) {
     opened(&ctx, &stream);
-    let guard = ctx.connections.register(stream.as_raw_fd());
+    let guard = ctx.connections.register(stream.as_raw_fd(), Kind::Http);
     serve_requests(&ctx, &mut stream, &guard).await;
     drop(guard);
     let _ = stream.close().await;
@@ -104,7 +104,7 @@ async fn serve_plain<S: Shards>(ctx: Rc<NetCtx<S>>, mut stream: TcpStream) {
 
 async fn serve_tls<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream) {
     opened(&ctx, &stream);
-    let guard = ctx.connections.register(stream.as_raw_fd());
+    let guard = ctx.connections.register(stream.as_raw_fd(), Kind::Http);
     if let Some((mut tls_stream, _)) = tls::accept(&ctx, stream).await {
         serve_requests(&ctx, &mut tls_stream, &guard).await;
         drop(guard);
@@ -121,6 +121,9 @@ async fn serve_requests<S: Shards, C: Conn>(
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
     let client_ip = stream.tcp().peer_addr().ok().map(|addr| addr.ip());
+    // When the request being read must be whole: set by its first byte, so a client
+    // trickling a header a byte at a time cannot hold the connection (slowloris).
+    let mut request_deadline: Option<Instant> = None;
 
     'connection: loop {
         // Read until a whole request is buffered.
@@ -143,11 +146,33 @@ async fn serve_requests<S: Shards, C: Conn>(
                 // parse() refuses oversized heads and bodies itself; this is a backstop.
                 break 'connection;
             }
+            let now = Instant::now();
+            let timeout = match request_deadline {
+                None => ctx.config.http_idle_timeout,
+                Some(deadline) => deadline
+                    .saturating_duration_since(now)
+                    .min(ctx.config.http_idle_timeout),
+            };
+            if timeout.is_zero() {
+                request_timed_out(ctx, stream).await;
+                break 'connection;
+            }
+            let _ = stream.tcp().set_read_timeout(Some(timeout));
             buf.resize((filled + READ_CHUNK_BYTES).min(READ_BUFFER_BYTES), 0);
             let read = stream.read(&mut buf[filled..]).await;
             match read {
-                Ok(n) if n > 0 => buf.truncate(filled + n),
+                Ok(n) if n > 0 => {
+                    buf.truncate(filled + n);
+                    request_deadline.get_or_insert(now + ctx.config.http_request_timeout);
+                }
                 Ok(_) => break 'connection,
+                Err(error)
+                    if error.kind() == ErrorKind::TimedOut
+                        && request_deadline.is_some_and(|deadline| Instant::now() >= deadline) =>
+                {
+                    request_timed_out(ctx, stream).await;
+                    break 'connection;
+                }
                 Err(error) => {
                     if !matches!(error.kind(), ErrorKind::TimedOut | ErrorKind::UnexpectedEof) {
                         tracing::debug!("http read failed: {error}");
@@ -158,6 +183,9 @@ async fn serve_requests<S: Shards, C: Conn>(
         };
         guard.set_idle(false);
         buf.drain(..consumed);
+        // A pipelined next request already started: its clock runs from now.
+        request_deadline =
+            (!buf.is_empty()).then(|| Instant::now() + ctx.config.http_request_timeout);
         Counters::add(&ctx.counters.http_requests_total, 1);
 
         let head_only = matches!(request.method, Method::Head);
@@ -297,6 +325,18 @@ async fn respond<S: Shards>(ctx: &NetCtx<S>, route: Route) -> Response {
         // serve_requests hands these to ws_conn before responding.
         Route::WebSocket { .. } => Response::error(500, "internal_error", "unexpected upgrade"),
     }
+}
+
+/// A request did not arrive whole within `--http-request-timeout`: 408, then close.
+async fn request_timed_out<S, C: Conn>(ctx: &NetCtx<S>, stream: &mut C) {
+    Counters::add(&ctx.counters.http_request_timeouts_total, 1);
+    let response = Response::error(
+        408,
+        "request_timeout",
+        "the request did not arrive whole in time",
+    );
+    count_response(ctx, &response);
+    let _ = write_response(stream, &response, false, false).await;
 }
 
 /// 429 with the contract's error body and a whole-second `Retry-After` (at least 1).

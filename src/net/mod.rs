@@ -10,6 +10,7 @@
 //! through [`Shards`], which the runtime implements: so `net` never imports `runtime`,
 //! and the dependency runs one way (runtime -> net -> protocols, store, mail).
 
+pub mod client_limits;
 pub mod conns;
 pub mod http_conn;
 pub mod listen;
@@ -30,6 +31,7 @@ use crate::config::Config;
 use crate::http::{InboxRequest, Response};
 use crate::metrics::{Counters, Snapshot};
 use crate::smtp::{Delivery, SessionConfig, Transaction};
+use client_limits::ClientLimits;
 use conns::ConnRegistry;
 use listen::ShardListeners;
 use rate_limit::RateLimiter;
@@ -96,6 +98,8 @@ pub struct NetCtx<S> {
     pub websockets: WsRegistry,
     /// HTTP requests per client address on this core.
     pub http_rate_limiter: RateLimiter,
+    /// SMTP sessions and messages per client address on this core.
+    pub client_limits: ClientLimits,
     /// Counter for queue ids (one per SMTP transaction handed to the store).
     queue_seq: Cell<u64>,
     /// Process start, part of every queue id.
@@ -134,6 +138,11 @@ impl<S: Shards> NetCtx<S> {
             connections: ConnRegistry::default(),
             websockets: WsRegistry::default(),
             http_rate_limiter: RateLimiter::new(config.http_requests_per_ip_per_sec_max),
+            client_limits: ClientLimits::new(
+                config.smtp_sessions_per_ip_max,
+                config.smtp_messages_per_ip_per_minute_max,
+                config.client_limit_exempt.clone(),
+            ),
             config,
             queue_seq: Cell::new(0),
             boot_micros,

@@ -22,10 +22,9 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::metrics::Counters;
-use crate::net::conns::ConnGuard;
+use crate::net::conns::{ConnGuard, Kind};
 use crate::net::tls::{self, Conn};
 use crate::net::{NetCtx, Shards};
-use crate::smtp::session::BODY_CAPACITY_KEPT_BYTES;
 use crate::smtp::{Delivery, Event, Session, Transaction, reply};
 
 /// Read buffer per session. `Session::advance` consumes every body byte and leaves less than
@@ -38,6 +37,9 @@ const READ_BUFFER_BYTES: usize = 16 * 1024;
 const RECEIVED_HEADER_BYTES_EXPECTED: usize = 256;
 /// A queue id: 13 + 2 + 8 hex digits (`NetCtx::next_queue_id`), rounded up.
 const QUEUE_ID_BYTES: usize = 32;
+/// A core is under stress when its SMTP sessions reach this percentage of the cap; its
+/// command timeout is then `--stress-command-timeout`.
+const STRESS_PERCENT: usize = 80;
 /// Reply buffer capacity kept per session (a pipelined batch of replies fits easily).
 const WRITE_BUFFER_BYTES: usize = 1024;
 /// Accepts SMTP connections on one of this executor's listeners until cancelled: `--smtp`,
@@ -54,29 +56,26 @@ pub async fn accept_loop<S: Shards>(ctx: Rc<NetCtx<S>>, listener: TcpListener, i
             }
         };
         Counters::add(&ctx.counters.smtp_connections_total, 1);
-        if ctx.counters.smtp_sessions_open.get() as usize >= ctx.config.smtp_sessions_per_core_max {
+        // At the cap, a new sender still gets in if an idle session that never started a
+        // transaction can be cut to make room (it answers 421 4.7.0 and goes).
+        if ctx.counters.smtp_sessions_open.get() as usize >= ctx.config.smtp_sessions_per_core_max
+            && !ctx.connections.evict_idle_smtp()
+        {
             Counters::add(&ctx.counters.smtp_sessions_refused_total, 1);
-            glommio::spawn_local(refuse(stream, implicit_tls)).detach();
+            glommio::spawn_local(refuse(stream, implicit_tls, reply::TOO_MANY_SESSIONS)).detach();
             continue;
         }
         glommio::spawn_local(serve(ctx.clone(), stream, implicit_tls)).detach();
     }
 }
 
-async fn refuse(mut stream: TcpStream, implicit_tls: bool) {
+async fn refuse(mut stream: TcpStream, implicit_tls: bool, refusal: &'static [u8]) {
     // A TLS client would read the plaintext 421 as a broken record; it only gets the close
     // (and spending a handshake on a connection we turn away would defeat the cap).
     if !implicit_tls {
-        let _ = stream.write_all(reply::TOO_MANY_SESSIONS).await;
+        let _ = stream.write_all(refusal).await;
     }
     let _ = stream.close().await;
-}
-
-/// Which timeout the stream currently has, so it is only changed when the state changes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ReadTimeout {
-    Command,
-    Data,
 }
 
 /// How `Connection::run` ended.
@@ -101,15 +100,46 @@ struct Connection<S> {
     out: Vec<u8>,
     received_header: Vec<u8>,
     queue_id: String,
-    timeout: ReadTimeout,
+    /// The peer's address, for the per-client limits only (it is never logged or written
+    /// anywhere unless `client_ip` is set, which `--log-client-ip` decides).
+    peer_ip: Option<IpAddr>,
+    /// When the command line being waited for must be complete (RFC 5321's command
+    /// timeout as a deadline for the whole line, like Postfix's `smtpd_per_record_deadline`:
+    /// a client trickling one byte at a time cannot stretch it).
+    command_deadline: Instant,
+    /// When the message being received (DATA body, or BDAT chunks up to LAST) must be
+    /// complete; `None` outside a transfer.
+    transfer_deadline: Option<Instant>,
+}
+
+impl<S> Drop for Connection<S> {
+    fn drop(&mut self) {
+        // Message bytes pass through these buffers; they are wiped, not just freed.
+        wipe(&mut self.buf);
+        wipe(&mut self.out);
+        wipe(&mut self.received_header);
+    }
+}
+
+/// Zeroes a buffer's whole allocation (capacity, not only length), so no message bytes
+/// stay behind in freed memory whatever the allocator does.
+fn wipe(buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.spare_capacity_mut().fill(std::mem::MaybeUninit::new(0));
+    std::hint::black_box(&buf);
 }
 
 async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: bool) {
+    let peer_ip = stream.peer_addr().ok().map(|addr| addr.ip());
+    let Ok(_client_slot) = ctx.client_limits.admit(peer_ip, Instant::now()) else {
+        Counters::add(&ctx.counters.smtp_sessions_refused_per_ip_total, 1);
+        refuse(stream, implicit_tls, reply::TOO_MANY_SESSIONS_FROM_CLIENT).await;
+        return;
+    };
     Counters::add(&ctx.counters.smtp_sessions_open, 1);
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(ctx.config.command_timeout));
     let client_ip = if ctx.config.log_client_ip {
-        stream.peer_addr().ok().map(|addr| addr.ip())
+        peer_ip
     } else {
         None
     };
@@ -123,9 +153,12 @@ async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: b
         out: Vec::with_capacity(WRITE_BUFFER_BYTES),
         received_header: Vec::with_capacity(RECEIVED_HEADER_BYTES_EXPECTED),
         queue_id: String::with_capacity(QUEUE_ID_BYTES),
-        timeout: ReadTimeout::Command,
+        peer_ip,
+        command_deadline: Instant::now() + ctx.config.command_timeout,
+        transfer_deadline: None,
     };
-    let guard = ctx.connections.register(stream.as_raw_fd());
+    conn.refuse_mail_if_over_rate();
+    let guard = ctx.connections.register(stream.as_raw_fd(), Kind::Smtp);
 
     let plain = if implicit_tls {
         Some(stream)
@@ -175,6 +208,10 @@ impl<S: Shards> Connection<S> {
             self.start += consumed;
             match event {
                 Event::NeedInput => {
+                    if !self.out.is_empty() {
+                        // A command was answered: the next one gets a whole timeout.
+                        self.command_deadline = Instant::now() + self.command_timeout();
+                    }
                     if !flush(&ctx, stream, &mut self.out).await {
                         return End::Close;
                     }
@@ -200,8 +237,14 @@ impl<S: Shards> Connection<S> {
                         "session left {} unconsumed bytes",
                         self.end - self.start
                     );
-                    self.set_read_timeout(stream.tcp());
-                    guard.set_idle(!self.session.in_transaction());
+                    if !self.set_read_timeout(stream.tcp()) {
+                        return self.timed_out(stream).await;
+                    }
+                    let in_transaction = self.session.in_transaction();
+                    guard.set_idle(!in_transaction);
+                    if in_transaction {
+                        guard.set_transacted();
+                    }
                     // Inside a big body, read straight into the session's body buffer: the
                     // bytes are then copied once by the kernel and once into the store.
                     let body_buffer = if self.start == self.end {
@@ -226,15 +269,12 @@ impl<S: Shards> Connection<S> {
                         }
                         Ok(n) if n > 0 => self.end += n,
                         // A TLS stream reports a TCP close without close_notify this way.
-                        Ok(_) => return self.closed_by_peer(stream).await,
+                        Ok(_) => return self.closed_by_peer(stream, guard).await,
                         Err(error) if error.kind() == ErrorKind::UnexpectedEof => {
-                            return self.closed_by_peer(stream).await;
+                            return self.closed_by_peer(stream, guard).await;
                         }
                         Err(error) if error.kind() == ErrorKind::TimedOut => {
-                            Counters::add(&ctx.counters.smtp_timeouts_total, 1);
-                            ctx.counters.count_replies(reply::TIMEOUT);
-                            let _ = write_flushed(stream, reply::TIMEOUT).await;
-                            return End::Close;
+                            return self.timed_out(stream).await;
                         }
                         Err(error) => {
                             tracing::debug!("smtp read failed: {error}");
@@ -258,30 +298,83 @@ impl<S: Shards> Connection<S> {
         }
     }
 
-    /// The read side ended: the client closed, or shutdown interrupted the read.
-    async fn closed_by_peer<C: Conn>(&self, stream: &mut C) -> End {
-        if self.ctx.shards.is_shutting_down() {
-            self.ctx.counters.count_replies(reply::SHUTTING_DOWN);
-            let _ = write_flushed(stream, reply::SHUTTING_DOWN).await;
+    /// The read side ended: the client closed, shutdown interrupted the read, or the
+    /// session was cut to make room for another.
+    async fn closed_by_peer<C: Conn>(&self, stream: &mut C, guard: &ConnGuard<'_>) -> End {
+        let farewell = if self.ctx.shards.is_shutting_down() {
+            Some(reply::SHUTTING_DOWN)
+        } else if guard.evicted() {
+            Counters::add(&self.ctx.counters.smtp_sessions_cut_idle_total, 1);
+            Some(reply::IDLE_CUT_UNDER_STRESS)
+        } else {
+            None
+        };
+        if let Some(farewell) = farewell {
+            self.ctx.counters.count_replies(farewell);
+            let _ = write_flushed(stream, farewell).await;
         }
         End::Close
     }
 
-    /// Switches the stream between the command and the data timeout when the state changed.
-    fn set_read_timeout(&mut self, tcp: &TcpStream) {
-        let wanted = if self.session.expects_data() {
-            ReadTimeout::Data
+    /// A timeout or deadline passed: 421 4.4.2 and close.
+    async fn timed_out<C: Conn>(&self, stream: &mut C) -> End {
+        Counters::add(&self.ctx.counters.smtp_timeouts_total, 1);
+        self.ctx.counters.count_replies(reply::TIMEOUT);
+        let _ = write_flushed(stream, reply::TIMEOUT).await;
+        End::Close
+    }
+
+    /// The command timeout now: shorter while the core is under stress (its sessions at
+    /// `STRESS_PERCENT` of the cap or more), as Postfix does.
+    fn command_timeout(&self) -> Duration {
+        let config = &self.ctx.config;
+        let open = self.ctx.counters.smtp_sessions_open.get() as usize;
+        if open * 100 >= config.smtp_sessions_per_core_max * STRESS_PERCENT {
+            config.command_timeout.min(config.stress_command_timeout)
         } else {
-            ReadTimeout::Command
-        };
-        if wanted != self.timeout {
-            self.timeout = wanted;
-            let duration = match wanted {
-                ReadTimeout::Command => self.ctx.config.command_timeout,
-                ReadTimeout::Data => self.ctx.config.data_timeout,
-            };
-            let _ = tcp.set_read_timeout(Some(duration));
+            config.command_timeout
         }
+    }
+
+    /// Sets the next read's timeout: what is left of the command line's deadline, or inside
+    /// a message the data timeout (per read, RFC 5321 4.5.3.2.6) within what is left of the
+    /// transfer's deadline. False if a deadline has passed already.
+    fn set_read_timeout(&mut self, tcp: &TcpStream) -> bool {
+        let now = Instant::now();
+        if !self.session.in_transaction() {
+            self.transfer_deadline = None;
+        }
+        let timeout = if self.session.expects_data() {
+            let deadline = *self
+                .transfer_deadline
+                .get_or_insert(now + self.ctx.config.data_deadline);
+            self.ctx
+                .config
+                .data_timeout
+                .min(deadline.saturating_duration_since(now))
+        } else {
+            // Between BDAT chunks both deadlines run.
+            let deadline = match self.transfer_deadline {
+                Some(transfer) => transfer.min(self.command_deadline),
+                None => self.command_deadline,
+            };
+            deadline.saturating_duration_since(now)
+        };
+        if timeout.is_zero() {
+            return false;
+        }
+        let _ = tcp.set_read_timeout(Some(timeout));
+        true
+    }
+
+    /// Makes the session refuse MAIL while its client is over its message rate.
+    fn refuse_mail_if_over_rate(&mut self) {
+        let over = self
+            .ctx
+            .client_limits
+            .over_message_rate(self.peer_ip, Instant::now());
+        self.session
+            .refuse_mail(over.then_some(reply::TOO_MANY_MESSAGES_FROM_CLIENT));
     }
 
     /// Stores the finished transaction and writes its reply into `out`.
@@ -307,8 +400,12 @@ impl<S: Shards> Connection<S> {
             delivery_latency,
             self.client_ip,
         );
+        if matches!(delivery, Delivery::Stored { .. }) {
+            ctx.client_limits
+                .count_message(self.peer_ip, Instant::now());
+        }
         self.session.delivered(delivery, &mut self.out);
-        self.session.shrink_body_buffer(BODY_CAPACITY_KEPT_BYTES);
+        self.refuse_mail_if_over_rate();
     }
 }
 

@@ -111,6 +111,17 @@ pub const SHUTTING_DOWN: &[u8] = b"421 4.3.2 Server shutting down, try again lat
 pub const TIMEOUT: &[u8] = b"421 4.4.2 Timeout waiting for client, closing connection\r\n";
 /// This core already serves its maximum of sessions; sent instead of the greeting.
 pub const TOO_MANY_SESSIONS: &[u8] = b"421 4.7.0 Too many sessions, try again later\r\n";
+/// The client's address already holds `--max-sessions-per-ip` sessions on this core; sent
+/// instead of the greeting.
+pub const TOO_MANY_SESSIONS_FROM_CLIENT: &[u8] =
+    b"421 4.7.0 Too many sessions from your address, try again later\r\n";
+/// An idle session that never started a transaction is closed to make room for another
+/// sender while the core is at its session cap.
+pub const IDLE_CUT_UNDER_STRESS: &[u8] =
+    b"421 4.7.0 Server busy, closing idle session; try again later\r\n";
+/// MAIL from a client over `--max-messages-per-ip-per-minute`; the connection closes.
+pub const TOO_MANY_MESSAGES_FROM_CLIENT: &[u8] =
+    b"421 4.7.0 Too many messages from your address, try again later\r\n";
 
 /// The `501` usage reply for a command whose arguments did not parse.
 pub fn syntax_error(verb: Verb) -> &'static [u8] {
@@ -243,6 +254,9 @@ mod tests {
             (SHUTTING_DOWN, "421 4.3.2 "),
             (TIMEOUT, "421 4.4.2 "),
             (TOO_MANY_SESSIONS, "421 4.7.0 "),
+            (TOO_MANY_SESSIONS_FROM_CLIENT, "421 4.7.0 "),
+            (IDLE_CUT_UNDER_STRESS, "421 4.7.0 "),
+            (TOO_MANY_MESSAGES_FROM_CLIENT, "421 4.7.0 "),
         ];
         for verb in ALL_VERBS {
             table.push((syntax_error(verb), "501 5.5.4 "));

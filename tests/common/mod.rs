@@ -749,6 +749,31 @@ impl HttpConn {
     }
 }
 
+/// A TCP connection to `addr` from source address `source`, with `IO_TIMEOUT`s.
+pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .expect("socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .unwrap_or_else(|error| panic!("bind {source}: {error}"));
+    socket
+        .connect_timeout(&addr.into(), IO_TIMEOUT)
+        .unwrap_or_else(|error| panic!("connect to {addr} from {source}: {error}"));
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("set_read_timeout");
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .expect("set_write_timeout");
+    stream.set_nodelay(true).expect("set_nodelay");
+    stream
+}
+
 fn connect_with_timeouts(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
         .unwrap_or_else(|error| panic!("connect to {addr}: {error}"));
@@ -872,6 +897,20 @@ impl Smtp {
             stream: connect_with_timeouts(addr),
             buf: Vec::new(),
         }
+    }
+
+    /// Connects from `source` (any address of 127.0.0.0/8 works on Linux loopback), so
+    /// tests can play several clients with per-address limits.
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Smtp {
+        Smtp {
+            stream: connect_from(addr, source),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The connection itself, for tests that write byte by byte.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
     }
 
     /// Writes bytes as they are.

@@ -176,6 +176,9 @@ pub struct Session {
     discarded_cr_last: bool,
     /// Errors so far; at `ERRORS_MAX` the session closes.
     n_errors: usize,
+    /// When set, MAIL gets this reply and the session closes (a client over its message
+    /// rate; the socket loop decides, see `refuse_mail`).
+    mail_refusal: Option<&'static [u8]>,
     /// `Event::Deliver` was returned and `delivered` not yet called.
     awaiting_delivery: bool,
     /// The transaction: MAIL was accepted and the message not yet finished or reset.
@@ -243,6 +246,7 @@ impl Session {
             discarding_line: false,
             discarded_cr_last: false,
             n_errors: 0,
+            mail_refusal: None,
             awaiting_delivery: false,
             in_mail: false,
             smtputf8: false,
@@ -325,6 +329,13 @@ impl Session {
     /// Inside a DATA body or a BDAT chunk (the caller uses the data timeout then).
     pub fn expects_data(&self) -> bool {
         self.mode != Mode::Command
+    }
+
+    /// Makes every following MAIL get `refusal` (a 421 line) and close the session, or
+    /// lifts that with `None`. The socket loop uses it for the per-client message rate,
+    /// which the session cannot see.
+    pub fn refuse_mail(&mut self, refusal: Option<&'static [u8]>) {
+        self.mail_refusal = refusal;
     }
 
     /// Whether TLS is active on this session.
@@ -599,6 +610,11 @@ impl Session {
     fn mail(&mut self, reverse_path: &str, params: MailParams, out: &mut Vec<u8>) -> Option<Event> {
         if self.greeting == Greeting::None {
             return self.reply_error(reply::NEED_HELO, out);
+        }
+        if let Some(refusal) = self.mail_refusal {
+            // A 421 closes the connection (RFC 5321 3.8): the client comes back later.
+            out.extend_from_slice(refusal);
+            return Some(Event::Close);
         }
         if self.must_starttls() {
             return self.reply_error(reply::MUST_STARTTLS, out);

@@ -434,3 +434,26 @@ fn tls_required_refuses_mail_until_starttls() {
     test.feed(b"EHLO c\r\nMAIL FROM:<a@c.example>\r\n");
     test.assert_codes(&[250, 250]);
 }
+
+/// The socket loop refuses MAIL for a client over its message rate; the session answers
+/// the given 421 and closes, and lifting the refusal lets MAIL through again.
+#[test]
+fn a_refused_mail_closes_with_the_given_reply() {
+    let mut test = TestSession::new();
+    test.session
+        .refuse_mail(Some(reply::TOO_MANY_MESSAGES_FROM_CLIENT));
+    test.feed(b"EHLO c\r\nMAIL FROM:<a@client.example>\r\nRCPT TO:<u@example.test>\r\n");
+    assert_eq!(test.codes().last(), Some(&421));
+    assert_eq!(test.ended, Some(Event::Close));
+    assert!(
+        test.text()
+            .ends_with("421 4.7.0 Too many messages from your address, try again later\r\n")
+    );
+
+    let mut test = TestSession::new();
+    test.session
+        .refuse_mail(Some(reply::TOO_MANY_MESSAGES_FROM_CLIENT));
+    test.session.refuse_mail(None);
+    test.feed(b"EHLO c\r\nMAIL FROM:<a@client.example>\r\n");
+    test.assert_codes(&[250, 250]);
+}
