@@ -32,7 +32,8 @@ def cpu_ticks(pid):
 def run_once(path, args):
     server = subprocess.Popen(["taskset", "-c", "0", path, "--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0",
                                "--cores", "1", "--max-memory", "512MiB", "--max-sessions-per-core", "12000",
-                               "--log-level", "warn"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                               "--log-level", "warn"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "MAYFLY_MAX_SESSIONS_PER_IP": "0"})
     try:
         match = re.search(r"smtp=(\S+)", server.stdout.readline().decode())
         if not match:

@@ -67,7 +67,8 @@ def start_mayfly(args):
     cmd = ["taskset", "-c", args.server_cpus, args.mayfly, "--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0",
            "--cores", str(len(args.server_cpus.split(","))), "--max-memory", "512MiB",
            "--max-sessions-per-core", "12000", "--shutdown-grace", "1s", "--log-level", "warn"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "MAYFLY_MAX_SESSIONS_PER_IP": "0"})
     line = proc.stdout.readline()
     m = re.search(rb"smtp=(\S+) http=(\S+)", line)
     if not m:

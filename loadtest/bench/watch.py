@@ -45,7 +45,8 @@ def start(cfg):
            "--max-long-polls-per-core", str(n + 100),
            "--shutdown-grace", "1s", "--log-level", "warn"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL,
+                            env={**os.environ, "MAYFLY_MAX_SESSIONS_PER_IP": "0"})
     line = proc.stdout.readline()
     m = re.search(rb"smtp=(\S+) http=(\S+)", line)
     if not m:

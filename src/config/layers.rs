@@ -294,7 +294,11 @@ mod tests {
         assert_eq!(config.ttl, Duration::from_secs(4 * 3_600), "flag over env");
         assert_eq!(config.recipients_max, 21, "env over file");
         assert_eq!(config.inbox_messages_max, 30, "file over default");
-        assert_eq!(config.smtp_sessions_per_core_max, 1000, "default");
+        assert_eq!(
+            config.smtp_sessions_per_core_max,
+            super::super::machine::smtp_sessions_default(config.memory_bytes_max, config.cores),
+            "default"
+        );
         assert!(
             config.domains.accepts("env.test"),
             "env list replaces file list"

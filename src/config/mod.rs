@@ -63,6 +63,7 @@ use file::ConfigFile;
 use layers::{Env, Layers};
 use machine::{
     cores_available, cores_default, machine_hostname, parse_cores, physical_memory_bytes,
+    smtp_sessions_default,
 };
 use table::settings;
 use values::{
@@ -170,13 +171,20 @@ settings! {
         help: "Name in the SMTP banner, EHLO reply and Received header [default: this machine's \
                hostname, or mayfly.localdomain]",
     },
-    /// Concurrent SMTP sessions per core; beyond it a new connection gets `421 4.7.0`.
+    /// Concurrent SMTP sessions per core; beyond it an idle session that never started a
+    /// transaction is cut to make room, and without one a new connection gets `421 4.7.0`.
+    /// The default lets idle sessions take a quarter of a core's share of `--max-memory`
+    /// (see `machine::SMTP_SESSION_IDLE_BYTES`, measured).
     smtp_sessions_per_core_max: usize = max_sessions_per_core {
         shape: Text,
         value: "N",
-        default: "1000",
+        default: (computed "a quarter of a core's share of --max-memory at 6 KiB per idle session, \
+                  1000 to 50000 (5461 with the default memory and 2 cores)",
+            smtp_sessions_default(memory_bytes_max, cores)),
         bounds: Count(1..=1_000_000),
-        help: "Concurrent SMTP sessions per core; more get \"421 4.7.0\"",
+        help: "Concurrent SMTP sessions per core; at the cap an idle non-sender is cut for a new \
+               one, else it gets \"421 4.7.0\" [default: a quarter of a core's share of \
+               --max-memory at 6 KiB each, 1000 to 50000]",
     },
     /// Concurrent SMTP sessions from one client IP on one core (Postfix's
     /// `smtpd_client_connection_count_limit`); beyond it a new connection gets `421 4.7.0`.

@@ -90,7 +90,10 @@ fn defaults() {
     );
     assert!((1..=cores_available()).contains(&config.cores));
     assert_eq!(validate_dns_name(&config.hostname), Ok(()));
-    assert_eq!(config.smtp_sessions_per_core_max, 1000);
+    assert_eq!(
+        config.smtp_sessions_per_core_max,
+        (256 * MIB / config.cores / 4 / machine::SMTP_SESSION_IDLE_BYTES).clamp(1000, 50_000)
+    );
     assert_eq!(config.http_connections_per_core_max, 10000);
     assert_eq!(config.command_timeout, Duration::from_secs(300));
     assert_eq!(config.data_timeout, Duration::from_secs(180));

@@ -33,6 +33,11 @@ use crate::smtp::{Delivery, Event, Session, Transaction, reply};
 /// read straight into the body buffer (at most `smtp::session::BODY_READ_BYTES_MAX`), and
 /// shrinks back as soon as that is consumed.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// A session's read buffer starts this small (a command line is under 512 octets) and
+/// doubles, up to `READ_BUFFER_BYTES`, each time a read fills it: an idle session, of which
+/// a core may hold thousands, costs 1 KiB here, and a busy pipelining sender grows its
+/// buffer once.
+const READ_BUFFER_BYTES_MIN: usize = 1024;
 /// Room reserved for our Received header (it grows if a long HELO name needs more).
 const RECEIVED_HEADER_BYTES_EXPECTED: usize = 256;
 /// A queue id: 13 + 2 + 8 hex digits (`NetCtx::next_queue_id`), rounded up.
@@ -147,7 +152,7 @@ async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: b
         session: Session::new(ctx.session_config.clone(), client_ip),
         ctx: ctx.clone(),
         client_ip,
-        buf: vec![0u8; READ_BUFFER_BYTES],
+        buf: vec![0u8; READ_BUFFER_BYTES_MIN],
         start: 0,
         end: 0,
         out: Vec::with_capacity(WRITE_BUFFER_BYTES),
@@ -180,23 +185,32 @@ async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: b
             }
         }
     };
-    if let Some(stream) = plain
-        && let Some((mut tls_stream, negotiated)) = tls::accept(&ctx, stream).await
-    {
-        conn.session
-            .tls_started(negotiated.version, negotiated.cipher);
-        if implicit_tls {
-            conn.session.greeting(&mut conn.out);
-        }
-        // The session refuses a second STARTTLS, so this run can only end in Close.
-        let _ = conn.run(&mut tls_stream, &guard).await;
-        drop(guard);
-        let _ = tls_stream.close().await;
+    if let Some(stream) = plain {
+        // Boxed: a task is as large as its largest await point, and the TLS state (the
+        // handshake, then the rustls connection) would otherwise make every plaintext
+        // session's task several KiB larger.
+        Box::pin(conn.run_over_tls(stream, guard, implicit_tls)).await;
     }
     Counters::sub(&ctx.counters.smtp_sessions_open, 1);
 }
 
 impl<S: Shards> Connection<S> {
+    /// The TLS handshake (STARTTLS or `--smtps`), then the session over TLS until it ends.
+    async fn run_over_tls(&mut self, stream: TcpStream, guard: ConnGuard<'_>, implicit_tls: bool) {
+        let Some((mut tls_stream, negotiated)) = tls::accept(&self.ctx, stream).await else {
+            return;
+        };
+        self.session
+            .tls_started(negotiated.version, negotiated.cipher);
+        if implicit_tls {
+            self.session.greeting(&mut self.out);
+        }
+        // The session refuses a second STARTTLS, so this run can only end in Close.
+        let _ = self.run(&mut tls_stream, &guard).await;
+        drop(guard);
+        let _ = tls_stream.close().await;
+    }
+
     /// Runs the session over `stream` until it ends or asks for STARTTLS.
     async fn run<C: Conn>(&mut self, stream: &mut C, guard: &ConnGuard<'_>) -> End {
         let ctx = self.ctx.clone();
@@ -267,7 +281,14 @@ impl<S: Shards> Connection<S> {
                             self.buf[..rest.len()].copy_from_slice(rest);
                             self.end = rest.len();
                         }
-                        Ok(n) if n > 0 => self.end += n,
+                        Ok(n) if n > 0 => {
+                            self.end += n;
+                            if self.end == self.buf.len() && self.buf.len() < READ_BUFFER_BYTES {
+                                // A read filled the buffer: the client sends in bigger batches.
+                                let grown = (self.buf.len() * 2).min(READ_BUFFER_BYTES);
+                                self.buf.resize(grown, 0);
+                            }
+                        }
                         // A TLS stream reports a TCP close without close_notify this way.
                         Ok(_) => return self.closed_by_peer(stream, guard).await,
                         Err(error) if error.kind() == ErrorKind::UnexpectedEof => {
