@@ -240,3 +240,87 @@ fn an_idle_flood_at_the_session_cap_does_not_lock_out_a_new_sender() {
     }
     assert_eq!(n_told as u64, n_cut);
 }
+
+/// A message whose HTML body is `n_lines` lines of 998 `&`: the input that made the old
+/// sanitizer quadratic (8.5 s for 1 MB, minutes at the message size limit).
+fn ampersand_html_message(n_lines: usize) -> Vec<u8> {
+    let mut message = b"Subject: ampersands\r\nMIME-Version: 1.0\r\n\
+        Content-Type: text/html; charset=utf-8\r\n\r\n"
+        .to_vec();
+    let line = "&".repeat(998);
+    for _ in 0..n_lines {
+        message.extend_from_slice(line.as_bytes());
+        message.extend_from_slice(b"\r\n");
+    }
+    message
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn reading_hostile_html_neither_evicts_mail_nor_grows_memory_without_bound() {
+    // A 16 MiB ring: seven 2 MB messages and one of 900 KB fill most of it. Reading them
+    // used to cache ~5x their HTML and then evict all of them as "capacity" at the next
+    // insert although the ring had room.
+    let server = Server::start(&[
+        "--cores",
+        "1",
+        "--max-memory",
+        "16MiB",
+        "--max-message-size",
+        "4MiB",
+    ]);
+    let address = "hostile-html@example.test";
+    let mut smtp = server.smtp_ehlo();
+    for _ in 0..7 {
+        smtp.send_mail("x@sender.test", &[address], &ampersand_html_message(2000));
+    }
+    smtp.send_mail("x@sender.test", &[address], &ampersand_html_message(900));
+    let listing = server.wait_inbox_total(address, 8);
+    let rss_before = rss_kib(server.pid());
+    for round in 0..3 {
+        for summary in listing["messages"].as_array().expect("messages") {
+            let id = summary["id"].as_str().expect("id");
+            let view = server
+                .get(&format!("{}/messages/{id}", common::inbox_path(address)))
+                .json();
+            if summary["size"].as_u64().expect("size") > 1_500_000 {
+                // Over the sanitizer's 1 MiB budget: not served, and said so.
+                assert_eq!(view["html"], serde_json::Value::Null, "round {round}");
+                assert_eq!(view["html_omitted"], "too_large");
+            } else {
+                assert!(
+                    view["html"]
+                        .as_str()
+                        .is_some_and(|html| html.contains("&amp;"))
+                );
+                assert_eq!(view["html_omitted"], serde_json::Value::Null);
+            }
+        }
+    }
+    let rss_after = rss_kib(server.pid());
+    // The view cache has a 4 MiB budget here; one cached view of the 900 KB message is
+    // about 4.5 MB on its own. Far below what seven cached 10 MB views would take.
+    assert!(
+        rss_after.saturating_sub(rss_before) < 48 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+    smtp.send_mail(
+        "x@sender.test",
+        &[address],
+        &simple_message("small", "after the reads"),
+    );
+    let listing = server.wait_inbox_total(address, 9);
+    assert_eq!(listing["messages"].as_array().map(Vec::len), Some(9));
+    assert_eq!(
+        common::metric_sum_with_label(&server.metrics(), "evicted", "capacity"),
+        Some(0.0)
+    );
+}

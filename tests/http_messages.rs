@@ -55,6 +55,17 @@ fn only_message(server: &Server, address: &str) -> Value {
     for key in ["subject", "preview", "date", "size", "from", "to"] {
         assert_eq!(view[key], inbox["messages"][0][key], "view repeats {key}");
     }
+    // The view has exactly the fields docs/openapi.json documents, and so does the summary.
+    assert_eq!(
+        object_keys(&view),
+        schema_properties("MessageView"),
+        "{view}"
+    );
+    assert_eq!(
+        object_keys(&inbox["messages"][0]),
+        schema_properties("Summary"),
+        "{inbox}"
+    );
     view
 }
 
@@ -321,6 +332,82 @@ fn hostile_html_is_harmless() {
         text.contains("Visible text") && !text.contains("<script"),
         "{text}"
     );
+}
+
+/// The keys of a JSON object, sorted.
+fn object_keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// The property names of schema `name` in docs/openapi.json, through `allOf` and `$ref`,
+/// sorted.
+fn schema_properties(name: &str) -> Vec<String> {
+    fn collect(schema: &Value, schemas: &Value, out: &mut Vec<String>) {
+        if let Some(reference) = schema["$ref"].as_str() {
+            let name = reference.rsplit('/').next().expect("a $ref name");
+            collect(&schemas[name], schemas, out);
+        }
+        for part in schema["allOf"].as_array().into_iter().flatten() {
+            collect(part, schemas, out);
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            out.extend(properties.keys().cloned());
+        }
+    }
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+        .expect("docs/openapi.json");
+    let openapi: Value = serde_json::from_str(&text).expect("openapi.json is JSON");
+    let schemas = &openapi["components"]["schemas"];
+    let mut properties = Vec::new();
+    collect(&schemas[name], schemas, &mut properties);
+    properties.sort();
+    properties
+}
+
+/// docs/api.md has a section for every endpoint of the routing table (HEAD is described
+/// once for all GET endpoints), and no section for an endpoint the server does not have.
+#[test]
+fn api_md_describes_exactly_the_routing_table() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md"))
+        .expect("docs/api.md");
+    let headings: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("### "))
+        .collect();
+    let mut missing = Vec::new();
+    for (method, path) in ENDPOINTS.iter().filter(|(method, _)| *method != "HEAD") {
+        let wanted = format!("`{method} {path}`");
+        if !headings.iter().any(|heading| heading.contains(&wanted)) {
+            missing.push(wanted);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/api.md has no section for {missing:?}"
+    );
+    for heading in &headings {
+        for (idx, _) in heading.match_indices('`') {
+            let rest = &heading[idx + 1..];
+            let Some(end) = rest.find('`') else { continue };
+            let Some((method, path)) = rest[..end].split_once(' ') else {
+                continue;
+            };
+            if ["GET", "POST", "DELETE", "PUT", "PATCH"].contains(&method) {
+                assert!(
+                    ENDPOINTS.contains(&(method, path)),
+                    "docs/api.md documents `{method} {path}`, which the server does not route"
+                );
+            }
+        }
+    }
+    assert!(text.contains("`HEAD` is accepted wherever `GET` is"));
 }
 
 /// Every endpoint of the routing table is described in docs/openapi.json with the same

@@ -28,7 +28,10 @@ use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{Encoding, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
-use crate::mail::sanitize::{ATTACHMENT_URL_MARKER, content_id_key, sanitize_html};
+use crate::mail::sanitize::{
+    ATTACHMENT_URL_MARKER, HTML_SANITIZE_BYTES_MAX, NotSanitized, content_id_key,
+    sanitize_html_bounded,
+};
 
 /// A summary is parsed from at most this many bytes of the message: enough for any real
 /// header block and the start of the first text part, and a bound on the executor time a
@@ -63,8 +66,30 @@ pub struct ParsedMessage {
     /// The first text/html body, sanitized, with `ATTACHMENT_URL_MARKER` where an inline
     /// image's URL goes.
     html: Option<Box<str>>,
+    /// Why the message's HTML body is not in `html`, when it has one that was not served.
+    html_omitted: Option<HtmlOmitted>,
     /// The top-level attachments in mail-parser's order (which is the order in the message).
     attachments: Vec<Attachment>,
+}
+
+/// Why an HTML body is not served: it is too big, or too costly, to sanitize in bounded
+/// time and memory (`mail::sanitize`). The raw message still has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HtmlOmitted {
+    /// Over `HTML_SANITIZE_BYTES_MAX`.
+    TooLarge,
+    /// Its parse went over a work, memory or output budget (hostile or pathological markup).
+    TooCostly,
+}
+
+impl HtmlOmitted {
+    /// The API's word for it (`html_omitted` in the message view).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HtmlOmitted::TooLarge => "too_large",
+            HtmlOmitted::TooCostly => "too_costly",
+        }
+    }
 }
 
 /// One attachment of a `ParsedMessage`.
@@ -206,6 +231,7 @@ impl ParsedMessage {
             .filter_map(|&part_id| message.parts.get(part_id as usize))
             .map(|part| attachment_of(raw, part))
             .collect();
+        let mut html_omitted = None;
         let html = message.html_part(0).and_then(|part| match &part.body {
             PartType::Html(html) => {
                 let content_ids = message
@@ -217,7 +243,16 @@ impl ParsedMessage {
                         Some((content_id_key(content_id), index))
                     })
                     .collect::<HashMap<String, usize>>();
-                Some(sanitize_html(html, content_ids).into_boxed_str())
+                match sanitize_html_bounded(html, content_ids, HTML_SANITIZE_BYTES_MAX) {
+                    Ok(sanitized) => Some(sanitized.into_boxed_str()),
+                    Err(reason) => {
+                        html_omitted = Some(match reason {
+                            NotSanitized::TooLarge { .. } => HtmlOmitted::TooLarge,
+                            NotSanitized::TooCostly { .. } => HtmlOmitted::TooCostly,
+                        });
+                        None
+                    }
+                }
             }
             // A text/plain body that mail-parser would render as HTML is not an HTML body.
             _ => None,
@@ -228,6 +263,7 @@ impl ParsedMessage {
                 headers,
                 text,
                 html,
+                html_omitted,
                 attachments,
             },
         )
@@ -262,6 +298,11 @@ impl ParsedMessage {
         // Only `src` values can hold the marker: ammonia drops URLs with its scheme from the
         // input, and a marker in text is rewritten harmlessly (the prefix is a plain path).
         Some(html.replace(ATTACHMENT_URL_MARKER, attachment_url_prefix))
+    }
+
+    /// Why the HTML body is not served, if the message has one that is not.
+    pub fn html_omitted(&self) -> Option<HtmlOmitted> {
+        self.html_omitted
     }
 
     /// The attachments, indexed as the API numbers them.

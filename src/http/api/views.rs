@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use crate::http::response::Response;
-use crate::mail::{ParsedMessage, Summary};
+use crate::mail::{HtmlOmitted, ParsedMessage, Summary};
 use crate::store::{MessageId, MessageRef};
 
 /// Longest file name offered in a Content-Disposition, in characters (longer names are cut).
@@ -164,6 +164,7 @@ pub(super) struct MessageJson<'a> {
     headers: Vec<(Cow<'a, str>, String)>,
     text: Option<Cow<'a, str>>,
     html: Option<String>,
+    html_omitted: Option<&'static str>,
     attachments: Vec<AttachmentJson<'a>>,
 }
 
@@ -178,6 +179,7 @@ impl<'a> MessageJson<'a> {
             headers: parsed.headers(message.raw).collect(),
             text: parsed.text(message.raw),
             html: parsed.html(&attachments_path(message)),
+            html_omitted: parsed.html_omitted().map(HtmlOmitted::as_str),
             attachments: parsed
                 .attachments()
                 .iter()

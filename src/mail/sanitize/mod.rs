@@ -265,13 +265,6 @@ pub fn sanitize_html_bounded(
     sanitize_within(html, content_ids, &Budget::for_input(html.len()))
 }
 
-/// `sanitize_html_bounded` with `HTML_SANITIZE_BYTES_MAX`, and an empty string for HTML
-/// that is not sanitized. For callers that cannot yet say "no HTML"; prefer
-/// `sanitize_html_bounded`.
-pub fn sanitize_html(html: &str, content_ids: HashMap<String, usize>) -> String {
-    sanitize_html_bounded(html, content_ids, HTML_SANITIZE_BYTES_MAX).unwrap_or_default()
-}
-
 fn sanitize_within(
     html: &str,
     content_ids: HashMap<String, usize>,
@@ -641,7 +634,6 @@ mod tests {
                 html_bytes_max: HTML_SANITIZE_BYTES_MAX,
             })
         );
-        assert_eq!(sanitize_html(&html, HashMap::new()), "");
     }
 
     #[test]
