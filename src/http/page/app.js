@@ -646,6 +646,15 @@
       + `</head><body>${html}</body></html>`;
   }
 
+  /** A note when the server did not serve the message's HTML (too large or too costly to
+   *  sanitize safely): the raw message still has it. */
+  function omittedNote(message) {
+    if (!message.html_omitted) return [];
+    const why = message.html_omitted === 'too_large' ? 'too large' : 'too complex';
+    return [node('p', { class: 'placeholder' },
+      `The HTML part of this message is ${why} to show safely; the raw message has it.`)];
+  }
+
   function showBody(kind) {
     const message = state.openMessage;
     if (!message) return;
@@ -662,7 +671,9 @@
       frame.srcdoc = mailDocument(message.html);
       ui.body.replaceChildren(frame);
     } else if (typeof message.text === 'string') {
-      ui.body.replaceChildren(node('pre', { tabindex: '0' }, message.text));
+      ui.body.replaceChildren(...omittedNote(message), node('pre', { tabindex: '0' }, message.text));
+    } else if (message.html_omitted) {
+      ui.body.replaceChildren(...omittedNote(message));
     } else {
       ui.body.replaceChildren(node('p', { class: 'placeholder' }, 'This message has no text.'));
     }
