@@ -46,7 +46,7 @@
 //! queued, so the queue is bounded by what the owner caches.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
 use crate::address::InboxKey;
@@ -62,6 +62,10 @@ pub const META_BYTES_MAX_FLOOR: usize = 256 * 1024;
 /// Estimated heap bytes per entry: the struct plus the spare capacity a growing `VecDeque`
 /// keeps on average.
 pub const ENTRY_META_BYTES: usize = size_of::<Entry>() * 3 / 2;
+/// Estimated heap bytes per restored message besides its entry: its id in `restored`
+/// (24, with spare capacity) and in `restored_seqs` (key, seq and the hash table's
+/// overhead).
+pub const RESTORED_ID_META_BYTES: usize = 36 + 48;
 /// Ids render `boot_micros` with 13 hex digits; larger values would not round-trip.
 const BOOT_MICROS_MAX: u64 = (1 << 52) - 1;
 /// Ids render `shard_idx` with 2 hex digits.
@@ -126,6 +130,17 @@ pub enum StoreError {
         /// The ring's capacity.
         capacity_bytes: usize,
     },
+}
+
+/// Why a message was not restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// As for `insert`.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// It would come before the newest message of one of its inboxes.
+    #[error("restored message {id} is not newer than the newest of inbox {key}")]
+    OutOfOrder { id: MessageId, key: String },
 }
 
 /// Counters and gauges of one shard.
@@ -201,6 +216,15 @@ pub struct Shard {
     /// Marked messages (`mark_cached`) that have gone since the owner last asked.
     /// Bounded by the number of marked messages.
     released_cached: Vec<MessageId>,
+    /// Ids of the restored messages (`restore`) still at the front of `entries`, in entry
+    /// order: `entries[i]` for `i < restored.len()` was restored and keeps the id it had
+    /// when it was first stored (another boot, maybe another shard).
+    restored: VecDeque<MessageId>,
+    /// Restored id -> its seq here, for lookups by id.
+    restored_seqs: HashMap<MessageId, u64>,
+    /// The first seq issued by `insert`; seqs below it were restored. Ids of this shard
+    /// with a lower seq were never issued.
+    first_native_seq: u64,
     /// Metadata budget, see `RING_BYTES_PER_META_BYTE`.
     meta_bytes_max: usize,
     /// Counters; the ring gauges are filled in by `stats`.
@@ -260,6 +284,9 @@ impl Shard {
             front_seq: 1,
             index: InboxIndex::new(),
             released_cached: Vec::new(),
+            restored: VecDeque::new(),
+            restored_seqs: HashMap::new(),
+            first_native_seq: 1,
             meta_bytes_max,
             stats: ShardStats::default(),
         }
@@ -285,6 +312,19 @@ impl Shard {
         incoming: &Incoming<'_>,
         now_ms: u64,
     ) -> Result<MessageId, StoreError> {
+        let seq = self.insert_at(incoming, now_ms.saturating_add(self.config.ttl_ms), 0)?;
+        Ok(self.id_of(seq))
+    }
+
+    /// Stores a message that expires at `expires_at_ms` (or when the one before it does,
+    /// if later: the store's expiry order is its insertion order) and returns its seq;
+    /// `extra_meta_bytes` is charged to the metadata budget on top of the usual.
+    fn insert_at(
+        &mut self,
+        incoming: &Incoming<'_>,
+        expires_at_ms: u64,
+        extra_meta_bytes: usize,
+    ) -> Result<u64, StoreError> {
         assert!(
             !incoming.rcpts.is_empty(),
             "a message needs a recipient in this shard"
@@ -316,6 +356,7 @@ impl Shard {
             });
         }
         let meta_charge: usize = ENTRY_META_BYTES
+            + extra_meta_bytes
             + keys
                 .iter()
                 .map(|key| InboxIndex::meta_bytes_for_new(key))
@@ -352,7 +393,7 @@ impl Shard {
             .entries
             .back()
             .map_or(0, |newest| newest.expires_at_ms)
-            .max(now_ms.saturating_add(self.config.ttl_ms));
+            .max(expires_at_ms);
         self.entries.push_back(Entry {
             slot,
             envelope_bytes: envelope_bytes as u32,
@@ -370,7 +411,55 @@ impl Shard {
                 self.release_ref(dropped_seq, Reason::InboxFull);
             }
         }
-        Ok(self.id_of(seq))
+        Ok(seq)
+    }
+
+    /// Puts back a message from before a restart (a snapshot or journal), keeping its id,
+    /// its times and its place in each inbox. Only before the first `insert`, in the order
+    /// the messages were received; a message that has expired at `now_ms` is skipped.
+    ///
+    /// # Errors
+    /// `TooLarge` as for `insert`; `OutOfOrder` if `id` does not come after the newest
+    /// message of one of its inboxes (restores must keep inboxes in id order, which
+    /// `list`'s `after=` relies on).
+    ///
+    /// # Panics
+    /// After the first `insert`, or without recipients.
+    pub fn restore(
+        &mut self,
+        incoming: &Incoming<'_>,
+        id: MessageId,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, RestoreError> {
+        assert!(
+            self.first_native_seq == self.front_seq + self.entries.len() as u64,
+            "restore after insert"
+        );
+        if expires_at_ms <= now_ms {
+            return Ok(false);
+        }
+        if self.restored_seqs.contains_key(&id) {
+            // The same message twice (a snapshot and the journal both had it).
+            return Ok(false);
+        }
+        for rcpt in incoming.rcpts {
+            if let Some((_, seqs)) = self.index.get(rcpt.key.as_str())
+                && let Some(&newest) = seqs.back()
+                && self.id_of(newest) >= id
+            {
+                return Err(RestoreError::OutOfOrder {
+                    id,
+                    key: rcpt.key.to_string(),
+                });
+            }
+        }
+        let seq = self.front_seq + self.entries.len() as u64;
+        self.insert_at(incoming, expires_at_ms, RESTORED_ID_META_BYTES)?;
+        self.restored.push_back(id);
+        self.restored_seqs.insert(id, seq);
+        self.first_native_seq = seq + 1;
+        Ok(true)
     }
 
     /// Drops every message whose TTL has passed at `now_ms`; returns how many.
@@ -401,16 +490,11 @@ impl Shard {
                 newest: None,
             };
         };
+        // An inbox lists its messages in id order (native seqs grow, and `restore` keeps
+        // restored ones in order before them), so "newer than after" is a binary search.
         let first_idx = match after {
             None => 0,
-            Some(after) => {
-                let ours = (self.config.boot_micros, self.config.shard_idx);
-                match (after.boot_micros, after.shard_idx).cmp(&ours) {
-                    std::cmp::Ordering::Less => 0,
-                    std::cmp::Ordering::Greater => seqs.len(),
-                    std::cmp::Ordering::Equal => seqs.partition_point(|&seq| seq <= after.seq),
-                }
-            }
+            Some(after) => seqs.partition_point(|&seq| self.id_of(seq) <= after),
         };
         let messages = seqs
             .range(first_idx..)
@@ -466,11 +550,13 @@ impl Shard {
         }
     }
 
-    /// Estimated heap bytes of metadata (entries and inbox index). Each insert evicts the
-    /// oldest messages until it fits `meta_bytes_max()` (a single message may be larger on
-    /// its own), and nothing else adds to it.
+    /// Estimated heap bytes of metadata (entries, restored ids and inbox index). Each insert
+    /// evicts the oldest messages until it fits `meta_bytes_max()` (a single message may be
+    /// larger on its own), and nothing else adds to it.
     pub fn meta_bytes(&self) -> usize {
-        self.entries.len() * ENTRY_META_BYTES + self.index.meta_bytes()
+        self.entries.len() * ENTRY_META_BYTES
+            + self.restored.len() * RESTORED_ID_META_BYTES
+            + self.index.meta_bytes()
     }
 
     /// Unmarks a message whose derived data the owner dropped (no-op if it is gone).
@@ -493,6 +579,11 @@ impl Shard {
 
     /// The id of a seq issued here.
     fn id_of(&self, seq: u64) -> MessageId {
+        if seq < self.first_native_seq {
+            // Restored: its own id, kept in `restored` in entry order.
+            let restored_idx = (seq - self.front_seq) as usize;
+            return self.restored[restored_idx];
+        }
         MessageId {
             boot_micros: self.config.boot_micros,
             shard_idx: self.config.shard_idx,
@@ -500,12 +591,17 @@ impl Shard {
         }
     }
 
-    /// The seq of `id` if this shard issued it and still has its entry (live or dead).
+    /// The seq of `id` if this shard issued or restored it and still has its entry (live
+    /// or dead).
     fn local_seq(&self, id: MessageId) -> Option<u64> {
         let next_seq = self.front_seq + self.entries.len() as u64;
         let ours =
             id.boot_micros == self.config.boot_micros && id.shard_idx == self.config.shard_idx;
-        (ours && id.seq >= self.front_seq && id.seq < next_seq).then_some(id.seq)
+        if ours {
+            return (id.seq >= self.first_native_seq.max(self.front_seq) && id.seq < next_seq)
+                .then_some(id.seq);
+        }
+        self.restored_seqs.get(&id).copied()
     }
 
     fn entry_idx(&self, seq: u64) -> usize {
@@ -609,6 +705,11 @@ impl Shard {
         assert_eq!(oldest.n_inbox_refs, 0, "popped a live message");
         self.ring
             .release_oldest(oldest.slot, self.entries.front().map(|next| next.slot));
+        if self.front_seq < self.first_native_seq
+            && let Some(id) = self.restored.pop_front()
+        {
+            self.restored_seqs.remove(&id);
+        }
         self.front_seq += 1;
     }
 
