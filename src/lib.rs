@@ -14,6 +14,7 @@
 //! - `notify`: systemd readiness (sd_notify) without a dependency.
 
 pub mod address;
+pub mod alloc;
 pub mod config;
 pub mod http;
 pub mod mail;
