@@ -16,6 +16,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod address;
+pub mod alloc;
 pub mod clock;
 pub mod config;
 pub mod http;
