@@ -26,7 +26,7 @@ use mayfly::store::{Incoming, Rcpt, Shard, ShardConfig};
 
 /// The server's allocator (`src/main.rs`), so allocation costs are the ones it pays.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: mayfly::alloc::WipingMiMalloc = mayfly::alloc::WipingMiMalloc;
 
 /// Any fixed process start; ids carry it.
 const BOOT_MICROS: u64 = 1_764_000_000_000_000;

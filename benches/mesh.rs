@@ -34,7 +34,7 @@ use mayfly::store::{Incoming, Rcpt, Shard, ShardConfig, StoreError};
 
 /// The server's allocator (`src/main.rs`), so allocation costs are the ones it pays.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: mayfly::alloc::WipingMiMalloc = mayfly::alloc::WipingMiMalloc;
 
 /// Mesh channel capacity, as `runtime::MESH_CHANNEL_CAPACITY`.
 const MESH_CHANNEL_CAPACITY: usize = 1024;

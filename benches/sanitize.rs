@@ -25,7 +25,7 @@ use mayfly::mail::sanitize::{HTML_SANITIZE_BYTES_MAX, NotSanitized, sanitize_htm
 
 /// The server's allocator (`src/main.rs`), so allocation costs are the ones it pays.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: mayfly::alloc::WipingMiMalloc = mayfly::alloc::WipingMiMalloc;
 
 /// Input sizes (bytes), each about 10x the one before.
 const SIZES: [(&str, usize); 4] = [

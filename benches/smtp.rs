@@ -37,7 +37,7 @@ use mayfly::smtp::{Delivery, Event, Session, SessionConfig};
 
 /// The server's allocator (`src/main.rs`), so allocation costs are the ones it pays.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: mayfly::alloc::WipingMiMalloc = mayfly::alloc::WipingMiMalloc;
 
 /// The socket loop's read buffer (`net::smtp_conn::READ_BUFFER_BYTES`).
 const READ_BUFFER_BYTES: usize = 16 * 1024;

@@ -90,6 +90,14 @@ pub fn wipe_vec(vec: &mut Vec<u8>) {
     vec.clear();
 }
 
+/// Zeroes the bytes `string` holds now and empties it, keeping its memory: for a string
+/// that is wiped at every clear, so nothing older lingers past its length.
+pub fn wipe_str(string: &mut String) {
+    // SAFETY: zero bytes are valid UTF-8, and the string is emptied right after.
+    wipe(unsafe { string.as_bytes_mut() });
+    string.clear();
+}
+
 /// Zeroes all of `string`'s memory, spare capacity included, then empties it, keeping the
 /// capacity: [`wipe_vec`] for a `String` (an envelope address kept between transactions).
 pub fn wipe_string(string: &mut String) {

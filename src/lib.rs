@@ -2,7 +2,8 @@
 //!
 //! Mail comes in over SMTP on every core, is kept in memory for a TTL in the shard that
 //! owns each recipient's inbox, and is read back over a small HTTP JSON API.
-//! Modules in suggested reading order:
+//! Modules in suggested reading order (plus `alloc`, the wiping global allocator, and
+//! `address` and `clock`, small shared helpers):
 //! - `config`: every limit and timeout, from defaults, a TOML file and flags.
 //! - `smtp`: the SMTP protocol as a state machine over bytes, with no IO.
 //! - `store`: one shard's ring buffer and inbox index, and routing of inboxes to shards.

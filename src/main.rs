@@ -16,10 +16,6 @@ use tracing_subscriber::EnvFilter;
 /// Log lines queued for the writer thread before new ones are dropped.
 const LOG_QUEUE_LINES: usize = 64 * 1024;
 
-/// Environment variable that switches off the zeroing of freed memory (`0`, `false`,
-/// `off` or `no`); anything else, or unset, keeps it on.
-const WIPE_FREED_MEMORY_ENV: &str = "MAYFLY_WIPE_FREED_MEMORY";
-
 /// mimalloc, zeroing every block it is given back (see `mayfly::alloc`), so deleted and
 /// expired mail does not linger in freed session, parser and response buffers.
 #[global_allocator]
@@ -29,8 +25,7 @@ fn main() -> ExitCode {
     // Help and version exit 0 on stdout; a bad flag or config value exits non-zero with one line.
     let config = Config::load(std::env::args_os()).unwrap_or_else(|error| error.exit());
     // Before any executor starts, so every message buffer is freed under one setting.
-    // TODO(lead): switch to `config.wipe_freed_memory` once that field exists.
-    mayfly::alloc::set_wipe_on_free(wipe_freed_memory_from_env());
+    mayfly::alloc::set_wipe_on_free(config.wipe_freed_memory);
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
     // Executors must never block on a slow stderr (a full pipe, a stalled journald): log
@@ -82,16 +77,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Whether freed memory is wiped, from `MAYFLY_WIPE_FREED_MEMORY`: on unless it says
-/// otherwise, since wiping is the private default.
-fn wipe_freed_memory_from_env() -> bool {
-    let Some(value) = std::env::var_os(WIPE_FREED_MEMORY_ENV) else {
-        return true;
-    };
-    let value = value.to_string_lossy().trim().to_ascii_lowercase();
-    !matches!(value.as_str(), "0" | "false" | "off" | "no")
 }
 
 /// `smtp=A http=B`, then ` smtps=C` and ` https=D` when those listeners are configured

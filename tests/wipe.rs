@@ -208,7 +208,10 @@ fn inbox_per_shard(n_cores: usize) -> Vec<String> {
         getrandom::fill(&mut random).expect("random address");
         let local: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
         let address = format!("wipe-{local}@example.test");
-        let shard_idx = mayfly::store::shard_of(&address, n_cores);
+        let shard_idx = mayfly::store::shard_of(
+            &mayfly::address::InboxKey::new(&address).expect("a valid address"),
+            n_cores,
+        );
         if inboxes[shard_idx].is_none() {
             inboxes[shard_idx] = Some(address);
             n_found += 1;
@@ -466,18 +469,7 @@ fn describe(hits: &[Hit]) -> String {
 
 /// Whether a hit is a copy this test knows survives and the lead has yet to remove.
 ///
-/// FIXME: `net::smtp_conn::log_transaction` logs every message's envelope sender (and
-/// first recipient) at INFO, so the address goes to stderr (the journal keeps it long
-/// after the message is gone), and tracing-subscriber keeps the last line it formatted
-/// on each thread in a thread-local `String` that is cleared, never freed, so never
-/// wiped. Drop this exception when addresses are logged only on request (as the client
-/// IP is, with `--log-client-ip`).
-fn known_survivor(hit: &Hit) -> bool {
-    hit.what.starts_with("sender of ") && hit.context.contains(" INFO mayfly::smtp: message ")
-}
-
-/// Asserts that no marker of `gone` is anywhere in the server's memory (but the known
-/// survivors above).
+/// Asserts that no marker of `gone` is anywhere in the server's memory.
 ///
 /// With `MAYFLY_WIPE_TEST_INVENTORY` set it fails on nothing and prints every hit: run
 /// it with `MAYFLY_WIPE_FREED_MEMORY=0` to list the buffers that the allocator wipes.
@@ -495,15 +487,11 @@ fn assert_no_copy(server: &Server, gone: &[&Markers], when: &str) {
         eprintln!("{when}: every copy found:\n{}", describe(&hits));
         return;
     }
-    let unexpected: Vec<Hit> = hits
-        .into_iter()
-        .filter(|hit| !known_survivor(hit))
-        .collect();
     assert!(
-        unexpected.is_empty(),
+        hits.is_empty(),
         "{when}: {} copies of deleted mail in the server's memory:\n{}",
-        unexpected.len(),
-        describe(&unexpected)
+        hits.len(),
+        describe(&hits)
     );
 }
 
@@ -612,15 +600,11 @@ fn expired_mail_leaves_no_copy_on_two_cores() {
     expired_mail_leaves_no_copy(2);
 }
 
-/// FIXME: an SMTP session that stays open after its message was stored keeps that
-/// message until the connection ends (up to `--command-timeout`, 5 minutes by default,
-/// per idle connection; forever for a client that sends NOOP): the read buffer
-/// (`net::smtp_conn::Connection::buf`), the body buffer (`smtp::data::BodyBuffer`,
-/// cleared by setting its length to 0) and the envelope (`Session::mail_from`,
-/// `Session::rcpts`, cleared but not wiped). This asserts that truth; once the session
-/// wipes them after each delivery, turn it into `assert_no_copy`.
+/// An SMTP session that stays open after its message was stored (a client that sends
+/// NOOP, or just waits) holds no copy of it once it is deleted: the session wipes its
+/// read buffer, body buffer, envelope and Received header after each delivery.
 #[test]
-fn an_open_smtp_session_still_holds_its_last_message_after_delete() {
+fn an_open_smtp_session_keeps_no_copy_after_delete() {
     let server = Server::start(BASE_FLAGS);
     let inboxes = inbox_per_shard(1);
     let markers = Markers::new("opensession");
@@ -631,11 +615,10 @@ fn an_open_smtp_session_still_holds_its_last_message_after_delete() {
     let response = server.delete(&inbox_path(&inboxes[0]));
     assert_eq!(response.status, 204, "DELETE: {}", response.describe());
     let hits = scan(server.pid(), &markers.all());
-    let held: Vec<&Hit> = hits.iter().filter(|hit| !known_survivor(hit)).collect();
     assert!(
-        held.iter().any(|hit| hit.what.starts_with("subject of ")),
-        "the open session no longer holds the message: this FIXME is fixed, make the test \
-         assert no copy; hits:\n{}",
+        hits.is_empty(),
+        "the open session still holds {} copies:\n{}",
+        hits.len(),
         describe(&hits)
     );
     smtp.expect("QUIT", "221");

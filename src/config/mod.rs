@@ -344,6 +344,18 @@ settings! {
         parse: parse_bool,
         help: "Allow client IP addresses in logs and Received headers (off: they are left out)",
     },
+    /// Whether the per-message log line names the envelope (sender and first recipient).
+    /// Off, a stored message leaves no address in logs (which outlive the message), nor in
+    /// the logging thread's last formatted line.
+    log_envelope: bool = log_envelope {
+        shape: Switch,
+        value: "",
+        default: "false",
+        bounds: Other("on-only flag; true or false in TOML and environment"),
+        parse: parse_bool,
+        help: "Name the envelope sender and first recipient in the per-message log line (off: \
+               queue id, sizes, outcome and timing only)",
+    },
     /// Log filter (tracing-subscriber EnvFilter syntax); `RUST_LOG` overrides it.
     log_level: String = log_level {
         shape: Text,

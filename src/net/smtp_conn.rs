@@ -127,11 +127,9 @@ impl<S> Drop for Connection<S> {
 }
 
 /// Zeroes a buffer's whole allocation (capacity, not only length), so no message bytes
-/// stay behind in freed memory whatever the allocator does.
+/// stay behind in freed memory even with `--wipe-freed-memory false`.
 fn wipe(buf: &mut Vec<u8>) {
-    buf.clear();
-    buf.spare_capacity_mut().fill(std::mem::MaybeUninit::new(0));
-    std::hint::black_box(&buf);
+    crate::alloc::wipe_vec(buf);
 }
 
 async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: bool) {
@@ -234,11 +232,17 @@ impl<S: Shards> Connection<S> {
                         let _ = write_flushed(stream, reply::SHUTTING_DOWN).await;
                         return End::Close;
                     }
+                    // Consumed input (commands, small message bodies) is wiped before the
+                    // buffer is reused, so an open session holds only what it has not
+                    // processed yet: one memset over what passes through here.
                     if self.start == self.end {
+                        crate::alloc::wipe(&mut self.buf[..self.end]);
                         (self.start, self.end) = (0, 0);
                     } else if self.end == self.buf.len() || self.buf.len() > READ_BUFFER_BYTES {
+                        let n_pending = self.end - self.start;
                         self.buf.copy_within(self.start..self.end, 0);
-                        (self.start, self.end) = (0, self.end - self.start);
+                        crate::alloc::wipe(&mut self.buf[n_pending..self.end]);
+                        (self.start, self.end) = (0, n_pending);
                     }
                     if self.buf.len() > READ_BUFFER_BYTES {
                         // A big rest after a body was consumed: give the memory back.
@@ -420,12 +424,15 @@ impl<S: Shards> Connection<S> {
             &delivery,
             delivery_latency,
             self.client_ip,
+            ctx.config.log_envelope,
         );
         if matches!(delivery, Delivery::Stored { .. }) {
             ctx.client_limits
                 .count_message(self.peer_ip, Instant::now());
         }
         self.session.delivered(delivery, &mut self.out);
+        // The header names the message's recipient and time: wiped with the message.
+        crate::alloc::wipe(&mut self.received_header);
         self.refuse_mail_if_over_rate();
     }
 }
@@ -450,47 +457,44 @@ async fn write_flushed<C: Conn>(stream: &mut C, bytes: &[u8]) -> std::io::Result
     stream.flush().await
 }
 
-/// One log line per finished message, Postfix style: queue id, envelope, size, outcome.
-/// The client's address appears only when the operator allowed it (`--log-client-ip`).
+/// One log line per finished message, Postfix style: queue id, size, outcome, timing.
+/// The envelope's addresses appear only with `--log-envelope` (logs outlive the message),
+/// the client's address only with `--log-client-ip`.
 fn log_transaction(
     transaction: &Transaction<'_>,
     queue_id: &str,
     delivery: &Delivery<'_>,
     delivery_latency: Duration,
     client_ip: Option<IpAddr>,
+    log_envelope: bool,
 ) {
     let outcome = match delivery {
         Delivery::Stored { .. } => "stored",
         Delivery::TemporaryFailure => "deferred",
         Delivery::TooLarge => "refused_too_large",
     };
-    let first_rcpt = transaction.rcpts().next().unwrap_or_default();
+    let (from, to) = if log_envelope {
+        (
+            Some(transaction.mail_from),
+            Some(transaction.rcpts().next().unwrap_or_default()),
+        )
+    } else {
+        (None, None)
+    };
     let delivery_us = u64::try_from(delivery_latency.as_micros()).unwrap_or(u64::MAX);
-    match client_ip {
-        Some(client_ip) => tracing::info!(
-            target: "mayfly::smtp",
-            queue_id,
-            from = transaction.mail_from,
-            to = first_rcpt,
-            n_rcpts = transaction.n_rcpts(),
-            size_bytes = transaction.body.len(),
-            outcome,
-            delivery_us,
-            %client_ip,
-            "message"
-        ),
-        None => tracing::info!(
-            target: "mayfly::smtp",
-            queue_id,
-            from = transaction.mail_from,
-            to = first_rcpt,
-            n_rcpts = transaction.n_rcpts(),
-            size_bytes = transaction.body.len(),
-            outcome,
-            delivery_us,
-            "message"
-        ),
-    }
+    // `None` fields are left out of the line.
+    tracing::info!(
+        target: "mayfly::smtp",
+        queue_id,
+        from,
+        to,
+        n_rcpts = transaction.n_rcpts(),
+        size_bytes = transaction.body.len(),
+        outcome,
+        delivery_us,
+        client_ip = client_ip.map(tracing::field::display),
+        "message"
+    );
 }
 
 /// Logs each 4xx/5xx reply about to be sent (relay refusals, syntax errors, limits).

@@ -9,12 +9,17 @@ use crate::smtp::data::{BodyOut, DataScanner};
 /// read can take it as a plain `&mut [u8]`, and clearing the body between messages costs
 /// nothing.
 ///
-/// Invariant: `len <= bytes.len()`, and `bytes.capacity()` never exceeds the `bytes_max`
-/// the caller passes when growing it (the session's `message_bytes_max`).
+/// Invariant: `len <= dirty_end <= bytes.len()`, every byte of `bytes` from `dirty_end`
+/// on is zero, and `bytes.capacity()` never exceeds the `bytes_max` the caller passes when
+/// growing it (the session's `message_bytes_max`).
 #[derive(Debug, Default)]
 pub struct BodyBuffer {
     bytes: Vec<u8>,
     len: usize,
+    /// How far bytes may have been written (the body, and room handed out for reads):
+    /// what `clear` wipes, so a message does not linger in a session that stays open,
+    /// and a small message after a big one does not pay for wiping the whole buffer.
+    dirty_end: usize,
 }
 
 impl BodyBuffer {
@@ -48,9 +53,11 @@ impl BodyBuffer {
         self.bytes.len() - self.len
     }
 
-    /// Empties the body and keeps the memory.
+    /// Empties the body, wiping every byte that was written, and keeps the memory.
     pub fn clear(&mut self) {
+        crate::alloc::wipe(&mut self.bytes[..self.dirty_end]);
         self.len = 0;
+        self.dirty_end = 0;
     }
 
     /// Gives back memory above `bytes_kept_max`, never below the body's length.
@@ -59,6 +66,7 @@ impl BodyBuffer {
         if self.bytes.capacity() > kept_bytes {
             self.bytes.truncate(kept_bytes);
             self.bytes.shrink_to(kept_bytes);
+            self.dirty_end = self.dirty_end.min(kept_bytes);
         }
     }
 
@@ -88,6 +96,7 @@ impl BodyBuffer {
             self.grow_to(target_bytes);
         }
         let end_idx = self.bytes.len().min(self.len + bytes_want);
+        self.dirty_end = self.dirty_end.max(end_idx);
         Some(&mut self.bytes[self.len..end_idx])
     }
 
@@ -151,6 +160,7 @@ impl BodyOut for BodyBuffer {
             self.bytes.extend_from_slice(appended);
         }
         self.len += bytes.len();
+        self.dirty_end = self.dirty_end.max(self.len);
     }
 }
 
@@ -172,6 +182,24 @@ pub fn reserve_within(buffer: &mut Vec<u8>, additional: usize, bytes_max: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clear_wipes_what_was_written_and_only_that() {
+        let mut body = BodyBuffer::new();
+        body.push(b"secret body", 1 << 20);
+        let room = body.spare_mut(16, 64, 1 << 20, true).expect("room");
+        room[..6].copy_from_slice(b"unread");
+        body.clear();
+        assert!(body.bytes.iter().all(|&b| b == 0), "{:?}", body.bytes);
+        assert_eq!(body.dirty_end, 0);
+        // A small message after a big one wipes only its own bytes.
+        body.push(&[b'x'; 3000], 1 << 20);
+        body.clear();
+        body.push(b"tiny", 1 << 20);
+        assert_eq!(body.dirty_end, 4);
+        body.clear();
+        assert!(body.bytes.iter().all(|&b| b == 0));
+    }
 
     #[test]
     fn reserve_within_never_passes_the_limit() {

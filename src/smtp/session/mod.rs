@@ -868,8 +868,9 @@ impl Session {
         self.smtputf8 = false;
         self.used_bdat = false;
         self.awaiting_delivery = false;
-        self.mail_from.clear();
+        crate::alloc::wipe_str(&mut self.mail_from);
         self.recipients.clear();
+        // Wipes what the message wrote; freed memory is wiped by the allocator.
         self.body.clear();
         self.body.shrink_to(BODY_CAPACITY_KEPT_BYTES);
     }
