@@ -2,16 +2,18 @@
 //!
 //! Mail comes in over SMTP on every core, is kept in memory for a TTL in the shard that
 //! owns each recipient's inbox, and is read back over a small HTTP JSON API.
-//! Modules in suggested reading order (plus `alloc`, the wiping global allocator, and
-//! `address` and `clock`, small shared helpers):
-//! - `config`: every limit and timeout, from defaults, a TOML file and flags.
+//! Modules in suggested reading order (docs/ARCHITECTURE.md has the whole map):
+//! - `config`: every limit and timeout, from defaults, a TOML file, the environment and flags.
+//! - `address`: which inbox an address names (`InboxKey`), the one rule for every protocol.
 //! - `smtp`: the SMTP protocol as a state machine over bytes, with no IO.
 //! - `store`: one shard's ring buffer and inbox index, and routing of inboxes to shards.
-//! - `mail`: the parsed views of a stored message (summary; headers, text, HTML, attachments).
+//! - `mail`: the parsed views of a stored message and their cache; HTML sanitizing.
 //! - `http`: HTTP/1.1 request parsing, routing and JSON rendering, with no IO.
-//! - `runtime`: executors, listeners, the shard mesh, delivery and shutdown.
-//! - `net`: the socket loops for SMTP and HTTP.
+//! - `watch`: long polls and WebSocket subscriptions, parked at the owning shard.
+//! - `net`: the socket loops, listeners, TLS, per-client limits; the only code with sockets.
+//! - `runtime`: executors, the shard mesh, delivery, housekeeping and shutdown.
 //! - `metrics`: per-shard counters and their Prometheus rendering.
+//! - `alloc`: the global allocator that zeroes freed memory; `clock`: Unix milliseconds.
 //! - `notify`: systemd readiness (sd_notify) without a dependency.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
