@@ -23,6 +23,7 @@ pub mod alloc;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod journal;
 pub mod mail;
 pub mod metrics;
 pub mod net;
