@@ -218,6 +218,8 @@ fn store_job(payload: &Arc<[u8]>) -> StoreJob {
         mail_from: MAIL_FROM.to_string(),
         rcpts: vec![RCPT.to_string()],
         data: payload.clone(),
+        // The payload stands for a whole message; no Received header is split off.
+        received_bytes: 0,
         received_at_ms: now_ms(),
     }
 }

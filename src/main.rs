@@ -21,9 +21,40 @@ const LOG_QUEUE_LINES: usize = 64 * 1024;
 #[global_allocator]
 static GLOBAL: mayfly::alloc::WipingMiMalloc = mayfly::alloc::WipingMiMalloc;
 
+/// `mayfly keygen FILE`: writes a new encryption key for `--encryption-key-file`.
+fn keygen(args: &[std::ffi::OsString]) -> ExitCode {
+    let [path] = args else {
+        eprintln!(
+            "usage: mayfly keygen FILE (writes a new random key, mode 0600, never over a file)"
+        );
+        return ExitCode::from(EXIT_CODE_CONFIG as u8);
+    };
+    let path = std::path::Path::new(path);
+    match mayfly::journal::crypto::write_new_key_file(path) {
+        Ok(()) => {
+            let fingerprint = mayfly::journal::crypto::KeyRing::load(path)
+                .map(|keys| format!("{:016x}", keys.current_id()))
+                .unwrap_or_default();
+            println!(
+                "wrote a new key to {} (fingerprint {fingerprint})",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("mayfly keygen: cannot write {}: {error}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|arg| arg == "keygen") {
+        return keygen(&args[2..]);
+    }
     // Help and version exit 0 on stdout; a bad flag or config value exits non-zero with one line.
-    let config = Config::load(std::env::args_os()).unwrap_or_else(|error| error.exit());
+    let config = Config::load(args).unwrap_or_else(|error| error.exit());
     // Before any executor starts, so every message buffer is freed under one setting.
     mayfly::alloc::set_wipe_on_free(config.wipe_freed_memory);
     let filter =

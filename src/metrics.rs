@@ -138,6 +138,9 @@ macro_rules! plain_metrics {
             pub smtp_delivery_latency: LatencyHistogram,
             /// From a parsed HTTP request to its response being written (long polls included).
             pub http_request_latency: LatencyHistogram,
+            /// One journal commit: the write and the `fdatasync` of a batch (copied from the
+            /// shard's journal when a snapshot is taken).
+            pub journal_commit_latency: Cell<LatencySnapshot>,
         }
 
         /// A copy of one shard's counters and store statistics, sent across cores for `/metrics`.
@@ -151,6 +154,7 @@ macro_rules! plain_metrics {
             pub smtp_rejections_by_class_total: [u64; 2],
             pub smtp_delivery_latency: LatencySnapshot,
             pub http_request_latency: LatencySnapshot,
+            pub journal_commit_latency: LatencySnapshot,
         }
 
         impl Counters {
@@ -167,6 +171,7 @@ macro_rules! plain_metrics {
                     }),
                     smtp_delivery_latency: self.smtp_delivery_latency.snapshot(),
                     http_request_latency: self.http_request_latency.snapshot(),
+                    journal_commit_latency: self.journal_commit_latency.get(),
                 }
             }
         }
@@ -206,12 +211,24 @@ plain_metrics! {
         tls_sessions_total: "TLS handshakes completed (STARTTLS, SMTPS and HTTPS).",
         tls_handshake_failures_total:
             "TLS handshakes that failed or timed out (the connection was closed).",
+        journal_bytes_total: "Bytes written to the journal (frames, sealed when a key is given).",
+        journal_records_total: "Records written to the journal (stored messages, deletes).",
+        journal_fsyncs_total: "Journal commits: one write and one fdatasync each, shared by every record of the batch.",
+        journal_fsync_failures_total:
+            "Journal commits that failed (their messages got 451, their deletes 503).",
+        journal_files_deleted_total: "Journal files deleted because every message in them was gone.",
+        messages_restored_total: "Messages restored from the data directory at start.",
+        restore_records_skipped_total:
+            "Records skipped at restore because they were damaged (bad checksum, failed rkyv validation, or not authenticated).",
+        snapshots_written_total: "Snapshot parts written by this shard (--durability snapshot).",
     }
     labelled_counters {
         http_responses_4xx_total: "HTTP 4xx responses (mayfly_http_responses_errors_total{class=\"4xx\"}).",
         http_responses_5xx_total: "HTTP 5xx responses (mayfly_http_responses_errors_total{class=\"5xx\"}).",
     }
     gauges {
+        restore_duration_ms: "How long this shard's restore took at start, in milliseconds.",
+        snapshot_duration_ms: "How long this shard's last snapshot took, in milliseconds.",
         smtp_sessions_open: "SMTP sessions open now.",
         http_connections_open: "HTTP connections open now.",
         http_long_polls_waiting: "Long-poll requests held now.",
@@ -220,6 +237,21 @@ plain_metrics! {
 }
 
 impl Counters {
+    /// Records what a restore did: messages restored, damaged records skipped, its time.
+    pub fn note_restore(&self, n_restored: u64, n_skipped: u64, elapsed: std::time::Duration) {
+        Counters::add(&self.messages_restored_total, n_restored);
+        Counters::add(&self.restore_records_skipped_total, n_skipped);
+        self.restore_duration_ms
+            .set(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+    }
+
+    /// Records a snapshot part written.
+    pub fn note_snapshot(&self, elapsed: std::time::Duration) {
+        Counters::add(&self.snapshots_written_total, 1);
+        self.snapshot_duration_ms
+            .set(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+    }
+
     pub fn add(cell: &Cell<u64>, n: u64) {
         cell.set(cell.get() + n);
     }
@@ -343,7 +375,7 @@ pub fn render(shards: &[Snapshot]) -> String {
         );
     }
 
-    let histograms: [(&str, &str, HistogramField); 2] = [
+    let histograms: [(&str, &str, HistogramField); 3] = [
         (
             "mayfly_smtp_delivery_seconds",
             "Time from the end of a message to its reply (stored in every recipient's shard).",
@@ -353,6 +385,11 @@ pub fn render(shards: &[Snapshot]) -> String {
             "mayfly_http_request_seconds",
             "Time from a parsed HTTP request to its response (long polls included).",
             |s| &s.http_request_latency,
+        ),
+        (
+            "mayfly_journal_commit_seconds",
+            "Time of one journal commit (write and fdatasync of a batch).",
+            |s| &s.journal_commit_latency,
         ),
     ];
     for (name, help, histogram) in histograms {

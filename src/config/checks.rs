@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use crate::config::values::{MEMORY_BYTES_PER_CORE_MIN, format_size};
-use crate::config::{Config, Error};
+use crate::config::{Config, Durability, Error};
 
 /// Cross-field checks: each value passed its own check already.
 pub(super) fn check_consistency(config: &Config) -> Result<(), Error> {
@@ -36,6 +36,19 @@ pub(super) fn check_consistency(config: &Config) -> Result<(), Error> {
             n_cores(cores),
             format_size(share)
         )));
+    }
+    if config.durability != Durability::None && config.data_dir.is_none() {
+        return Err(Error::Inconsistent(format!(
+            "--durability {} needs --data-dir: where the shards keep what they write",
+            config.durability.as_str()
+        )));
+    }
+    if config.encryption_key_file.is_some() && config.durability == Durability::None {
+        return Err(Error::Inconsistent(
+            "--encryption-key-file seals what is written to --data-dir, but --durability is none: \
+             give --data-dir (and --durability snapshot or journal), or drop the key"
+                .to_string(),
+        ));
     }
     let listeners = [
         ("--smtp", Some(config.smtp_addr)),

@@ -431,6 +431,103 @@ settings! {
         bounds: Duration(TIMEOUT_RANGE),
         help: "How long a TLS handshake may take before the connection is closed",
     },
+    /// Where the shards keep their journal or snapshots (`journal::Layout`); `None`: memory
+    /// only, a restart loses everything.
+    data_dir: Option<PathBuf> = data_dir {
+        shape: Text,
+        value: "DIR",
+        default: (none "no data directory: mail lives in memory only"),
+        bounds: Other("path to a directory, created if missing"),
+        parse: parse_path,
+        help: "Directory for the journal or snapshots, one subdirectory per shard; without it \
+               mail lives in memory only",
+    },
+    /// What survives a restart or a crash: nothing, the last snapshot, or every
+    /// acknowledged message.
+    durability: Durability = durability {
+        shape: Text,
+        value: "MODE",
+        default: (computed "journal with --data-dir, else none",
+            if data_dir.is_some() { Durability::Journal } else { Durability::None }),
+        bounds: Other("none, snapshot or journal"),
+        parse: Durability::parse,
+        help: "none (memory only), snapshot (every --snapshot-interval and on SIGTERM) or journal \
+               (every message before its 250) [default: journal with --data-dir, else none]",
+    },
+    /// With `durability = snapshot`: how often each shard writes what it holds.
+    snapshot_interval: Duration = snapshot_interval {
+        shape: Text,
+        value: "DURATION",
+        default: "5m",
+        bounds: Duration(SNAPSHOT_INTERVAL_RANGE),
+        help: "With --durability snapshot: how often each shard writes what it holds (a crash \
+               loses at most this much)",
+    },
+    /// Keys to seal the journal and snapshots with (AES-256-GCM), one per line, the first
+    /// current; `None`: written in the clear.
+    encryption_key_file: Option<PathBuf> = encryption_key_file {
+        shape: Text,
+        value: "FILE",
+        default: (none "no key: the data directory is written in the clear"),
+        bounds: Other("path to a key file (`mayfly keygen FILE` writes one)"),
+        parse: parse_path,
+        help: "Seal the journal and snapshots with AES-256-GCM; one key per line (64 hex \
+               digits), the first for new data; `mayfly keygen FILE` writes one",
+    },
+    /// A journal file is closed and a new one started past this size.
+    journal_file_bytes_max: usize = journal_file_size {
+        shape: Text,
+        value: "SIZE",
+        default: "64MiB",
+        bounds: Other("1MiB to 4GiB"),
+        parse: |text: &str| check_journal_file_size(parse_size(text)?),
+        help: "A journal file is closed and the next one started past this size",
+    },
+}
+
+/// What survives a restart (`--durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Memory only.
+    None,
+    /// Each shard writes what it holds every `--snapshot-interval` and on SIGTERM.
+    Snapshot,
+    /// Each shard journals every message and delete before answering it.
+    Journal,
+}
+
+impl Durability {
+    fn parse(text: &str) -> Result<Durability, String> {
+        match text {
+            "none" => Ok(Durability::None),
+            "snapshot" => Ok(Durability::Snapshot),
+            "journal" => Ok(Durability::Journal),
+            _ => Err("expected none, snapshot or journal".to_string()),
+        }
+    }
+
+    /// The word the flag takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::None => "none",
+            Durability::Snapshot => "snapshot",
+            Durability::Journal => "journal",
+        }
+    }
+}
+
+/// How often snapshots may be written, at most and at least.
+const SNAPSHOT_INTERVAL_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(86_400);
+/// Smallest and largest journal file.
+const JOURNAL_FILE_BYTES_RANGE: RangeInclusive<usize> = (1 << 20)..=(4 << 30);
+
+fn check_journal_file_size(bytes: usize) -> Result<usize, String> {
+    if JOURNAL_FILE_BYTES_RANGE.contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err("expected a size from 1MiB to 4GiB".to_string())
+    }
 }
 
 /// Why the configuration could not be loaded.

@@ -289,6 +289,18 @@ pub(crate) async fn write_response<C: Conn>(
 async fn respond<S: Shards>(ctx: &NetCtx<S>, route: Route) -> Response {
     match route {
         Route::Asset(asset) => page::response(asset),
+        Route::Healthz if !ctx.shards.is_ready() => Response {
+            status: 503,
+            content_type: "text/plain; charset=utf-8",
+            headers: vec![("Retry-After", "1".to_string())],
+            body: b"restoring\n".to_vec(),
+        },
+        Route::Inbox(_) if !ctx.shards.is_ready() => Response::error(
+            503,
+            "unavailable",
+            "the server is restoring its mail after a restart; try again shortly",
+        )
+        .with_header("Retry-After", "1"),
         Route::Healthz => {
             if ctx.shards.is_shutting_down() {
                 Response {

@@ -49,6 +49,10 @@ pub const ACCEPT_ERROR_BACKOFF: std::time::Duration = std::time::Duration::from_
 // which is what the lint warns about.
 #[allow(async_fn_in_trait)]
 pub trait Shards: 'static {
+    /// The shards are serving: false while they restore from the data directory (SMTP is
+    /// then refused with 421, the API answers 503, `/healthz` says "restoring").
+    fn is_ready(&self) -> bool;
+
     /// This executor has begun to shut down: stop taking new work.
     fn is_shutting_down(&self) -> bool;
 

@@ -61,6 +61,10 @@ pub async fn accept_loop<S: Shards>(ctx: Rc<NetCtx<S>>, listener: TcpListener, i
             }
         };
         Counters::add(&ctx.counters.smtp_connections_total, 1);
+        if !ctx.shards.is_ready() {
+            glommio::spawn_local(refuse(stream, implicit_tls, reply::RESTORING)).detach();
+            continue;
+        }
         // At the cap, a new sender still gets in if an idle session that never started a
         // transaction can be cut to make room (it answers 421 4.7.0 and goes).
         if ctx.counters.smtp_sessions_open.get() as usize >= ctx.config.smtp_sessions_per_core_max

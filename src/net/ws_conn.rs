@@ -111,6 +111,16 @@ pub async fn serve<S: Shards, C: Conn>(
     accept: &str,
     leftover: Vec<u8>,
 ) {
+    if !ctx.shards.is_ready() {
+        let response = Response::error(
+            503,
+            "unavailable",
+            "the server is restoring its mail after a restart; try again shortly",
+        )
+        .with_header("Retry-After", "1");
+        let _ = http_conn::write_response(stream, &response, false, false).await;
+        return;
+    }
     if ctx.counters.websockets_open.get() as usize >= ctx.config.websockets_per_core_max {
         let response = Response::error(
             503,

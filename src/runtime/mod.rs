@@ -3,6 +3,7 @@
 //! its shard (`shard::ShardCtx`) and its socket context (`net::NetCtx`), starts the
 //! accept loops (`net::start`) and then only keeps time and waits for shutdown.
 
+mod durable;
 mod shard;
 
 use std::rc::Rc;
@@ -14,7 +15,8 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::clock::{now_ms, unix_micros};
-use crate::config::Config;
+use crate::config::{Config, Durability};
+use crate::journal::{self, FlusherConfig, Journal, restore};
 pub use crate::net::listen::ListenAddrs as Ready;
 use crate::net::listen::Listeners;
 use crate::net::tls::TlsCerts;
@@ -41,8 +43,14 @@ const PEER_POLL_INTERVAL: Duration = Duration::from_millis(5);
 const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// How long a shard that is done keeps serving its peers while they finish (a bound, not a sleep).
 const SHUTDOWN_PEER_WAIT: Duration = Duration::from_secs(30);
-/// How long the starting thread waits for every executor to be serving.
+/// How long the starting thread waits for every executor to be serving (with durability,
+/// a restore of a large store comes first: `STARTUP_WAIT_RESTORING`).
 const STARTUP_WAIT: Duration = Duration::from_secs(30);
+const STARTUP_WAIT_RESTORING: Duration = Duration::from_secs(3_600);
+/// How often the starting thread looks whether an executor failed while it waits.
+const STARTUP_POLL: Duration = Duration::from_millis(100);
+/// How long a stopping shard waits for the other shards to finish the final snapshot.
+const FINAL_SNAPSHOT_WAIT: Duration = Duration::from_secs(600);
 /// Blocking threads per executor (glommio's `spawn_blocking` pool), unpinned so the
 /// kernel can run a long parse on whichever CPU is free instead of the executor's own.
 const BLOCKING_THREADS_PER_EXECUTOR: usize = 1;
@@ -79,6 +87,8 @@ struct Start {
     shards_producing: Arc<AtomicUsize>,
     /// Each executor sends its index once it serves.
     started: mpsc::Sender<usize>,
+    /// With `--durability snapshot` or `journal`.
+    durable: Option<Arc<durable::Durable>>,
 }
 
 /// Runs the server until `shutdown` is triggered and every shard has finished.
@@ -106,14 +116,24 @@ pub fn run(
         );
     }
     let (started_tx, started_rx) = mpsc::channel::<usize>();
+    let now_micros = unix_micros(SystemTime::now());
+    let durable = durable::Durable::prepare(&config, now_micros)?;
+    let startup_wait = if durable.is_some() {
+        STARTUP_WAIT_RESTORING
+    } else {
+        STARTUP_WAIT
+    };
     let start = Arc::new(Start {
         config: Arc::new(config),
         tls: tls.clone(),
         listeners,
-        boot_micros: unix_micros(SystemTime::now()),
+        boot_micros: durable
+            .as_ref()
+            .map_or(now_micros, |durable| durable.boot_micros),
         shutdown: shutdown.clone(),
         shards_producing: Arc::new(AtomicUsize::new(n_shards)),
         started: started_tx,
+        durable,
     });
     let mesh = MeshBuilder::full(n_shards, MESH_CHANNEL_CAPACITY);
 
@@ -127,11 +147,19 @@ pub fn run(
         })
         .map_err(|error| anyhow::anyhow!("cannot start executors: {error}"))?;
 
-    for _ in 0..n_shards {
-        if started_rx.recv_timeout(STARTUP_WAIT).is_err() {
-            // An executor died before it was serving; trigger shutdown so the others stop too.
-            shutdown.trigger();
-            break;
+    let waiting_since = std::time::Instant::now();
+    let mut n_started = 0;
+    while n_started < n_shards {
+        match started_rx.recv_timeout(STARTUP_POLL) {
+            Ok(_) => n_started += 1,
+            Err(mpsc::RecvTimeoutError::Timeout)
+                if !shutdown.is_triggered() && waiting_since.elapsed() < startup_wait => {}
+            Err(_) => {
+                // An executor died (or failed to restore) before it was serving; trigger
+                // shutdown so the others stop too.
+                shutdown.trigger();
+                break;
+            }
         }
     }
     if !shutdown.is_triggered() {
@@ -146,22 +174,24 @@ pub fn run(
         );
         on_ready(addrs);
     }
-    let mut failed = false;
+    let mut first_error = None;
     for result in handles.join_all() {
         match result {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::error!("executor failed: {error:#}");
-                failed = true;
+                first_error.get_or_insert(error);
             }
             Err(error) => {
                 tracing::error!("executor could not run: {error}");
-                failed = true;
+                first_error.get_or_insert(anyhow::anyhow!("an executor could not run: {error}"));
             }
         }
     }
-    anyhow::ensure!(!failed, "an executor failed");
-    Ok(())
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
 }
 
 /// The CPUs this process may run on (taskset, systemd `CPUAffinity=`, cgroup cpusets), so
@@ -186,6 +216,167 @@ fn allowed_cpus() -> Option<glommio::CpuSet> {
     (!allowed.is_empty()).then_some(allowed)
 }
 
+/// A journal writing into `generation`'s directory of this shard, and its flusher task.
+fn start_journal(
+    durable: &durable::Durable,
+    shard_idx: usize,
+    config: &Config,
+    generation: u64,
+) -> (Rc<Journal>, glommio::Task<()>) {
+    let (signal, signals) = futures_channel::mpsc::channel::<()>(0);
+    let journal = Rc::new(Journal::new(durable.keys.is_some(), signal));
+    let dir = durable.layout.shard_dir(generation, shard_idx);
+    let flusher_config = FlusherConfig {
+        first_file_number: restore::next_file_number(&dir),
+        dir,
+        shard_idx: u32::try_from(shard_idx).unwrap_or(u32::MAX),
+        keys: durable.keys.clone(),
+        file_bytes_max: config.journal_file_bytes_max as u64,
+    };
+    let flusher = glommio::spawn_local(journal::run_flusher(
+        journal.clone(),
+        signals,
+        flusher_config,
+        now_ms,
+    ));
+    (journal, flusher)
+}
+
+/// Restores this shard from the generation `CURRENT` named at start into the new one,
+/// then waits until every shard has and `CURRENT` names the new generation.
+///
+/// # Errors
+/// A file could not be read or its key is missing, the journal could not write, or
+/// another shard failed.
+async fn restore_into(
+    start: &Start,
+    durable: &durable::Durable,
+    shard: &ShardCtx,
+    journal: &Journal,
+    shard_idx: usize,
+) -> anyhow::Result<()> {
+    let generation = durable.round();
+    let started = Instant::now();
+    if let Some(old) = &durable.restore_from {
+        let stats = restore::restore_shard(
+            &durable.layout,
+            old,
+            shard_idx,
+            start.config.cores,
+            durable.keys.as_ref(),
+            &shard.store,
+            journal,
+            u64::try_from(start.config.ttl.as_millis()).unwrap_or(u64::MAX),
+            now_ms(),
+        )
+        .await?;
+        let elapsed = started.elapsed();
+        tracing::info!(
+            shard_idx,
+            restored = stats.messages_restored,
+            expired = stats.messages_expired,
+            deleted_or_elsewhere = stats.messages_not_ours_or_deleted,
+            corrupt_frames = stats.frames_corrupt,
+            invalid_records = stats.archives_invalid,
+            torn_tails = stats.torn_tails,
+            refused = stats.messages_refused,
+            files = stats.files_read,
+            bytes = stats.bytes_read,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "restored"
+        );
+        shard.counters.note_restore(
+            stats.messages_restored,
+            stats.frames_corrupt + stats.archives_invalid,
+            elapsed,
+        );
+    }
+    journal
+        .barrier()
+        .await
+        .map_err(|_| anyhow::anyhow!("the journal could not write the restored mail"))?;
+    durable
+        .finish_part(generation)
+        .map_err(|error| anyhow::anyhow!("cannot switch the data directory's CURRENT: {error}"))?;
+    if !durable
+        .switched(generation, || start.shutdown.is_triggered())
+        .await
+    {
+        anyhow::bail!("stopped before every shard restored");
+    }
+    Ok(())
+}
+
+/// Writes this shard's part of snapshot round `generation` and finishes it.
+async fn snapshot_part(
+    durable: &durable::Durable,
+    shard: &ShardCtx,
+    config: &Config,
+    shard_idx: usize,
+    generation: u64,
+) {
+    let started = Instant::now();
+    let (journal, flusher) = start_journal(durable, shard_idx, config, generation);
+    let n_written = restore::write_snapshot(&shard.store, &journal).await;
+    let outcome = journal.barrier().await;
+    journal.close();
+    let _ = flusher.await;
+    shard.counters.note_snapshot(started.elapsed());
+    match outcome {
+        Ok(()) => {
+            if let Err(error) = durable.finish_part(generation) {
+                tracing::error!("cannot finish the snapshot: {error}");
+            }
+            tracing::debug!(shard_idx, n_written, generation, "snapshot part written");
+        }
+        Err(_) => tracing::error!(
+            shard_idx,
+            "snapshot not written: the journal could not write"
+        ),
+    }
+}
+
+/// The snapshot on the way out (`--durability snapshot`): once nothing is stored any
+/// more, every shard writes its part of a new round and waits until it is current. A
+/// periodic round in progress is finished first (this shard writes its part of it if it
+/// has not), since it does not hold the last messages.
+async fn final_snapshot(
+    durable: &durable::Durable,
+    shard: &ShardCtx,
+    config: &Config,
+    shard_idx: usize,
+    mut snapshot_written: u64,
+) {
+    let deadline = Instant::now() + FINAL_SNAPSHOT_WAIT;
+    let generation = loop {
+        match durable.start_final_round() {
+            Ok(generation) => break generation,
+            Err(Ok(periodic)) => {
+                if snapshot_written < periodic {
+                    snapshot_written = periodic;
+                    snapshot_part(durable, shard, config, shard_idx, periodic).await;
+                }
+                if Instant::now() >= deadline {
+                    tracing::error!(shard_idx, "the final snapshot did not start in time");
+                    return;
+                }
+                glommio::timer::sleep(PEER_POLL_INTERVAL).await;
+            }
+            Err(Err(error)) => {
+                tracing::error!("cannot write the final snapshot: {error}");
+                return;
+            }
+        }
+    };
+    snapshot_part(durable, shard, config, shard_idx, generation).await;
+    if !durable
+        .switched(generation, || Instant::now() >= deadline)
+        .await
+    {
+        tracing::error!(shard_idx, "the final snapshot did not complete in time");
+    }
+}
+
 /// One executor's life: join the mesh, build the shard and the socket context, serve,
 /// then shut down in order.
 async fn shard_main(start: Arc<Start>, mesh: MeshBuilder<ShardMsg, Full>) -> anyhow::Result<()> {
@@ -206,6 +397,16 @@ async fn shard_main(start: Arc<Start>, mesh: MeshBuilder<ShardMsg, Full>) -> any
         inbox_messages_max: config.inbox_messages_max,
     });
     let (push_signal, mut push_signals) = futures_channel::mpsc::channel::<()>(0);
+    // The journal the restore writes into: every message with `journal`, the restored
+    // ones only with `snapshot` (then the shard journals nothing until the next snapshot).
+    let restore_journal = start
+        .durable
+        .as_ref()
+        .map(|durable| start_journal(durable, shard_idx, &config, durable.round()));
+    let journal = restore_journal
+        .as_ref()
+        .filter(|_| config.durability == Durability::Journal)
+        .map(|(journal, _)| journal.clone());
     let shard = Rc::new(ShardCtx::new(
         shard_idx,
         config.clone(),
@@ -213,6 +414,7 @@ async fn shard_main(start: Arc<Start>, mesh: MeshBuilder<ShardMsg, Full>) -> any
         senders,
         start.shutdown.clone(),
         push_signal,
+        journal,
     ));
     let net = Rc::new(NetCtx::new(
         shard.clone(),
@@ -242,15 +444,63 @@ async fn shard_main(start: Arc<Start>, mesh: MeshBuilder<ShardMsg, Full>) -> any
         }
     });
     let accepting = net::start(&net, listeners);
+    // Without durability the shard is ready at once; with it, after the restore, when
+    // `CURRENT` names the generation every shard restored into.
+    let mut restore_flusher = None;
+    if let (Some(durable), Some((restore_journal, flusher))) = (&start.durable, restore_journal) {
+        match restore_into(&start, durable, &shard, &restore_journal, shard_idx).await {
+            Ok(()) => {}
+            Err(error) => {
+                durable.failed.store(true, Ordering::Release);
+                start.shutdown.trigger();
+                return Err(error);
+            }
+        }
+        if config.durability == Durability::Snapshot {
+            // Snapshot mode journals nothing between snapshots.
+            restore_journal.close();
+            let _ = flusher.await;
+        } else {
+            restore_flusher = Some(flusher);
+        }
+    }
+    shard.ready.set(true);
     let _ = start.started.send(shard_idx);
     tracing::debug!(shard_idx, ring_bytes, "shard serving");
 
     // Housekeeping: expire on time (reads also expire; this keeps memory honest when idle),
     // ping WebSockets, and notice shutdown.
     let mut next_ping = Instant::now() + WS_PING_INTERVAL;
+    let mut next_snapshot = Instant::now() + config.snapshot_interval;
+    let mut snapshot_written = start
+        .durable
+        .as_ref()
+        .map_or(0, |durable| durable.current());
     while !start.shutdown.is_triggered() {
         glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
         shard.expire(now_ms());
+        if let (Some(durable), Some(journal)) = (&start.durable, &shard.journal) {
+            let retired = journal.retire(shard.store.borrow().oldest_seq());
+            let dir = durable.layout.shard_dir(durable.current(), shard_idx);
+            journal::delete_files(journal, &dir, retired).await;
+        }
+        if let Some(durable) = &start.durable
+            && config.durability == Durability::Snapshot
+        {
+            // Shard 0 starts a round every interval; every shard writes its part of a
+            // round it has not written yet.
+            if shard_idx == 0 && Instant::now() >= next_snapshot {
+                next_snapshot = Instant::now() + config.snapshot_interval;
+                if let Err(error) = durable.start_round() {
+                    tracing::error!("cannot start a snapshot: {error}");
+                }
+            }
+            let round = durable.round();
+            if round != 0 && round > snapshot_written {
+                snapshot_written = round;
+                snapshot_part(durable, &shard, &config, shard_idx, round).await;
+            }
+        }
         if Instant::now() >= next_ping {
             next_ping = Instant::now() + WS_PING_INTERVAL;
             net.websockets.ping_all();
@@ -284,11 +534,27 @@ async fn shard_main(start: Arc<Start>, mesh: MeshBuilder<ShardMsg, Full>) -> any
     while start.shards_producing.load(Ordering::Acquire) > 0 && Instant::now() < peer_deadline {
         glommio::timer::sleep(PEER_POLL_INTERVAL).await;
     }
+    // Step 5: nothing is stored any more anywhere: make it all durable.
+    if let Some(journal) = &shard.journal {
+        journal.close();
+        if let Some(flusher) = restore_flusher {
+            let _ = flusher.await;
+        }
+    }
+    if let Some(durable) = &start.durable
+        && config.durability == Durability::Snapshot
+    {
+        final_snapshot(durable, &shard, &config, shard_idx, snapshot_written).await;
+    }
     shard.close_mesh();
     for task in peer_tasks {
         task.cancel().await;
     }
     let held = shard.store.borrow().stats().messages_held;
-    tracing::info!(shard_idx, messages_dropped_at_exit = held, "shard stopped");
+    if start.durable.is_some() {
+        tracing::info!(shard_idx, messages_held = held, "shard stopped");
+    } else {
+        tracing::info!(shard_idx, messages_dropped_at_exit = held, "shard stopped");
+    }
     Ok(())
 }

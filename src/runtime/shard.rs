@@ -23,6 +23,8 @@ use crate::clock::{now_ms, unix_ms};
 use crate::config::Config;
 use crate::http::api::{self, InboxOp, InboxRequest, Outcome};
 use crate::http::response::Response;
+use crate::journal::record::{IdRecord, RcptRecord, Record};
+use crate::journal::{Journal, NotDurable};
 use crate::mail::{ParsedMessage, ViewCache};
 use crate::metrics::{Counters, Snapshot};
 use crate::net::Shards;
@@ -65,6 +67,8 @@ pub struct StoreJob {
     pub rcpts: Vec<String>,
     /// Our Received header followed by the client's message.
     pub data: Arc<[u8]>,
+    /// How many bytes of `data` are our Received header.
+    pub received_bytes: usize,
     pub received_at_ms: u64,
 }
 
@@ -90,7 +94,15 @@ pub struct ShardCtx {
     parses: Semaphore,
     /// Requests waiting for a parse already in flight, by message.
     parsing: RefCell<HashMap<MessageId, Vec<oneshot::Sender<()>>>>,
+    /// With `--durability journal`: every stored message and delete is written here and
+    /// made durable before it is acknowledged.
+    pub(crate) journal: Option<Rc<Journal>>,
+    /// False while restoring: SMTP is refused with 421, the API answers 503.
+    pub(crate) ready: Cell<bool>,
 }
+
+/// What a journal receiver gives when the shard has no journal.
+type Durability = futures_channel::oneshot::Receiver<Result<(), NotDurable>>;
 
 /// Counts one parked long poll for as long as it lives, however it ends (answered, timed
 /// out, or dropped because its client hung up), so the per-core cap frees at once.
@@ -119,6 +131,7 @@ impl ShardCtx {
         mesh: Senders<ShardMsg>,
         shutdown: Shutdown,
         push_signal: mpsc::Sender<()>,
+        journal: Option<Rc<Journal>>,
     ) -> ShardCtx {
         let views = ViewCache::new(ViewCache::bytes_max_for_ring(store.config().ring_bytes));
         ShardCtx {
@@ -134,6 +147,8 @@ impl ShardCtx {
             shutdown,
             parses: Semaphore::new(PARSES_IN_FLIGHT_MAX),
             parsing: RefCell::new(HashMap::new()),
+            journal,
+            ready: Cell::new(false),
         }
     }
 
@@ -166,28 +181,64 @@ impl ShardCtx {
         self.mesh.close();
     }
 
-    /// Inserts into this executor's own shard and tells the watchers of the inboxes it touched.
-    fn insert(&self, incoming: &Incoming<'_>) -> Result<(), StoreError> {
+    /// Inserts into this executor's own shard, journals it (with a journal: the receiver
+    /// completes when it is durable), and tells the watchers of the inboxes it touched.
+    fn insert(&self, incoming: &Incoming<'_>) -> Result<Option<Durability>, StoreError> {
         let mut store = self.store.borrow_mut();
         // The receive time is "now" closely enough (the store keeps its clock monotonic),
         // and it saves a clock read per message.
-        store.insert(incoming, incoming.received_at_ms)?;
+        let id = store.insert(incoming, incoming.received_at_ms)?;
         // Only non-empty when the insert evicted a message someone had read.
         self.views.borrow_mut().sync(&mut store);
         drop(store);
+        let durable = self.journal.as_ref().map(|journal| {
+            let rcpts: Vec<RcptRecord<'_>> = incoming
+                .rcpts
+                .iter()
+                .map(|rcpt| RcptRecord {
+                    key: rcpt.key.as_str(),
+                    written: rcpt.written,
+                })
+                .collect();
+            let (received, body) = match incoming.parts {
+                [received, body] => (*received, *body),
+                parts => (&[][..], parts.first().copied().unwrap_or_default()),
+            };
+            journal.append(
+                &Record::Stored {
+                    id: IdRecord {
+                        boot_micros: id.boot_micros,
+                        shard_idx: id.shard_idx,
+                        seq: id.seq,
+                    },
+                    received_at_ms: incoming.received_at_ms,
+                    expires_at_ms: incoming.received_at_ms.saturating_add(
+                        u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX),
+                    ),
+                    mail_from: incoming.mail_from,
+                    rcpts: &rcpts,
+                    received,
+                    body,
+                },
+                Some(id.seq),
+            )
+        });
         self.watchers
             .borrow_mut()
             .stored(incoming.rcpts.iter().map(|rcpt| &rcpt.key));
-        Ok(())
+        Ok(durable)
     }
 
-    fn store_job(&self, job: &StoreJob) -> Result<(), StoreError> {
+    fn store_job(&self, job: &StoreJob) -> Result<Option<Durability>, StoreError> {
         let rcpts: Vec<Rcpt<'_>> = job
             .rcpts
             .iter()
             .filter_map(|written| Rcpt::new(written))
             .collect();
-        let parts: [&[u8]; 1] = [&job.data];
+        let parts: [&[u8]; 2] = [
+            &job.data[..job.received_bytes],
+            &job.data[job.received_bytes..],
+        ];
         self.insert(&Incoming {
             mail_from: &job.mail_from,
             rcpts: &rcpts,
@@ -230,7 +281,7 @@ impl ShardCtx {
                 outcome
             };
             match outcome {
-                Outcome::Ready(response) => return response,
+                Outcome::Ready(response) => return self.journal_delete(&request, response).await,
                 Outcome::Wait => {
                     let _slot = LongPollSlot::take(&self.counters);
                     let woken = self.watchers.borrow_mut().park(request.key.clone());
@@ -264,6 +315,38 @@ impl ShardCtx {
                     self.parse_view(&request.key, id).await;
                 }
             }
+        }
+    }
+
+    /// With a journal, a delete is written and made durable before its 204: a deleted
+    /// message never comes back after a restart.
+    async fn journal_delete(&self, request: &InboxRequest, response: Response) -> Response {
+        let Some(journal) = &self.journal else {
+            return response;
+        };
+        if response.status != 204 {
+            return response;
+        }
+        let key = request.key.as_str();
+        let record = match request.op {
+            InboxOp::DeleteMessage { id: Some(id) } => Record::Deleted {
+                id: IdRecord {
+                    boot_micros: id.boot_micros,
+                    shard_idx: id.shard_idx,
+                    seq: id.seq,
+                },
+                key,
+            },
+            InboxOp::DeleteInbox => Record::InboxDeleted { key },
+            _ => return response,
+        };
+        match journal.write(&record, None).await {
+            Ok(()) => response,
+            Err(NotDurable) => Response::error(
+                503,
+                "unavailable",
+                "deleted, but the journal could not record it; delete again",
+            ),
         }
     }
 
@@ -319,6 +402,24 @@ impl ShardCtx {
     fn snapshot(&self) -> Snapshot {
         self.expire(now_ms());
         let stats = self.store.borrow().stats();
+        if let Some(journal) = &self.journal {
+            // The journal keeps its own counters (it is below the metrics); copied here.
+            let (stats, counters) = (&journal.stats, &self.counters);
+            counters.journal_bytes_total.set(stats.bytes_total.get());
+            counters
+                .journal_records_total
+                .set(stats.records_total.get());
+            counters.journal_fsyncs_total.set(stats.commits_total.get());
+            counters
+                .journal_fsync_failures_total
+                .set(stats.commit_failures_total.get());
+            counters
+                .journal_files_deleted_total
+                .set(stats.files_deleted_total.get());
+            counters
+                .journal_commit_latency
+                .set(stats.commit_latency.snapshot());
+        }
         self.counters.snapshot(stats)
     }
 
@@ -326,9 +427,25 @@ impl ShardCtx {
     /// send to each other at once cannot deadlock.
     pub(crate) fn handle(self: &Rc<Self>, msg: ShardMsg) {
         match msg {
-            ShardMsg::Store { job, reply } => {
-                let _ = reply.send(self.store_job(&job));
-            }
+            ShardMsg::Store { job, reply } => match self.store_job(&job) {
+                // The reply waits for the journal; the handler does not (it never awaits).
+                Ok(Some(durable)) => {
+                    glommio::spawn_local(async move {
+                        let outcome = match durable.await {
+                            Ok(Ok(())) => Ok(()),
+                            _ => Err(StoreError::NotDurable),
+                        };
+                        let _ = reply.send(outcome);
+                    })
+                    .detach();
+                }
+                Ok(None) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                }
+            },
             ShardMsg::Inbox { request, mut reply } => {
                 let ctx = self.clone();
                 glommio::spawn_local(async move {
@@ -362,6 +479,10 @@ impl ShardCtx {
 }
 
 impl Shards for ShardCtx {
+    fn is_ready(&self) -> bool {
+        self.ready.get()
+    }
+
     fn is_shutting_down(&self) -> bool {
         self.shutting_down.get()
     }
@@ -416,6 +537,7 @@ impl Shards for ShardCtx {
                     mail_from: transaction.mail_from.to_string(),
                     rcpts,
                     data: data.clone(),
+                    received_bytes: received_header.len(),
                     received_at_ms,
                 };
                 if self
@@ -432,6 +554,7 @@ impl Shards for ShardCtx {
         }
 
         let mut outcome = Ok(());
+        let mut local_durable = None;
         if !local_rcpts.is_empty() {
             let parts: [&[u8]; 2] = [received_header, transaction.body];
             let incoming = Incoming {
@@ -440,7 +563,10 @@ impl Shards for ShardCtx {
                 parts: &parts,
                 received_at_ms,
             };
-            outcome = self.insert(&incoming);
+            match self.insert(&incoming) {
+                Ok(durable) => local_durable = durable,
+                Err(error) => outcome = Err(error),
+            }
         }
         for answer in replies {
             match answer.await {
@@ -452,6 +578,12 @@ impl Shards for ShardCtx {
                 }
             }
         }
+        // A 250 means journaled too: wait for the group commit that holds this copy.
+        if let Some(durable) = local_durable
+            && !matches!(durable.await, Ok(Ok(())))
+        {
+            return Delivery::TemporaryFailure;
+        }
         match outcome {
             Ok(()) => {
                 Counters::add(&self.counters.messages_accepted_total, 1);
@@ -462,6 +594,7 @@ impl Shards for ShardCtx {
                 Delivery::Stored { queue_id }
             }
             Err(StoreError::TooLarge { .. }) => Delivery::TooLarge,
+            Err(StoreError::NotDurable) => Delivery::TemporaryFailure,
         }
     }
 

@@ -107,6 +107,9 @@ pub const STORE_TOO_BIG: &[u8] = b"552 5.3.4 Message too big for the store\r\n";
 pub const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Too many errors, closing connection\r\n";
 /// The server is shutting down; the connection closes after this.
 pub const SHUTTING_DOWN: &[u8] = b"421 4.3.2 Server shutting down, try again later\r\n";
+/// The server is restoring its mail from disk after a restart; sent instead of the
+/// greeting, the connection closes after this.
+pub const RESTORING: &[u8] = b"421 4.3.2 Server starting, restoring mail; try again shortly\r\n";
 /// The client was too slow (RFC 5321 4.5.3.2); the connection closes after this.
 pub const TIMEOUT: &[u8] = b"421 4.4.2 Timeout waiting for client, closing connection\r\n";
 /// This core already serves its maximum of sessions; sent instead of the greeting.
@@ -252,6 +255,7 @@ mod tests {
             (STORE_TOO_BIG, "552 5.3.4 "),
             (TOO_MANY_ERRORS, "421 4.7.0 "),
             (SHUTTING_DOWN, "421 4.3.2 "),
+            (RESTORING, "421 4.3.2 "),
             (TIMEOUT, "421 4.4.2 "),
             (TOO_MANY_SESSIONS, "421 4.7.0 "),
             (TOO_MANY_SESSIONS_FROM_CLIENT, "421 4.7.0 "),

@@ -10,7 +10,10 @@ pub mod ring;
 pub mod shard;
 
 pub use id::MessageId;
-pub use shard::{Incoming, Listing, MessageRef, Rcpt, Shard, ShardConfig, ShardStats, StoreError};
+pub use shard::{
+    Incoming, Listing, MessageRef, Rcpt, RestoreError, Shard, ShardConfig, ShardStats,
+    SnapshotMessage, StoreError,
+};
 
 use crate::address::InboxKey;
 

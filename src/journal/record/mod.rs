@@ -38,7 +38,7 @@ pub const FRAME_PAYLOAD_BYTES_MAX: usize = 1 << 30;
 pub const FLAG_SEALED: u32 = 1;
 
 /// A message id as the journal writes it (`store::MessageId`'s three parts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Archive, Serialize)]
 pub struct IdRecord {
     pub boot_micros: u64,
     pub shard_idx: u16,

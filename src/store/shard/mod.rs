@@ -122,6 +122,11 @@ impl<'a> Rcpt<'a> {
 /// Why a message was not stored.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Stored in memory, but the journal could not make it durable (the sender gets a
+    /// 451 and tries again). The store itself never returns it; the runtime's delivery
+    /// across shards does, through the same reply as the store's own errors.
+    #[error("the journal could not make the message durable")]
+    NotDurable,
     /// The message (with its envelope) is larger than the whole ring, so it can never fit.
     #[error("message needs {size_bytes} bytes but the shard's ring holds {capacity_bytes}")]
     TooLarge {
@@ -130,6 +135,19 @@ pub enum StoreError {
         /// The ring's capacity.
         capacity_bytes: usize,
     },
+}
+
+/// A live message as a snapshot writes it (`Shard::snapshot_chunk`).
+pub struct SnapshotMessage<'a> {
+    pub seq: u64,
+    pub id: MessageId,
+    pub received_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub mail_from: &'a str,
+    /// (inbox key, address as written) of each inbox of this shard still holding it.
+    pub rcpts: &'a [(&'a str, &'a str)],
+    /// The stored bytes (our Received header and the client's message).
+    pub raw: &'a [u8],
 }
 
 /// Why a message was not restored.
@@ -418,6 +436,8 @@ impl Shard {
     /// its times and its place in each inbox. Only before the first `insert`, in the order
     /// the messages were received; a message that has expired at `now_ms` is skipped.
     ///
+    /// Returns the seq it got here (`None`: skipped, expired or already restored).
+    ///
     /// # Errors
     /// `TooLarge` as for `insert`; `OutOfOrder` if `id` does not come after the newest
     /// message of one of its inboxes (restores must keep inboxes in id order, which
@@ -431,17 +451,17 @@ impl Shard {
         id: MessageId,
         expires_at_ms: u64,
         now_ms: u64,
-    ) -> Result<bool, RestoreError> {
+    ) -> Result<Option<u64>, RestoreError> {
         assert!(
             self.first_native_seq == self.front_seq + self.entries.len() as u64,
             "restore after insert"
         );
         if expires_at_ms <= now_ms {
-            return Ok(false);
+            return Ok(None);
         }
         if self.restored_seqs.contains_key(&id) {
             // The same message twice (a snapshot and the journal both had it).
-            return Ok(false);
+            return Ok(None);
         }
         for rcpt in incoming.rcpts {
             if let Some((_, seqs)) = self.index.get(rcpt.key.as_str())
@@ -459,7 +479,58 @@ impl Shard {
         self.restored.push_back(id);
         self.restored_seqs.insert(id, seq);
         self.first_native_seq = seq + 1;
-        Ok(true)
+        Ok(Some(seq))
+    }
+
+    /// The seq of the oldest message the store still has an entry for (the next seq to
+    /// issue when it is empty): every message with a smaller seq is gone.
+    pub fn oldest_seq(&self) -> u64 {
+        self.front_seq
+    }
+
+    /// The seq the next `insert` will get.
+    pub fn next_seq(&self) -> u64 {
+        self.front_seq + self.entries.len() as u64
+    }
+
+    /// Calls `f` with every live message from seq `from_seq` on, oldest first, at most
+    /// `limit` of them, and returns the seq to continue from: what a snapshot writes, a
+    /// chunk at a time so the executor can serve others in between. Each message comes
+    /// with the recipients of inboxes that still hold it.
+    pub fn snapshot_chunk(
+        &self,
+        from_seq: u64,
+        limit: usize,
+        mut f: impl FnMut(SnapshotMessage<'_>),
+    ) -> u64 {
+        let mut seq = from_seq.max(self.front_seq);
+        let end_seq = self.next_seq();
+        let mut n_given = 0;
+        while seq < end_seq && n_given < limit {
+            let entry = &self.entries[self.entry_idx(seq)];
+            if entry.n_inbox_refs > 0 {
+                let (envelope, raw) = self
+                    .ring
+                    .bytes(entry.slot)
+                    .split_at(entry.envelope_bytes as usize);
+                let (mail_from, rcpt_records) = read_envelope(envelope);
+                let rcpts: Vec<(&str, &str)> = rcpt_records
+                    .filter(|(key, _)| self.index.contains(key, seq))
+                    .collect();
+                f(SnapshotMessage {
+                    seq,
+                    id: self.id_of(seq),
+                    received_at_ms: entry.received_at_ms,
+                    expires_at_ms: entry.expires_at_ms,
+                    mail_from,
+                    rcpts: &rcpts,
+                    raw,
+                });
+                n_given += 1;
+            }
+            seq += 1;
+        }
+        seq
     }
 
     /// Drops every message whose TTL has passed at `now_ms`; returns how many.
@@ -765,76 +836,9 @@ impl fmt::Debug for MessageRef<'_> {
     }
 }
 
-/// The recipient records of an envelope: (inbox key, address as written) pairs.
-#[derive(Clone, Copy)]
-struct RcptRecords<'a> {
-    bytes: &'a [u8],
-}
+mod envelope;
 
-impl<'a> Iterator for RcptRecords<'a> {
-    type Item = (&'a str, &'a str);
-
-    fn next(&mut self) -> Option<(&'a str, &'a str)> {
-        if self.bytes.is_empty() {
-            return None;
-        }
-        let key = take_str(&mut self.bytes);
-        let written = take_str(&mut self.bytes);
-        // An empty spelling means "as the key": most clients write addresses in lowercase.
-        Some((key, if written.is_empty() { key } else { written }))
-    }
-}
-
-/// Bytes of the envelope encoding: `len mail_from`, then per recipient `len key len written`
-/// where `written` is empty when it equals `key`. Lengths are 4-byte little-endian. Saturates
-/// (and then cannot fit any ring) on absurd lengths.
-fn envelope_len(mail_from: &str, rcpts: &[(&str, &str)]) -> usize {
-    rcpts.iter().fold(
-        LEN_PREFIX_BYTES.saturating_add(mail_from.len()),
-        |sum, (key, written)| {
-            let written_len = if key == written { 0 } else { written.len() };
-            sum.saturating_add(2 * LEN_PREFIX_BYTES)
-                .saturating_add(key.len())
-                .saturating_add(written_len)
-        },
-    )
-}
-
-/// Writes the envelope into `out`, which is exactly `envelope_len` bytes long. Every string
-/// fits a 4-byte length because the whole envelope does (checked by `insert`).
-fn write_envelope(out: &mut [u8], mail_from: &str, rcpts: &[(&str, &str)]) {
-    let mut rest = put_str(out, mail_from);
-    for (key, written) in rcpts {
-        rest = put_str(rest, key);
-        rest = put_str(rest, if key == written { "" } else { written });
-    }
-    assert!(rest.is_empty(), "envelope length mismatch");
-}
-
-fn put_str<'o>(out: &'o mut [u8], text: &str) -> &'o mut [u8] {
-    let (prefix, rest) = out.split_at_mut(LEN_PREFIX_BYTES);
-    prefix.copy_from_slice(&(text.len() as u32).to_le_bytes());
-    let (body, rest) = rest.split_at_mut(text.len());
-    body.copy_from_slice(text.as_bytes());
-    rest
-}
-
-/// Splits an envelope into MAIL FROM and its recipient records.
-fn read_envelope(envelope: &[u8]) -> (&str, RcptRecords<'_>) {
-    let mut bytes = envelope;
-    let mail_from = take_str(&mut bytes);
-    (mail_from, RcptRecords { bytes })
-}
-
-/// Reads one length-prefixed string. The envelope was written by `write_envelope` from
-/// `&str`s, so a failure here means the ring is corrupt: crash rather than serve garbage.
-fn take_str<'a>(bytes: &mut &'a [u8]) -> &'a str {
-    let (prefix, rest) = bytes.split_at(LEN_PREFIX_BYTES);
-    let len = u32::from_le_bytes(prefix.try_into().expect("4-byte prefix")) as usize;
-    let (text, rest) = rest.split_at(len);
-    *bytes = rest;
-    std::str::from_utf8(text).expect("envelope strings are UTF-8")
-}
+use envelope::{RcptRecords, envelope_len, read_envelope, write_envelope};
 
 #[cfg(test)]
 mod tests;

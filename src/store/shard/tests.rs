@@ -391,7 +391,7 @@ fn refuses_what_can_never_fit() {
             size_bytes,
             capacity_bytes,
         }) => assert_eq!((size_bytes, capacity_bytes), (64 + 4 + 16, 64)),
-        Ok(message_id) => panic!("stored {message_id:?}"),
+        other => panic!("{other:?}"),
     }
     assert_eq!(
         shard.stats(),
@@ -505,6 +505,27 @@ fn restore(
     expires_at_ms: u64,
     now_ms: u64,
 ) -> Result<bool, RestoreError> {
+    restore_seq(
+        shard,
+        written,
+        body,
+        id,
+        received_at_ms,
+        expires_at_ms,
+        now_ms,
+    )
+    .map(|seq| seq.is_some())
+}
+
+fn restore_seq(
+    shard: &mut Shard,
+    written: &[&str],
+    body: &str,
+    id: MessageId,
+    received_at_ms: u64,
+    expires_at_ms: u64,
+    now_ms: u64,
+) -> Result<Option<u64>, RestoreError> {
     let parts: [&[u8]; 1] = [body.as_bytes()];
     let rcpts = rcpts(written);
     shard.restore(
@@ -581,4 +602,36 @@ fn restored_messages_keep_their_ids_times_and_order() {
     shard.expire(5_000);
     assert_eq!(shard.stats().messages_held, 0);
     shard.check_invariants();
+}
+
+#[test]
+fn snapshot_chunks_give_live_messages_with_the_inboxes_still_holding_them() {
+    let mut shard = new_shard(64 * 1024, 10, 1000);
+    let first = put(&mut shard, &["a@x.test", "B@x.test"], "one", 0);
+    let second = put(&mut shard, &["a@x.test"], "two", 0);
+    let third = put(&mut shard, &["c@x.test"], "three", 0);
+    assert!(shard.delete_message(&key("a@x.test"), first));
+    assert!(shard.delete_message(&key("a@x.test"), second));
+    let mut seen = Vec::new();
+    let mut from = 0;
+    while from < shard.next_seq() {
+        from = shard.snapshot_chunk(from, 1, |message| {
+            let rcpts: Vec<String> = message
+                .rcpts
+                .iter()
+                .map(|(key, written)| format!("{key}={written}"))
+                .collect();
+            seen.push((message.id, rcpts, message.raw.ends_with(b"one")));
+        });
+    }
+    assert_eq!(
+        seen,
+        [
+            (first, vec!["b@x.test=B@x.test".to_string()], true),
+            (third, vec!["c@x.test=c@x.test".to_string()], false),
+        ]
+    );
+    assert_eq!(shard.oldest_seq(), 1);
+    shard.expire(5_000);
+    assert_eq!(shard.oldest_seq(), shard.next_seq());
 }
