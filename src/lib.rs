@@ -18,6 +18,8 @@
 pub mod address;
 pub mod clock;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod mail;
 pub mod metrics;
