@@ -22,6 +22,8 @@ pub mod address;
 pub mod alloc;
 pub mod clock;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod journal;
 pub mod mail;

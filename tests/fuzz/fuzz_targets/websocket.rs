@@ -1,0 +1,7 @@
+//! Fuzz target: an upgraded WebSocket under hostile frames, and the handshake's validation.
+//! The harness and its assertions live in the library, so `cargo test --test fuzz_corpus`
+//! replays this target's corpus without a fuzzer.
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mayfly::fuzzing::websocket(data));
