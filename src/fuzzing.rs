@@ -121,23 +121,18 @@ const SMTP_TOKEN_BLOCK: u8 = 0xFA;
 /// Bytes of `SMTP_TOKEN_BLOCK`.
 const SMTP_BLOCK_BYTES: usize = 4096;
 
-/// The HTTP server's request limits (`net::http_conn::LIMITS`, private there).
-pub const HTTP_LIMITS: Limits = Limits {
-    head_bytes_max: 8 * 1024,
-    headers_max: 32,
-    body_bytes_max: 64 * 1024,
-    target_bytes_max: 2 * 1024,
-};
+/// The HTTP server's request limits.
+pub const HTTP_LIMITS: Limits = crate::net::http_conn::LIMITS;
 /// Inputs up to this long are parsed at every split; longer ones at a sample of splits
 /// (every split of a 4 KiB input would make the fuzzer 40 times slower).
 const HTTP_EVERY_SPLIT_BYTES_MAX: usize = 512;
 /// Splits tried on longer inputs, spread evenly, besides those around the request's end.
 const HTTP_SAMPLED_SPLITS: usize = 48;
 
-/// `net::ws_conn::READ_BUFFER_BYTES`: the WebSocket read buffer.
-const WS_READ_BUFFER_BYTES: usize = 512;
-/// `net::ws_conn::CLIENT_MESSAGE_BYTES_MAX`: the largest message or frame a client may send.
-const WS_CLIENT_MESSAGE_BYTES_MAX: usize = 4096;
+/// The WebSocket read buffer.
+const WS_READ_BUFFER_BYTES: usize = crate::net::ws_conn::READ_BUFFER_BYTES;
+/// The largest message or frame a client may send.
+const WS_CLIENT_MESSAGE_BYTES_MAX: usize = crate::net::ws_conn::CLIENT_MESSAGE_BYTES_MAX;
 /// A summary the harness pushes through the socket, as the writer half of `ws_conn` does.
 const WS_SUMMARY: &str = r#"{"id":"0000000000000001","from":"a@example.test","subject":"hi"}"#;
 /// Longest frame header the server writes for a summary (2 bytes up to 125 bytes of
@@ -1137,19 +1132,6 @@ fn check_http_splits(buf: &[u8], whole: &Result<Option<(Request, usize)>, Respon
             (Ok(Some(early)), Ok(Some(late))) => {
                 assert_eq!(&early, late, "a prefix of {split_len} parsed differently")
             }
-            // FIXME(`http::request::parse`): once more than `head_bytes_max` bytes are
-            // buffered without a complete head, the answer is 431; but a buffer holding a
-            // byte httparse rejects *after* that point, read whole, gets httparse's
-            // verdict: 400, or 505 for a bad version. So the status depends on the reads,
-            // against the module's promise (regression inputs `*-depends-on-split-past-
-            // head-limit` in `regressions/http_request/`, and a test in
-            // `tests/fuzz_corpus.rs` that pins today's answers). Both refuse and close;
-            // this tolerates exactly those pairs until `parse` looks at no more than the
-            // first `head_bytes_max + 1` bytes of a head.
-            (Err(early), Err(late))
-                if split_len > HTTP_LIMITS.head_bytes_max
-                    && early.status == 431
-                    && matches!(late.status, 400 | 505) => {}
             (Err(early), Err(late)) => assert_eq!(
                 early.status, late.status,
                 "a prefix of {split_len} was refused differently"

@@ -25,7 +25,7 @@ use crate::net::tls::{self, Conn};
 use crate::net::{NetCtx, Shards, ws_conn};
 
 /// Request-size limits; a request over them is refused, never buffered.
-const LIMITS: Limits = Limits {
+pub const LIMITS: Limits = Limits {
     head_bytes_max: 8 * 1024,
     headers_max: 32,
     body_bytes_max: 64 * 1024,

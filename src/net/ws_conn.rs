@@ -40,11 +40,11 @@ pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Largest message a client may send. Clients have nothing to say but control frames;
 /// the cap keeps a misbehaving one from making us buffer.
-const CLIENT_MESSAGE_BYTES_MAX: usize = 4096;
+pub const CLIENT_MESSAGE_BYTES_MAX: usize = 4096;
 /// Read buffer per socket. Clients send only control frames (at most 131 bytes); a bigger
 /// frame grows the buffer while it lasts. tungstenite's default, 128 KiB, would make 10 000
 /// idle sockets cost 1.3 GB.
-const READ_BUFFER_BYTES: usize = 512;
+pub const READ_BUFFER_BYTES: usize = 512;
 /// Pings missed before a silent peer is dropped: the read timeout is this many intervals.
 const PINGS_MISSED_MAX: u32 = 2;
 

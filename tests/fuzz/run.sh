@@ -45,6 +45,9 @@ len_control() {
 input_bytes_max=65536
 
 export RUSTC_BOOTSTRAP=1
+# cargo-fuzz passes its flags in RUSTFLAGS, which replaces .cargo/config.toml's; the
+# sanitizer needs ammonia's unstable API as the server does (src/mail/sanitize/mod.rs).
+export RUSTFLAGS="${RUSTFLAGS:-} --cfg ammonia_unstable"
 fuzz_dir=tests/fuzz
 log=$fuzz_dir/work/campaign.log
 mkdir -p "$fuzz_dir/work"
