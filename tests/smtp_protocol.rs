@@ -1002,3 +1002,56 @@ fn data_after_bdat_in_one_transaction_is_refused() {
     smtp.expect("RSET", "250");
     assert_stays_empty(&server, "mix@example.test");
 }
+
+/// A message of exactly the SIZE the server advertises is stored: SIZE leaves room in the
+/// shard's ring for our Received header and the largest envelope (it once advertised the
+/// whole ring, and such a message got "552 5.3.4 too big for the store").
+#[test]
+fn a_message_of_exactly_the_advertised_size_is_stored() {
+    let server = Server::start(&[
+        "--max-memory",
+        "1MiB",
+        "--max-message-size",
+        "1MiB",
+        "--max-recipients",
+        "2",
+    ]);
+    let mut smtp = server.smtp();
+    let ehlo = smtp.cmd("EHLO size.example");
+    let size: usize = ehlo
+        .text()
+        .lines()
+        .find_map(|line| line.strip_prefix("250-SIZE "))
+        .expect("SIZE advertised")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!(
+        size < 1 << 20,
+        "SIZE {size} leaves no room for the envelope"
+    );
+    assert!(
+        size > (1 << 20) - 64 * 1024,
+        "SIZE {size} is far below the ring"
+    );
+    let mut message = b"Subject: exactly SIZE\r\n\r\n".to_vec();
+    while message.len() < size {
+        let line_bytes = (size - message.len()).min(900);
+        if line_bytes < 3 {
+            // Too short for a line of its own: lengthen the one before.
+            message.truncate(message.len() - 2);
+            message.extend(std::iter::repeat_n(b'a', line_bytes));
+            message.extend_from_slice(b"\r\n");
+            continue;
+        }
+        message.extend(std::iter::repeat_n(b'a', line_bytes - 2));
+        message.extend_from_slice(b"\r\n");
+    }
+    assert_eq!(message.len(), size);
+    smtp.send_mail("s@example.test", &["exact@example.test"], &message);
+    server.assert_single_stored("exact@example.test", &message);
+    smtp.expect(
+        &format!("MAIL FROM:<s@example.test> SIZE={}", size + 1),
+        "552",
+    );
+}

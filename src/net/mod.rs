@@ -127,7 +127,7 @@ impl<S: Shards> NetCtx<S> {
     ) -> NetCtx<S> {
         let session_config = Rc::new(SessionConfig {
             hostname: config.hostname.clone(),
-            message_bytes_max: config.message_bytes_max,
+            message_bytes_max: message_bytes_max_stored(&config),
             recipients_max: config.recipients_max,
             domains: config.domains.clone(),
             starttls_available: tls.is_some(),
@@ -170,6 +170,20 @@ impl<S: Shards> NetCtx<S> {
     pub fn open_connections(&self) -> u64 {
         self.counters.smtp_sessions_open.get() + self.counters.http_connections_open.get()
     }
+}
+
+/// The largest message SIZE advertises and the session accepts: `--max-message-size`, or
+/// less when a shard's ring could not also hold our Received header and the largest
+/// envelope beside it (so a message of exactly the advertised size is always stored,
+/// never refused with "too big for the store").
+pub fn message_bytes_max_stored(config: &Config) -> usize {
+    let ring_bytes = config.memory_bytes_max / config.cores.max(1);
+    let spellings_max = config.recipients_max * crate::smtp::session::SPELLINGS_PER_INBOX_MAX;
+    let overhead_bytes = crate::smtp::session::RECEIVED_HEADER_BYTES_MAX
+        + crate::store::envelope_bytes_max(spellings_max, crate::smtp::parser::PATH_BYTES_MAX);
+    config
+        .message_bytes_max
+        .min(ring_bytes.saturating_sub(overhead_bytes))
 }
 
 /// Starts the accept loops of one executor on its listeners.

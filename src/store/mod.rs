@@ -12,7 +12,7 @@ pub mod shard;
 pub use id::MessageId;
 pub use shard::{
     Incoming, Listing, MessageRef, Rcpt, RestoreError, Shard, ShardConfig, ShardStats,
-    SnapshotMessage, StoreError,
+    SnapshotMessage, StoreError, envelope_bytes_max,
 };
 
 use crate::address::InboxKey;

@@ -56,6 +56,9 @@ use crate::smtp::session::received::{QUEUE_ID_BYTES_MAX, push_token, truncate_st
 use crate::smtp::session::recipients::{Added, Recipients};
 
 pub use received::RECEIVED_LINE_BYTES_MAX;
+/// The most bytes our Received header takes: two lines of at most
+/// `RECEIVED_LINE_BYTES_MAX` octets each, with their CRLFs.
+pub const RECEIVED_HEADER_BYTES_MAX: usize = 2 * (RECEIVED_LINE_BYTES_MAX + 2);
 pub use recipients::{RECIPIENTS_TEXT_KEPT_BYTES, SPELLINGS_PER_INBOX_MAX};
 
 /// Errors a client may make before it is disconnected (Postfix's `smtpd_hard_error_limit`).

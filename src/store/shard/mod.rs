@@ -150,6 +150,15 @@ pub struct SnapshotMessage<'a> {
     pub raw: &'a [u8],
 }
 
+/// The most ring bytes the envelope of one message can take: MAIL FROM and `n_rcpts_max`
+/// recipients of at most `address_bytes_max` bytes each (a key, lowercased, can be up to
+/// three times longer than the address it comes from, in UTF-8).
+pub fn envelope_bytes_max(n_rcpts_max: usize, address_bytes_max: usize) -> usize {
+    LEN_PREFIX_BYTES
+        + address_bytes_max
+        + n_rcpts_max * (2 * LEN_PREFIX_BYTES + 4 * address_bytes_max)
+}
+
 /// Why a message was not restored.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
