@@ -98,6 +98,23 @@ pub fn wipe_str(string: &mut String) {
     string.clear();
 }
 
+/// `wipe`, when wiping is on (`set_wipe_on_free`): for buffers reused from one message to
+/// the next, which `--wipe-freed-memory false` leaves as they are along with freed blocks.
+pub fn wipe_if_on(bytes: &mut [u8]) {
+    if wipe_on_free() {
+        wipe(bytes);
+    }
+}
+
+/// `wipe_str` when wiping is on; otherwise only empties `string`.
+pub fn wipe_str_if_on(string: &mut String) {
+    if wipe_on_free() {
+        wipe_str(string);
+    } else {
+        string.clear();
+    }
+}
+
 /// Zeroes all of `string`'s memory, spare capacity included, then empties it, keeping the
 /// capacity: [`wipe_vec`] for a `String` (an envelope address kept between transactions).
 pub fn wipe_string(string: &mut String) {

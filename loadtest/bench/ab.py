@@ -3,6 +3,12 @@
 
 Usage: ab.py [--rounds N] [--secs S] [--rest S] [--load "BLASTER ARGS"] NAME=PATH [NAME=PATH ...]
 
+PATH may carry extra server flags after it, separated by spaces (quote the whole spec):
+`journal="target/release/mayfly --durability journal --data-dir {data}"`; `{data}` becomes a
+fresh empty directory under --data-root for every run (removed afterwards), so durability
+modes can be compared with the same binary. For those, the journal's fdatasyncs per message
+are read from /metrics after the run and printed.
+
 Each run starts one binary fresh (`taskset -c 0 ... --cores 1 --max-memory 512MiB`, as
 bench.py does), drives it with smtp-blaster on CPU 1 for --secs seconds (default load: the
 100 KiB workload, `-c 16 --size 102400 --pipelining`), and reads the server's utime+stime
@@ -15,9 +21,12 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
+import tempfile
 import time
+import urllib.request
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -29,27 +38,45 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def run_once(path, args):
+def metric(http, name):
+    text = urllib.request.urlopen(f"http://{http}/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def run_once(spec, args):
+    path, *extra = spec.split()
+    data = tempfile.mkdtemp(prefix="ab-data-", dir=args.data_root) if any("{data}" in a for a in extra) else None
+    extra = [a.replace("{data}", data) if data else a for a in extra]
     server = subprocess.Popen(["taskset", "-c", "0", path, "--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0",
                                "--cores", "1", "--max-memory", "512MiB", "--max-sessions-per-core", "12000",
-                               "--log-level", "warn"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               "--log-level", "warn", *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               env={**os.environ, "MAYFLY_MAX_SESSIONS_PER_IP": "0"})
+    fsyncs = None
     try:
-        match = re.search(r"smtp=(\S+)", server.stdout.readline().decode())
+        line = server.stdout.readline().decode()
+        match = re.search(r"smtp=(\S+)", line)
+        http = re.search(r"http=(\S+)", line)
         if not match:
             raise RuntimeError(f"{path} did not start")
         ticks_before = cpu_ticks(server.pid)
         blast = subprocess.run(["taskset", "-c", "1", args.blaster, match.group(1), "--json", "--timeout", "10",
                                 "-d", str(args.secs), *args.load.split()], capture_output=True, timeout=120)
         ticks_after = cpu_ticks(server.pid)
+        if data:
+            fsyncs = metric(http.group(1), "mayfly_journal_fsyncs_total")
     finally:
         server.terminate()
         server.wait()
+        if data:
+            shutil.rmtree(data, ignore_errors=True)
     report = json.loads(blast.stdout)
     n_messages = report["messages_accepted"]
     cpu_us = (ticks_after - ticks_before) / CLK_TCK * 1e6
     return {"us_per_msg": cpu_us / n_messages, "msgs_per_s": report["messages_per_sec"],
-            "rejected": report.get("messages_rejected"), "load1": os.getloadavg()[0]}
+            "rejected": report.get("messages_rejected"), "load1": os.getloadavg()[0],
+            "fsyncs_per_msg": fsyncs / n_messages if fsyncs is not None else None,
+            "lat_p99_us": (report.get("latency_us") or {}).get("p99")}
 
 
 def main():
@@ -59,6 +86,8 @@ def main():
     parser.add_argument("--rest", type=float, default=0.0)
     parser.add_argument("--load", default="-c 16 --size 102400 --pipelining")
     parser.add_argument("--blaster", default=os.environ.get("SMTP_BLASTER", "target/release/smtp-blaster"))
+    parser.add_argument("--data-root", default="/var/tmp",
+                        help="where {data} directories are made: a real disk, not tmpfs")
     parser.add_argument("binaries", nargs="+", metavar="NAME=PATH")
     args = parser.parse_args()
     binaries = [spec.split("=", 1) for spec in args.binaries]
@@ -69,12 +98,17 @@ def main():
             time.sleep(args.rest)
             run = run_once(path, args)
             results[name].append(run)
+            fsyncs = f", {run['fsyncs_per_msg']:.3f} fsyncs/msg" if run["fsyncs_per_msg"] is not None else ""
             print(f"round {round_idx} {name}: {run['us_per_msg']:.1f} us/msg, {run['msgs_per_s']:,.0f} msg/s, "
-                  f"rejected {run['rejected']}, load {run['load1']:.2f}", flush=True)
+                  f"p99 {run['lat_p99_us']} us{fsyncs}, rejected {run['rejected']}, load {run['load1']:.2f}",
+                  flush=True)
     for name, runs in results.items():
         median_us = statistics.median(run["us_per_msg"] for run in runs)
+        median_rate = statistics.median(run["msgs_per_s"] for run in runs)
         per_core = f" = {int(size.group(1)) / median_us / 1e3:.2f} GB/s per core" if size else ""
-        print(f"median {name}: {median_us:.1f} us/msg{per_core}; "
+        fsyncs = [run["fsyncs_per_msg"] for run in runs if run["fsyncs_per_msg"] is not None]
+        fsync_text = f", {statistics.median(fsyncs):.3f} fsyncs/msg" if fsyncs else ""
+        print(f"median {name}: {median_us:.1f} us/msg{per_core}, {median_rate:,.0f} msg/s{fsync_text}; "
               f"all {[round(run['us_per_msg'], 1) for run in runs]}")
 
 

@@ -325,15 +325,16 @@ settings! {
         bounds: Duration(Duration::ZERO..=Duration::from_secs(3_600)),
         help: "On SIGTERM, how long a session in the middle of a transaction may take to finish it",
     },
-    /// Zero every heap block when it is freed, so message bytes do not linger in freed memory.
+    /// Zero every heap block when it is freed, and a session's buffers after each message,
+    /// so message bytes do not linger in memory after they are used.
     wipe_freed_memory: bool = wipe_freed_memory {
         shape: Bool,
         value: "BOOL",
         default: "true",
         bounds: Other("true or false"),
         parse: parse_bool,
-        help: "Zero every heap block when it is freed, so message bytes do not linger in freed \
-               memory (true or false)",
+        help: "Zero every heap block when it is freed, and each session's buffers after each \
+               message, so message bytes do not linger in memory (true or false)",
     },
     /// Whether the client's IP address may appear in logs and Received headers.
     log_client_ip: bool = log_client_ip {

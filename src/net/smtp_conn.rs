@@ -240,12 +240,12 @@ impl<S: Shards> Connection<S> {
                     // buffer is reused, so an open session holds only what it has not
                     // processed yet: one memset over what passes through here.
                     if self.start == self.end {
-                        crate::alloc::wipe(&mut self.buf[..self.end]);
+                        crate::alloc::wipe_if_on(&mut self.buf[..self.end]);
                         (self.start, self.end) = (0, 0);
                     } else if self.end == self.buf.len() || self.buf.len() > READ_BUFFER_BYTES {
                         let n_pending = self.end - self.start;
                         self.buf.copy_within(self.start..self.end, 0);
-                        crate::alloc::wipe(&mut self.buf[n_pending..self.end]);
+                        crate::alloc::wipe_if_on(&mut self.buf[n_pending..self.end]);
                         (self.start, self.end) = (0, n_pending);
                     }
                     if self.buf.len() > READ_BUFFER_BYTES {
@@ -436,7 +436,7 @@ impl<S: Shards> Connection<S> {
         }
         self.session.delivered(delivery, &mut self.out);
         // The header names the message's recipient and time: wiped with the message.
-        crate::alloc::wipe(&mut self.received_header);
+        crate::alloc::wipe_if_on(&mut self.received_header);
         self.refuse_mail_if_over_rate();
     }
 }

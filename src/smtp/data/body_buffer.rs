@@ -55,7 +55,7 @@ impl BodyBuffer {
 
     /// Empties the body, wiping every byte that was written, and keeps the memory.
     pub fn clear(&mut self) {
-        crate::alloc::wipe(&mut self.bytes[..self.dirty_end]);
+        crate::alloc::wipe_if_on(&mut self.bytes[..self.dirty_end]);
         self.len = 0;
         self.dirty_end = 0;
     }

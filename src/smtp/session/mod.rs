@@ -871,7 +871,7 @@ impl Session {
         self.smtputf8 = false;
         self.used_bdat = false;
         self.awaiting_delivery = false;
-        crate::alloc::wipe_str(&mut self.mail_from);
+        crate::alloc::wipe_str_if_on(&mut self.mail_from);
         self.recipients.clear();
         // Wipes what the message wrote; freed memory is wiped by the allocator.
         self.body.clear();

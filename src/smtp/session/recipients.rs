@@ -83,9 +83,9 @@ impl Recipients {
     /// Forgets every recipient; keeps at most `RECIPIENTS_TEXT_KEPT_BYTES` of memory per list.
     pub(super) fn clear(&mut self) {
         // Addresses of a delivered (maybe since deleted) message: wiped, not just dropped.
-        crate::alloc::wipe_str(&mut self.spellings);
+        crate::alloc::wipe_str_if_on(&mut self.spellings);
         self.spellings.shrink_to(RECIPIENTS_TEXT_KEPT_BYTES);
-        crate::alloc::wipe_str(&mut self.keys);
+        crate::alloc::wipe_str_if_on(&mut self.keys);
         self.keys.shrink_to(RECIPIENTS_TEXT_KEPT_BYTES);
         self.n_spellings = 0;
         self.n_inboxes = 0;
