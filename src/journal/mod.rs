@@ -257,6 +257,9 @@ pub async fn run_flusher(
     let mut next_number = config.first_file_number;
     let mut writer: Option<FileWriter> = None;
     let mut writer_last_seq = 0u64;
+    // The next file, created (zeros written ahead, tens of milliseconds) while the current
+    // one takes commits, so a rotation does not stall them.
+    let mut next_file: Option<glommio::Task<std::io::Result<FileWriter>>> = None;
     loop {
         let signalled = signals.next().await.is_some();
         loop {
@@ -265,18 +268,40 @@ pub async fn run_flusher(
                 break;
             }
             if writer.is_none() {
-                match FileWriter::create(
-                    &config.dir,
-                    config.shard_idx,
-                    next_number,
-                    config.keys.as_ref(),
-                    now_ms(),
-                )
-                .await
-                {
-                    Ok(created) => {
+                let created = match next_file.take() {
+                    Some(task) => task.await,
+                    None => {
+                        let created = FileWriter::create(
+                            &config.dir,
+                            config.shard_idx,
+                            next_number,
+                            config.keys.as_ref(),
+                            now_ms(),
+                            config.file_bytes_max,
+                        )
+                        .await;
                         next_number += 1;
+                        created
+                    }
+                };
+                match created {
+                    Ok(created) => {
                         writer = Some(created);
+                        let (dir, keys) = (config.dir.clone(), config.keys.clone());
+                        let (shard_idx, number) = (config.shard_idx, next_number);
+                        let (bytes, created_at_ms) = (config.file_bytes_max, now_ms());
+                        next_file = Some(glommio::spawn_local(async move {
+                            FileWriter::create(
+                                &dir,
+                                shard_idx,
+                                number,
+                                keys.as_ref(),
+                                created_at_ms,
+                                bytes,
+                            )
+                            .await
+                        }));
+                        next_number += 1;
                     }
                     Err(error) => {
                         tracing::error!(
@@ -334,6 +359,14 @@ pub async fn run_flusher(
     }
     if let Some(file) = writer.take() {
         close_file(&journal, file, writer_last_seq).await;
+    }
+    // A file made ahead and never written holds nothing: it goes.
+    if let Some(task) = next_file.take()
+        && let Ok(unused) = task.await
+    {
+        let path = unused.path().to_path_buf();
+        unused.close().await;
+        let _ = glommio::io::remove(&path).await;
     }
 }
 

@@ -60,14 +60,17 @@ pub trait Shards: 'static {
     fn shutdown_triggered(&self) -> bool;
 
     /// Stores a finished transaction in every recipient's shard. `Delivery::Stored` means
-    /// every copy is stored; only then may the session answer 250.
+    /// every copy is stored; with a journal, the copies must also become durable before the
+    /// 250 is sent: the returned `Durability` settles that (or says why not), and the
+    /// caller awaits it before it writes the reply, so the copies of every message of one
+    /// read of pipelined input share their journal commits.
     async fn deliver<'q>(
         &self,
         transaction: &Transaction<'_>,
         received_header: &[u8],
         queue_id: &'q str,
         received_at: SystemTime,
-    ) -> Delivery<'q>;
+    ) -> (Delivery<'q>, Option<Durability>);
 
     /// Answers an inbox request in the shard that owns the inbox (parking a long poll there).
     async fn serve_inbox(&self, request: InboxRequest) -> Response;
@@ -82,6 +85,19 @@ pub trait Shards: 'static {
 
     /// A snapshot of every shard's counters, index = shard.
     async fn metrics(&self) -> Vec<Snapshot>;
+}
+
+/// Settles when every copy of a stored message is durable (`Ok`), or says which reply the
+/// message gets instead.
+pub type Durability = futures_util::future::LocalBoxFuture<'static, Result<(), NotDurable>>;
+
+/// Why a message stored in memory is not acknowledged after all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotDurable {
+    /// A journal could not write it, or a shard went away: `451 4.3.0`.
+    Temporary,
+    /// A shard's store cannot hold it: `552 5.3.4`.
+    TooLarge,
 }
 
 /// What one executor's socket loops share.

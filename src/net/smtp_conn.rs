@@ -24,7 +24,7 @@ use glommio::net::{TcpListener, TcpStream};
 use crate::metrics::Counters;
 use crate::net::conns::{ConnGuard, Kind};
 use crate::net::tls::{self, Conn};
-use crate::net::{NetCtx, Shards};
+use crate::net::{Durability, NetCtx, NotDurable, Shards};
 use crate::smtp::{Delivery, Event, Session, Transaction, reply};
 
 /// Read buffer per session. `Session::advance` consumes every body byte and leaves less than
@@ -119,6 +119,9 @@ struct Connection<S> {
     /// When the message being received (DATA body, or BDAT chunks up to LAST) must be
     /// complete; `None` outside a transfer.
     transfer_deadline: Option<Instant>,
+    /// Replies in `out` that wait for their message to become durable (with a journal),
+    /// and where they are in `out`.
+    pending: Vec<(std::ops::Range<usize>, Durability)>,
 }
 
 impl<S> Drop for Connection<S> {
@@ -163,6 +166,7 @@ async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: b
         peer_ip,
         command_deadline: Instant::now() + ctx.config.command_timeout,
         transfer_deadline: None,
+        pending: Vec::new(),
     };
     conn.refuse_mail_if_over_rate();
     let guard = ctx.connections.register(stream.as_raw_fd(), Kind::Smtp);
@@ -197,6 +201,35 @@ async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: b
 }
 
 impl<S: Shards> Connection<S> {
+    /// Waits until every message whose 250 is in `out` is durable (with a journal); a reply
+    /// whose message did not become durable is replaced by the one it gets instead. Every
+    /// message of one read of pipelined input is settled here together, so they share the
+    /// journal's commits.
+    async fn settle(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        // Replies before a replaced one keep their place; later ones move by the difference.
+        let mut shift: isize = 0;
+        for (range, durability) in pending {
+            let Err(why) = durability.await else {
+                continue;
+            };
+            let replacement = match why {
+                NotDurable::Temporary => reply::TEMPORARY_FAILURE,
+                NotDurable::TooLarge => reply::STORE_TOO_BIG,
+            };
+            let start = range.start.saturating_add_signed(shift);
+            let end = range.end.saturating_add_signed(shift);
+            self.out.splice(start..end, replacement.iter().copied());
+            shift += replacement.len() as isize - range.len() as isize;
+            tracing::warn!(
+                "a stored message could not be made durable; it gets {why:?} instead of 250"
+            );
+        }
+    }
+
     /// The TLS handshake (STARTTLS or `--smtps`), then the session over TLS until it ends.
     async fn run_over_tls(&mut self, stream: TcpStream, guard: ConnGuard<'_>, implicit_tls: bool) {
         let Some((mut tls_stream, negotiated)) = tls::accept(&self.ctx, stream).await else {
@@ -228,6 +261,7 @@ impl<S: Shards> Connection<S> {
                         // A command was answered: the next one gets a whole timeout.
                         self.command_deadline = Instant::now() + self.command_timeout();
                     }
+                    self.settle().await;
                     if !flush(&ctx, stream, &mut self.out).await {
                         return End::Close;
                     }
@@ -313,6 +347,7 @@ impl<S: Shards> Connection<S> {
                 }
                 Event::Deliver => self.deliver().await,
                 Event::StartTls => {
+                    self.settle().await;
                     return if flush(&ctx, stream, &mut self.out).await {
                         End::StartTls
                     } else {
@@ -320,6 +355,7 @@ impl<S: Shards> Connection<S> {
                     };
                 }
                 Event::Quit | Event::Close => {
+                    self.settle().await;
                     let _ = flush(&ctx, stream, &mut self.out).await;
                     return End::Close;
                 }
@@ -416,7 +452,7 @@ impl<S: Shards> Connection<S> {
         self.session
             .write_received_header(&self.queue_id, now, &mut self.received_header);
         let transaction = self.session.transaction();
-        let delivery = ctx
+        let (delivery, durability) = ctx
             .shards
             .deliver(&transaction, &self.received_header, &self.queue_id, now)
             .await;
@@ -434,7 +470,12 @@ impl<S: Shards> Connection<S> {
             ctx.client_limits
                 .count_message(self.peer_ip, Instant::now());
         }
+        let reply_start = self.out.len();
         self.session.delivered(delivery, &mut self.out);
+        if let Some(durability) = durability {
+            // The 250 is written but not sent: `settle` awaits this before `out` goes out.
+            self.pending.push((reply_start..self.out.len(), durability));
+        }
         // The header names the message's recipient and time: wiped with the message.
         crate::alloc::wipe_if_on(&mut self.received_header);
         self.refuse_mail_if_over_rate();

@@ -27,7 +27,7 @@ use crate::journal::record::{IdRecord, RcptRecord, Record};
 use crate::journal::{Journal, NotDurable};
 use crate::mail::{ParsedMessage, ViewCache};
 use crate::metrics::{Counters, Snapshot};
-use crate::net::Shards;
+use crate::net::{Durability, NotDurable as NotAcknowledged, Shards};
 use crate::runtime::Shutdown;
 use crate::smtp::{Delivery, Transaction};
 use crate::store::{self, Incoming, MessageId, Rcpt, Shard, StoreError};
@@ -101,8 +101,8 @@ pub struct ShardCtx {
     pub(crate) ready: Cell<bool>,
 }
 
-/// What a journal receiver gives when the shard has no journal.
-type Durability = futures_channel::oneshot::Receiver<Result<(), NotDurable>>;
+/// Completes when a journal record is durable (or failed).
+type JournalReceiver = futures_channel::oneshot::Receiver<Result<(), NotDurable>>;
 
 /// Counts one parked long poll for as long as it lives, however it ends (answered, timed
 /// out, or dropped because its client hung up), so the per-core cap frees at once.
@@ -183,7 +183,7 @@ impl ShardCtx {
 
     /// Inserts into this executor's own shard, journals it (with a journal: the receiver
     /// completes when it is durable), and tells the watchers of the inboxes it touched.
-    fn insert(&self, incoming: &Incoming<'_>) -> Result<Option<Durability>, StoreError> {
+    fn insert(&self, incoming: &Incoming<'_>) -> Result<Option<JournalReceiver>, StoreError> {
         let mut store = self.store.borrow_mut();
         // The receive time is "now" closely enough (the store keeps its clock monotonic),
         // and it saves a clock read per message.
@@ -229,7 +229,7 @@ impl ShardCtx {
         Ok(durable)
     }
 
-    fn store_job(&self, job: &StoreJob) -> Result<Option<Durability>, StoreError> {
+    fn store_job(&self, job: &StoreJob) -> Result<Option<JournalReceiver>, StoreError> {
         let rcpts: Vec<Rcpt<'_>> = job
             .rcpts
             .iter()
@@ -497,11 +497,11 @@ impl Shards for ShardCtx {
         received_header: &[u8],
         queue_id: &'q str,
         received_at: SystemTime,
-    ) -> Delivery<'q> {
+    ) -> (Delivery<'q>, Option<Durability>) {
         let size_bytes = received_header.len() + transaction.body.len();
         let ring_bytes = self.store.borrow().config().ring_bytes;
         if size_bytes > ring_bytes {
-            return Delivery::TooLarge;
+            return (Delivery::TooLarge, None);
         }
         let received_at_ms = unix_ms(received_at);
         let mut local_rcpts: Vec<Rcpt<'_>> = Vec::new();
@@ -547,7 +547,7 @@ impl Shards for ShardCtx {
                     .is_err()
                 {
                     tracing::error!(shard_idx, "peer shard is gone; message refused with 451");
-                    return Delivery::TemporaryFailure;
+                    return (Delivery::TemporaryFailure, None);
                 }
                 replies.push(answer);
             }
@@ -568,33 +568,53 @@ impl Shards for ShardCtx {
                 Err(error) => outcome = Err(error),
             }
         }
+        let body_bytes = transaction.body.len() as u64;
+        if self.journal.is_some() {
+            // Stored in memory here and being stored elsewhere; the reply waits for every
+            // copy's journal commit, which the caller awaits once per read of input.
+            if let Err(error) = outcome {
+                return (delivery_of(&error, queue_id), None);
+            }
+            let counters = self.counters.clone();
+            let durability = async move {
+                let mut settled = Ok(());
+                for answer in replies {
+                    settled = settled.and(match answer.await {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(StoreError::TooLarge { .. })) => Err(NotAcknowledged::TooLarge),
+                        Ok(Err(StoreError::NotDurable)) | Err(_) => Err(NotAcknowledged::Temporary),
+                    });
+                }
+                if let Some(local) = local_durable
+                    && !matches!(local.await, Ok(Ok(())))
+                {
+                    settled = settled.and(Err(NotAcknowledged::Temporary));
+                }
+                if settled.is_ok() {
+                    Counters::add(&counters.messages_accepted_total, 1);
+                    Counters::add(&counters.message_bytes_accepted_total, body_bytes);
+                }
+                settled
+            };
+            return (Delivery::Stored { queue_id }, Some(Box::pin(durability)));
+        }
         for answer in replies {
             match answer.await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => outcome = Err(error),
                 Err(_canceled) => {
                     tracing::error!("peer shard dropped a store request; message refused with 451");
-                    return Delivery::TemporaryFailure;
+                    return (Delivery::TemporaryFailure, None);
                 }
             }
-        }
-        // A 250 means journaled too: wait for the group commit that holds this copy.
-        if let Some(durable) = local_durable
-            && !matches!(durable.await, Ok(Ok(())))
-        {
-            return Delivery::TemporaryFailure;
         }
         match outcome {
             Ok(()) => {
                 Counters::add(&self.counters.messages_accepted_total, 1);
-                Counters::add(
-                    &self.counters.message_bytes_accepted_total,
-                    transaction.body.len() as u64,
-                );
-                Delivery::Stored { queue_id }
+                Counters::add(&self.counters.message_bytes_accepted_total, body_bytes);
+                (Delivery::Stored { queue_id }, None)
             }
-            Err(StoreError::TooLarge { .. }) => Delivery::TooLarge,
-            Err(StoreError::NotDurable) => Delivery::TemporaryFailure,
+            Err(error) => (delivery_of(&error, queue_id), None),
         }
     }
 
@@ -656,6 +676,15 @@ impl Shards for ShardCtx {
             snapshots.push(snapshot);
         }
         snapshots
+    }
+}
+
+/// The reply a message gets when one of its copies was not stored.
+fn delivery_of<'q>(error: &StoreError, queue_id: &'q str) -> Delivery<'q> {
+    let _ = queue_id;
+    match error {
+        StoreError::TooLarge { .. } => Delivery::TooLarge,
+        StoreError::NotDurable => Delivery::TemporaryFailure,
     }
 }
 
