@@ -56,7 +56,8 @@ impl Drop for DataDir {
 }
 
 fn start(data: &DataDir, extra: &[&str]) -> Server {
-    let mut args = vec!["--data-dir", data.arg()];
+    // Small files: each is zero-filled ahead when it is made.
+    let mut args = vec!["--data-dir", data.arg(), "--journal-file-size", "1MiB"];
     args.extend_from_slice(extra);
     Server::start(&args)
 }
@@ -320,12 +321,19 @@ fn sealed_files_hold_no_plaintext_and_need_their_key() {
     std::fs::remove_dir_all(&keys).unwrap();
 }
 
-/// Flips one byte in the middle of the first journal file.
+/// Flips one byte of the frames of a journal file, `at_fraction` of the way through them
+/// (files are zero-filled ahead: the frames end where the zeros start).
 fn flip_a_byte(file: &Path, at_fraction: f64) {
     let mut bytes = std::fs::read(file).unwrap();
-    let at = 4096 + ((bytes.len() - 4096) as f64 * at_fraction) as usize;
+    let data_end = data_end(&bytes);
+    let at = 4096 + ((data_end - 4096) as f64 * at_fraction) as usize;
     bytes[at] ^= 0x5a;
     std::fs::write(file, bytes).unwrap();
+}
+
+/// Where a journal file's frames end (its last non-zero byte, plus one).
+fn data_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).expect("data") + 1
 }
 
 #[test]
@@ -341,8 +349,9 @@ fn a_damaged_journal_is_reported_and_the_rest_restored() {
         );
     }
     kill_9(server);
+    // The first file holds the frames; the second was made ahead and holds none.
     let files = data.journal_files();
-    assert_eq!(files.len(), 1);
+    assert_eq!(files.len(), 2);
     flip_a_byte(&files[0], 0.5);
     let server = start(&data, &[]);
     let total = server.inbox("damaged@example.test")["total"]
@@ -362,9 +371,8 @@ fn a_damaged_journal_is_reported_and_the_rest_restored() {
     // A file cut in the middle of a frame (a torn write): the tail is cut off.
     let file = &data.journal_files()[0];
     let bytes = std::fs::read(file).unwrap();
-    // The last block is padded with zeros: cut inside the last frame, before its end.
-    let data_end = bytes.iter().rposition(|&b| b != 0).expect("data") + 1;
-    std::fs::write(file, &bytes[..data_end - 100]).unwrap();
+    // Cut inside the last frame, before its end.
+    std::fs::write(file, &bytes[..data_end(&bytes) - 100]).unwrap();
     let server = start(&data, &[]);
     let total = server.inbox("damaged@example.test")["total"]
         .as_u64()
