@@ -2,13 +2,16 @@
 # Mayfly vs Postfix smtp-sink on one machine, interleaved, server and load pinned apart.
 #
 # Usage: loadtest/run-bench.sh [--quick] [--rounds N] [--out DIR] [--only PARTS] [--flamegraphs]
-#                              [--catchers LIST]
+#                              [--catchers LIST] [--durability MODES]
 #
-#   --quick         smaller runs, 1 round, no 1 M store (about 3 minutes)
+#   --quick         smaller runs, 1 round, no 1 M store (about 5 minutes)
 #   --rounds N      rounds of the interleaved workloads (default 5; medians are reported)
 #   --out DIR       where results go (default loadtest/results)
-#   --only PARTS    comma list of: interleaved, ring, held, sweeps, probe (default all);
-#                   catchers alone runs only the mail-catcher comparison
+#   --only PARTS    comma list of: interleaved, ring, held, sweeps, probe, durability, restore
+#                   (default all); catchers alone runs only the mail-catcher comparison
+#   --durability MODES  the --durability modes the durability part runs side by side (comma list
+#                   of none, snapshot, journal; default all three); adds that part to --only.
+#                   Data directories go under DATA_ROOT (default /var/tmp: a real disk, not tmpfs)
 #   --catchers LIST also compare these mail catchers in every interleaved round (comma list of
 #                   mailcrab, maildev, haraka, inbucket, mailpit; "none" for none). Default: the
 #                   ones loadtest/bench/catchers.sh has installed ("catchers.sh install" first)
@@ -20,6 +23,7 @@
 #   CARGO_TARGET_DIR                where cargo builds (default: the workspace's target/)
 #   SERVER_CPUS=0 LOAD_CPUS=1       CPU lists for the server (taskset) and the load
 #   MACHINE=name                    machine tag in result file names (default: hostname)
+#   DATA_ROOT=/var/tmp              where the durability and restore parts make data directories
 #   MAX_BUSY=0.5                    before each round and part, wait (at most 30 s) until other work
 #                                   on the machine uses less than this many CPUs
 #   MAYFLY_CATCHERS_DIR             where catchers.sh installs the catchers (/var/tmp/mayfly-catchers)
@@ -36,7 +40,8 @@ root="$(cd "$here/.." && pwd)"
 quick=""
 rounds=""
 out="$here/results"
-only="interleaved,ring,held,sweeps,probe"
+only="interleaved,ring,held,sweeps,probe,durability,restore"
+durability_modes="none,snapshot,journal"
 flame=""
 catchers=""
 while [[ $# -gt 0 ]]; do
@@ -47,6 +52,7 @@ while [[ $# -gt 0 ]]; do
         --only) only="$2"; shift ;;
         --flamegraphs) flame=1 ;;
         --catchers) catchers="$2"; shift ;;
+        --durability) durability_modes="$2"; [[ ",$only," == *,durability,* ]] || only="$only,durability"; shift ;;
         -h|--help) sed -n "2,$(grep -n '^set -euo' "$0" | cut -d: -f1)p" "$0" | head -n -1 | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run-bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -74,7 +80,8 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 args=(--out "$out" --mayfly "$MAYFLY" --blaster "$SMTP_BLASTER"
       --server-cpus "${SERVER_CPUS:-0}" --load-cpus "${LOAD_CPUS:-1}"
       --commit "$commit" --machine "${MACHINE:-$(hostname -s 2>/dev/null || echo machine)}"
-      --max-load "${MAX_BUSY:-0.5}" --only "$only")
+      --max-load "${MAX_BUSY:-0.5}" --only "$only"
+      --durability-modes "$durability_modes" --data-root "${DATA_ROOT:-/var/tmp}")
 [[ -n "$quick" ]] && args+=("$quick")
 [[ -n "$rounds" ]] && args+=(--rounds "$rounds")
 catchers_dir="${MAYFLY_CATCHERS_DIR:-/var/tmp/mayfly-catchers}"

@@ -13,6 +13,9 @@ and the other mail catchers (catchers.py, installed by catchers.sh), in rotating
 after each run counts through the server's own interface how many of the acknowledged
 messages it actually holds.
 
+The durability and restore parts (durability.py) run Mayfly alone under --durability none,
+snapshot and journal, and time restarts from a journal and from a snapshot.
+
 Every run is bounded in messages and time; everything talks to 127.0.0.1 only.
 Python 3 standard library only.
 """
@@ -34,6 +37,7 @@ import time
 import urllib.request
 
 import catchers
+import durability
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -188,7 +192,7 @@ def mayfly_env():
     return env
 
 
-def start_mayfly(cfg, max_memory=MAYFLY_MEMORY, extra=(), cpus=None):
+def start_mayfly(cfg, max_memory=MAYFLY_MEMORY, extra=(), cpus=None, start_timeout=60):
     cpus = cpus or cfg.server_cpus
     cmd = ["taskset", "-c", cpus, cfg.mayfly,
            "--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0",
@@ -200,7 +204,7 @@ def start_mayfly(cfg, max_memory=MAYFLY_MEMORY, extra=(), cpus=None):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
                             env=mayfly_env())
     line = b""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if line or proc.poll() is not None:
@@ -965,6 +969,7 @@ def markdown(results, rows):
                      f"server core busy {fmt(r.get('server_cpu_frac'), 2)}, whole machine busy {fmt(r.get('busy_cpu_frac'), 2)}")
         L.append(f"- load during the loaded probes: {fmt(hp.get('load', {}).get('msgs_per_s'), 0)} msg/s (open loop).")
         L.append("")
+    L += durability.markdown(sys.modules[__name__], results)
     return "\n".join(L) + "\n"
 
 
@@ -1061,9 +1066,13 @@ def main():
     ap.add_argument("--max-load", type=float, default=0.5,
                     help="wait for other work on the machine to drop below this many CPUs")
     ap.add_argument("--max-wait-quiet", type=float, default=30)
-    ap.add_argument("--only", default="interleaved,ring,held,sweeps,probe",
-                    help="comma list of parts: interleaved, ring, held, sweeps, probe, catchers "
-                         "(catchers: only the catcher comparison, when interleaved is not run)")
+    ap.add_argument("--only", default="interleaved,ring,held,sweeps,probe,durability,restore",
+                    help="comma list of parts: interleaved, ring, held, sweeps, probe, durability, restore, "
+                         "catchers (catchers: only the catcher comparison, when interleaved is not run)")
+    ap.add_argument("--durability-modes", default=",".join(durability.MODES),
+                    help="the --durability modes the durability part compares")
+    ap.add_argument("--data-root", default="/var/tmp",
+                    help="where the durability and restore parts make data directories: a real disk, not tmpfs")
     ap.add_argument("--catchers", default="",
                     help=f"comma list of mail catchers to compare in each interleaved round: {', '.join(catchers.NAMES)}")
     ap.add_argument("--catchers-dir", default="/var/tmp/mayfly-catchers",
@@ -1097,6 +1106,9 @@ def main():
     cfg.probes = 100 if q else 400
     cfg.probe_rate = 20000
     cfg.probe_load_secs = 10 if q else 20
+    cfg.durability_modes = [m for m in cfg.durability_modes.split(",") if m]
+    cfg.durability_secs = 2 if q else 3
+    cfg.restore_messages = 100000 if q else 1000000
     cfg.n_catch_1k = CATCH_QUICK_1K_MESSAGES if q else CATCH_1K_MESSAGES
     cfg.n_catch_100k = CATCH_QUICK_100K_MESSAGES if q else CATCH_100K_MESSAGES
     os.makedirs(cfg.out, exist_ok=True)
@@ -1105,6 +1117,7 @@ def main():
     parts = set(cfg.only.split(","))
     # a catchers-only run gets a name of its own, so it does not replace a full run's files
     suffix = ("-quick" if q else "") + ("-catchers" if parts == {"catchers"} else "")
+    suffix += "-durability" if parts and parts <= {"durability", "restore"} else ""
     suffix += "".join(f"-{w}" for w in cfg.catch_workloads)
     base = os.path.join(cfg.out, f"{date}-{cfg.commit}-{cfg.machine}{suffix}")
     # server logs (warnings only) go to a scratch directory, not next to the results
@@ -1133,6 +1146,10 @@ def main():
             sweeps(cfg, results)
         if "probe" in parts:
             http_probe(cfg, results)
+        if "durability" in parts:
+            durability.run_modes(sys.modules[__name__], cfg, results)
+        if "restore" in parts:
+            durability.restore(sys.modules[__name__], cfg, results)
     finally:
         results["meta"]["loadavg_end"] = loadavg()
         results["meta"]["elapsed_s"] = time.monotonic() - START

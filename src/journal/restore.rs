@@ -182,7 +182,7 @@ pub async fn restore_shard(
             rcpts,
             received,
             body,
-        })) = files[dir_idx][file_idx].records().nth(record_idx)
+        })) = files[dir_idx][file_idx].record(record_idx)
         else {
             continue;
         };
