@@ -856,8 +856,10 @@ def markdown(results, rows):
     L.append("Numbers are medians over rounds; CPU is the server's utime+stime per accepted message.")
     L.append("")
     if not rows:
-        # only the catcher comparison was run
-        return "\n".join(L + catchers_markdown(results)) + "\n"
+        # only the catcher comparison, or only the durability parts, were run
+        L += catchers_markdown(results)
+        L += durability.markdown(sys.modules[__name__], results)
+        return "\n".join(L) + "\n"
     L.append("| workload | client | Mayfly msg/s | smtp-sink msg/s | ratio | Mayfly CPU us/msg | smtp-sink CPU us/msg | "
              "ratio | Mayfly sys share | Mayfly p50/p99 us | smtp-sink p50/p99 us | other CPU |")
     L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

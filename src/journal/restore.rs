@@ -3,7 +3,10 @@
 //!
 //! A shard restores from the generation `CURRENT` names: its own old directory when
 //! `--cores` is unchanged, every old shard's directory otherwise (keeping the inboxes
-//! that route to it). It reads the files whole, in order, and makes two passes:
+//! that route to it). It makes two passes over the files, each file read whole; the first
+//! pass keeps `KEEP_BETWEEN_PASSES_BYTES` of them for the second, which reads the rest
+//! again, one per old directory at a time (so a restore needs the ring plus a bounded
+//! amount, not the ring plus the whole journal):
 //! 1. every delete: (message, inbox) pairs and, per inbox, the position of its last
 //!    emptying; so that a deleted message is never put back, not even for a moment;
 //! 2. every stored message, oldest first (by receive time and id across old shards),
@@ -32,6 +35,9 @@ use crate::store::{self, Incoming, MessageId, Rcpt, RestoreError, Shard};
 /// Records restored before the restore yields to the executor's other tasks (so the
 /// shard answers `/healthz` while it restores).
 const RECORDS_PER_YIELD: usize = 256;
+/// Pass 1 keeps the first files it reads, up to this many bytes, for pass 2 (which reads
+/// the rest again): restores of small journals read once, large ones stay bounded.
+const KEEP_BETWEEN_PASSES_BYTES: usize = 256 << 20;
 /// Messages a snapshot copies out of the store per chunk.
 const SNAPSHOT_CHUNK_MESSAGES: usize = 256;
 
@@ -94,9 +100,9 @@ pub async fn restore_shard(
     };
     let resharding = old.cores != n_shards;
     // Every file of every old directory this shard reads, in order.
-    let mut files: Vec<Vec<FileContents>> = Vec::with_capacity(old_dirs.len());
+    let mut paths: Vec<Vec<PathBuf>> = Vec::with_capacity(old_dirs.len());
     for dir in &old_dirs {
-        let paths = match Layout::journal_files(dir) {
+        paths.push(match Layout::journal_files(dir) {
             Ok(paths) => paths,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(source) => {
@@ -105,12 +111,24 @@ pub async fn restore_shard(
                     source,
                 });
             }
-        };
-        let mut contents = Vec::with_capacity(paths.len());
-        for path in paths {
-            let file = FileContents::read(&path, keys).await?;
+        });
+    }
+
+    // Pass 1, one file in memory at a time (a restore must fit beside the ring it fills):
+    // deletes, and where every stored record is.
+    let mut deleted: HashSet<(IdRecord, String)> = HashSet::new();
+    let mut emptied: HashMap<String, Position> = HashMap::new();
+    let mut order: Vec<(u64, IdRecord, Position)> = Vec::new();
+    let mut kept: Vec<Vec<Option<FileContents>>> = paths
+        .iter()
+        .map(|dir_paths| dir_paths.iter().map(|_| None).collect())
+        .collect();
+    let mut kept_bytes = 0;
+    for (dir_idx, dir_paths) in paths.iter().enumerate() {
+        for (file_idx, path) in dir_paths.iter().enumerate() {
+            let file = FileContents::read(path, keys).await?;
             stats.files_read += 1;
-            stats.bytes_read += std::fs::metadata(&path).map_or(0, |m| m.len());
+            stats.bytes_read += std::fs::metadata(path).map_or(0, |m| m.len());
             stats.frames_corrupt += file.n_corrupt;
             stats.torn_tails += u64::from(file.torn_tail);
             if file.n_corrupt > 0 || file.torn_tail {
@@ -121,48 +139,26 @@ pub async fn restore_shard(
                     "journal file damaged; the damaged records are skipped"
                 );
             }
-            contents.push(file);
-            glommio::yield_if_needed().await;
-        }
-        files.push(contents);
-    }
-
-    // Pass 1: deletes.
-    let mut deleted: HashSet<(IdRecord, String)> = HashSet::new();
-    let mut emptied: HashMap<String, Position> = HashMap::new();
-    for (dir_idx, dir_files) in files.iter().enumerate() {
-        for (file_idx, file) in dir_files.iter().enumerate() {
             for (record_idx, record) in file.records().enumerate() {
+                let position = (dir_idx, file_idx, record_idx);
                 match record {
                     Ok(ArchivedRecord::Deleted { id, key }) => {
                         deleted.insert((id.to_native(), key.as_ref().to_string()));
                     }
                     Ok(ArchivedRecord::InboxDeleted { key }) => {
-                        emptied.insert(key.as_ref().to_string(), (dir_idx, file_idx, record_idx));
+                        emptied.insert(key.as_ref().to_string(), position);
                     }
-                    Ok(ArchivedRecord::Stored { .. }) => {}
+                    Ok(ArchivedRecord::Stored {
+                        id, received_at_ms, ..
+                    }) => order.push((received_at_ms.to_native(), id.to_native(), position)),
                     Err(()) => stats.archives_invalid += 1,
                 }
             }
-        }
-    }
-
-    // Pass 2: stored messages, in receive order.
-    let mut order: Vec<(u64, IdRecord, Position)> = Vec::new();
-    for (dir_idx, dir_files) in files.iter().enumerate() {
-        for (file_idx, file) in dir_files.iter().enumerate() {
-            for (record_idx, record) in file.records().enumerate() {
-                if let Ok(ArchivedRecord::Stored {
-                    id, received_at_ms, ..
-                }) = record
-                {
-                    order.push((
-                        received_at_ms.to_native(),
-                        id.to_native(),
-                        (dir_idx, file_idx, record_idx),
-                    ));
-                }
+            if kept_bytes + file.len_bytes() <= KEEP_BETWEEN_PASSES_BYTES {
+                kept_bytes += file.len_bytes();
+                kept[dir_idx][file_idx] = Some(file);
             }
+            glommio::yield_if_needed().await;
         }
     }
     if resharding {
@@ -171,9 +167,30 @@ pub async fn restore_shard(
             (received_at_ms, id.boot_micros, id.shard_idx, id.seq)
         });
     }
+
+    // Pass 2: stored messages, in receive order, reading the files pass 1 did not keep
+    // again. Each old
+    // directory's records come in file order, so one file per directory is in memory
+    // (a file is read again only if its clock stepped back across a file boundary).
+    let mut loaded: Vec<Option<(usize, FileContents)>> = paths.iter().map(|_| None).collect();
     let mut n_since_yield = 0;
     for (_, _, position) in order {
         let (dir_idx, file_idx, record_idx) = position;
+        if loaded[dir_idx]
+            .as_ref()
+            .is_none_or(|&(loaded_idx, _)| loaded_idx != file_idx)
+        {
+            // Drop the old one first: never two files of a directory at once.
+            loaded[dir_idx] = None;
+            let file = match kept[dir_idx][file_idx].take() {
+                Some(file) => file,
+                None => FileContents::read(&paths[dir_idx][file_idx], keys).await?,
+            };
+            loaded[dir_idx] = Some((file_idx, file));
+        }
+        let Some((_, file)) = &loaded[dir_idx] else {
+            continue;
+        };
         let Some(Ok(ArchivedRecord::Stored {
             id,
             received_at_ms,
@@ -182,7 +199,7 @@ pub async fn restore_shard(
             rcpts,
             received,
             body,
-        })) = files[dir_idx][file_idx].record(record_idx)
+        })) = file.record(record_idx)
         else {
             continue;
         };

@@ -401,6 +401,11 @@ impl FileContents {
         (0..self.archives.len()).filter_map(|idx| self.record(idx))
     }
 
+    /// Bytes held in memory.
+    pub fn len_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Record `idx` of the file, validated; None past the end. (Not `records().nth(idx)`,
     /// which validates every record before it: quadratic over a restore.)
     pub fn record(&self, idx: usize) -> Option<Result<&record::ArchivedRecord<'static>, ()>> {
