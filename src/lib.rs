@@ -9,6 +9,7 @@
 //! - `store`: one shard's ring buffer and inbox index, and routing of inboxes to shards.
 //! - `mail`: the parsed views of a stored message and their cache; HTML sanitizing.
 //! - `http`: HTTP/1.1 request parsing, routing and JSON rendering, with no IO.
+//! - `mailbox`: an inbox as POP3 and IMAP clients see it (UIDs, sizes, seen flags).
 //! - `watch`: long polls and WebSocket subscriptions, parked at the owning shard.
 //! - `net`: the socket loops, listeners, TLS, per-client limits; the only code with sockets.
 //! - `runtime`: executors, the shard mesh, delivery, housekeeping and shutdown.
@@ -27,6 +28,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod journal;
 pub mod mail;
+pub mod mailbox;
 pub mod metrics;
 pub mod net;
 pub mod notify;
