@@ -1,4 +1,5 @@
-//! Inbox index of one shard: inbox key -> the sequence numbers of its messages, oldest first.
+//! Inbox index of one shard: inbox key -> the sequence numbers of its messages, oldest
+//! first, with each message's seen flag and the numbers mail clients' UIDs come from.
 //!
 //! Messages themselves live once in the shard's ring, whatever the number of recipients;
 //! an inbox only lists sequence numbers. Sequence numbers only grow, so every inbox is sorted,
@@ -10,20 +11,110 @@
 
 use std::collections::{HashMap, VecDeque};
 
-/// Estimated heap bytes of one inbox besides its key: the hash table slot (a `Box<str>` and
-/// a `VecDeque`, 48 bytes, plus control byte and spare capacity) and the deque's first buffer.
-pub const INBOX_OVERHEAD_BYTES: usize = 96;
+/// Estimated heap bytes of one inbox besides its key: the hash table slot (a `Box<str>`, a
+/// `VecDeque` and the two UID numbers, 64 bytes, plus control byte and spare capacity) and
+/// the deque's first buffer.
+pub const INBOX_OVERHEAD_BYTES: usize = 112;
 /// Estimated heap bytes per sequence number held in an inbox (8, doubled for the spare
 /// capacity a growing `VecDeque` keeps).
 pub const INBOX_SEQ_BYTES: usize = 16;
 
-/// Inbox key -> sequence numbers, oldest first.
+/// One inbox: its messages' sequence numbers, oldest first, each with its seen flag, and
+/// what mail clients' UIDs are counted from.
+///
+/// A slot holds `seq << 1 | seen`, so the flag costs no memory (seqs stay far below 2^63).
+/// UIDs (`uid`) are `seq - uid_base + 1`: they grow with the seqs and are never reused while
+/// the inbox lives. An inbox that empties is removed; its next life starts a new base, and
+/// so a new `uid_validity`.
+#[derive(Debug)]
+pub struct Inbox {
+    slots: VecDeque<u64>,
+    /// The seq UID 1 stands for.
+    uid_base: u64,
+    /// The newest seq this inbox ever held (its UIDNEXT is one past it), deleted or not.
+    last_seq: u64,
+}
+
+impl Inbox {
+    fn new(seq: u64) -> Inbox {
+        Inbox {
+            slots: VecDeque::new(),
+            uid_base: seq,
+            last_seq: seq,
+        }
+    }
+
+    /// Messages held.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Never true for an inbox the index holds.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The seq at position `idx` (0 = oldest).
+    pub fn seq_at(&self, idx: usize) -> u64 {
+        self.slots[idx] >> 1
+    }
+
+    /// Whether the message at position `idx` was seen.
+    pub fn seen_at(&self, idx: usize) -> bool {
+        self.slots[idx] & 1 == 1
+    }
+
+    /// The newest seq held.
+    pub fn newest(&self) -> Option<u64> {
+        self.slots.back().map(|slot| slot >> 1)
+    }
+
+    /// The oldest seq held.
+    pub fn oldest(&self) -> Option<u64> {
+        self.slots.front().map(|slot| slot >> 1)
+    }
+
+    /// Position of `seq`, by binary search.
+    pub fn position(&self, seq: u64) -> Option<usize> {
+        self.slots.binary_search_by_key(&seq, |slot| slot >> 1).ok()
+    }
+
+    /// The number of leading messages whose seq satisfies `pred` (which must be true for a
+    /// prefix): a binary search.
+    pub fn partition_point(&self, pred: impl Fn(u64) -> bool) -> usize {
+        self.slots.partition_point(|slot| pred(slot >> 1))
+    }
+
+    /// Every (seq, seen), oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (u64, bool)> + ExactSizeIterator + '_ {
+        self.slots.iter().map(|slot| (slot >> 1, slot & 1 == 1))
+    }
+
+    /// The UID of `seq` in this life of the inbox.
+    pub fn uid(&self, seq: u64) -> u32 {
+        // `push` keeps every seq held within u32 range of the base.
+        (seq - self.uid_base + 1) as u32
+    }
+
+    /// One past the newest UID this life of the inbox ever gave.
+    pub fn uid_next(&self) -> u32 {
+        self.uid(self.last_seq) + 1
+    }
+
+    /// Names this life of the inbox among all lives of all inboxes of this shard's process
+    /// (with the shard's own salt mixed in by the caller): the seq it started from.
+    pub fn uid_base(&self) -> u64 {
+        self.uid_base
+    }
+}
+
+/// Inbox key -> its messages, oldest first.
 ///
 /// Invariants: no inbox is empty (an inbox that loses its last message is removed), each is
 /// strictly increasing, and `meta_bytes` is the sum of the estimates of the inboxes held.
 #[derive(Default)]
 pub struct InboxIndex {
-    inboxes: HashMap<Box<str>, VecDeque<u64>>,
+    inboxes: HashMap<Box<str>, Inbox>,
     /// Estimated heap bytes, see `INBOX_OVERHEAD_BYTES` and `INBOX_SEQ_BYTES`.
     meta_bytes: usize,
 }
@@ -54,65 +145,87 @@ impl InboxIndex {
         INBOX_OVERHEAD_BYTES + key.len() + INBOX_SEQ_BYTES
     }
 
-    /// The stored key (it lives as long as the index borrow) and the sequence numbers of an inbox.
-    pub fn get(&self, key: &str) -> Option<(&str, &VecDeque<u64>)> {
+    /// The stored key (it lives as long as the index borrow) and the inbox.
+    pub fn get(&self, key: &str) -> Option<(&str, &Inbox)> {
         self.inboxes
             .get_key_value(key)
-            .map(|(key, seqs)| (&**key, seqs))
+            .map(|(key, inbox)| (&**key, inbox))
     }
 
     /// Whether inbox `key` holds `seq`. O(log n) in the inbox's length.
     pub fn contains(&self, key: &str, seq: u64) -> bool {
         self.inboxes
             .get(key)
-            .is_some_and(|seqs| seqs.binary_search(&seq).is_ok())
+            .is_some_and(|inbox| inbox.position(seq).is_some())
     }
 
-    /// Appends `seq` to inbox `key`, creating it if needed. If the inbox then holds more than
-    /// `seqs_max`, its oldest is dropped and returned.
+    /// Appends `seq` (unseen) to inbox `key`, creating it if needed. If the inbox then holds
+    /// more than `seqs_max`, its oldest is dropped and returned.
     ///
     /// # Panics
     /// If `seq` is not newer than every seq in the inbox (sequence numbers only grow).
     pub fn push(&mut self, key: &str, seq: u64, seqs_max: usize) -> Option<u64> {
-        let seqs = match self.inboxes.get_mut(key) {
-            Some(seqs) => seqs,
+        let inbox = match self.inboxes.get_mut(key) {
+            Some(inbox) => inbox,
             None => {
                 self.meta_bytes += INBOX_OVERHEAD_BYTES + key.len();
-                self.inboxes.entry(Box::from(key)).or_default()
+                self.inboxes
+                    .entry(Box::from(key))
+                    .or_insert_with(|| Inbox::new(seq))
             }
         };
         assert!(
-            seqs.back().is_none_or(|&back| back < seq),
+            inbox.newest().is_none_or(|newest| newest < seq),
             "inbox seqs must increase"
         );
-        seqs.push_back(seq);
+        inbox.slots.push_back(seq << 1);
+        inbox.last_seq = seq;
         self.meta_bytes += INBOX_SEQ_BYTES;
-        if seqs.len() <= seqs_max {
-            return None;
+        let dropped = if inbox.slots.len() > seqs_max {
+            self.meta_bytes -= INBOX_SEQ_BYTES;
+            inbox.slots.pop_front().map(|slot| slot >> 1)
+        } else {
+            None
+        };
+        // UIDs and UIDNEXT are 32-bit. An inbox's messages all fit the ring, which holds far
+        // fewer than 2^32 messages, so rebasing on its oldest always brings them in range;
+        // the new base is a new life (a new UIDVALIDITY) for clients.
+        if seq - inbox.uid_base + 2 > u64::from(u32::MAX) {
+            inbox.uid_base = inbox.oldest().unwrap_or(seq);
         }
-        let dropped = seqs.pop_front();
-        self.meta_bytes -= INBOX_SEQ_BYTES;
         // seqs_max >= 1 is the caller's invariant, so the inbox still holds `seq`.
-        debug_assert!(!seqs.is_empty());
+        debug_assert!(!inbox.slots.is_empty());
         dropped
+    }
+
+    /// Sets the seen flag of `seq` in inbox `key`; false if the inbox does not hold it.
+    pub fn set_seen(&mut self, key: &str, seq: u64, seen: bool) -> bool {
+        let Some(inbox) = self.inboxes.get_mut(key) else {
+            return false;
+        };
+        let Some(idx) = inbox.position(seq) else {
+            return false;
+        };
+        inbox.slots[idx] = seq << 1 | u64::from(seen);
+        true
     }
 
     /// Removes `seq` from inbox `key` if it is that inbox's oldest; expiry and eviction take
     /// the shard's oldest message, which is the oldest of every inbox still holding it.
     pub fn remove_oldest_if(&mut self, key: &str, seq: u64) -> bool {
-        let Some(seqs) = self.inboxes.get_mut(key) else {
+        let Some(inbox) = self.inboxes.get_mut(key) else {
             return false;
         };
-        if seqs.front() != Some(&seq) {
+        if inbox.oldest() != Some(seq) {
             debug_assert!(
-                seqs.front().is_some_and(|&front| front > seq),
+                inbox.oldest().is_some_and(|front| front > seq),
                 "older seq left behind"
             );
             return false;
         }
-        seqs.pop_front();
+        inbox.slots.pop_front();
         self.meta_bytes -= INBOX_SEQ_BYTES;
-        if seqs.is_empty() {
+        if inbox.slots.is_empty() {
             self.remove_empty(key);
         }
         true
@@ -121,38 +234,38 @@ impl InboxIndex {
     /// Removes `seq` from inbox `key` wherever it is. O(n) in the inbox's length (bounded by
     /// the inbox cap), never in the shard's size.
     pub fn remove(&mut self, key: &str, seq: u64) -> bool {
-        let Some(seqs) = self.inboxes.get_mut(key) else {
+        let Some(inbox) = self.inboxes.get_mut(key) else {
             return false;
         };
-        let Ok(seq_idx) = seqs.binary_search(&seq) else {
+        let Some(idx) = inbox.position(seq) else {
             return false;
         };
-        seqs.remove(seq_idx);
+        inbox.slots.remove(idx);
         self.meta_bytes -= INBOX_SEQ_BYTES;
-        if seqs.is_empty() {
+        if inbox.slots.is_empty() {
             self.remove_empty(key);
         }
         true
     }
 
     /// Removes a whole inbox and returns its sequence numbers (empty if there was none).
-    pub fn take(&mut self, key: &str) -> VecDeque<u64> {
-        let Some((key, seqs)) = self.inboxes.remove_entry(key) else {
-            return VecDeque::new();
+    pub fn take(&mut self, key: &str) -> Vec<u64> {
+        let Some((key, inbox)) = self.inboxes.remove_entry(key) else {
+            return Vec::new();
         };
-        self.meta_bytes -= INBOX_OVERHEAD_BYTES + key.len() + INBOX_SEQ_BYTES * seqs.len();
-        seqs
+        self.meta_bytes -= INBOX_OVERHEAD_BYTES + key.len() + INBOX_SEQ_BYTES * inbox.len();
+        inbox.iter().map(|(seq, _)| seq).collect()
     }
 
     /// Every inbox, for tests that check invariants by scanning.
     #[cfg(test)]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &VecDeque<u64>)> {
-        self.inboxes.iter().map(|(key, seqs)| (&**key, seqs))
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Inbox)> {
+        self.inboxes.iter().map(|(key, inbox)| (&**key, inbox))
     }
 
     fn remove_empty(&mut self, key: &str) {
-        if let Some((key, seqs)) = self.inboxes.remove_entry(key) {
-            debug_assert!(seqs.is_empty());
+        if let Some((key, inbox)) = self.inboxes.remove_entry(key) {
+            debug_assert!(inbox.slots.is_empty());
             self.meta_bytes -= INBOX_OVERHEAD_BYTES + key.len();
         }
     }
@@ -172,9 +285,17 @@ mod tests {
         assert_eq!(
             index
                 .get("a")
-                .map(|(_, seqs)| seqs.iter().copied().collect::<Vec<_>>()),
+                .map(|(_, inbox)| inbox.iter().map(|(seq, _)| seq).collect::<Vec<_>>()),
             Some(vec![2, 3])
         );
+        assert!(index.set_seen("a", 3, true) && !index.set_seen("a", 1, true));
+        let (_, inbox) = index.get("a").unwrap();
+        assert_eq!(
+            inbox.iter().collect::<Vec<_>>(),
+            vec![(2, false), (3, true)]
+        );
+        // UIDs count from the inbox's first seq, and UIDNEXT from the newest it ever held.
+        assert_eq!((inbox.uid(2), inbox.uid(3), inbox.uid_next()), (2, 3, 4));
         assert!(index.contains("a", 3) && !index.contains("a", 1) && !index.contains("c", 1));
         assert_eq!(
             index.meta_bytes(),

@@ -11,7 +11,7 @@ pub mod shard;
 
 pub use id::MessageId;
 pub use shard::{
-    Incoming, Listing, MessageRef, Rcpt, RestoreError, Shard, ShardConfig, ShardStats,
+    Incoming, Listing, MessageRef, Numbered, Rcpt, RestoreError, Shard, ShardConfig, ShardStats,
     SnapshotMessage, StoreError, envelope_bytes_max,
 };
 

@@ -348,7 +348,11 @@ pub fn execute(
                 },
             )
         }
-        InboxOp::Message { id } => match id.and_then(|id| store.get(key, id)) {
+        InboxOp::Message { id } => match id.and_then(|id| {
+            // Opening a message reads it, for mail clients too (IMAP \Seen, `seen` here).
+            store.set_seen(key, id, true);
+            store.get(key, id)
+        }) {
             Some(message) => {
                 views.ensure_summary(&message);
                 let (Some(summary), Some(parsed)) =
@@ -367,7 +371,10 @@ pub fn execute(
             },
             None => no_such_message(),
         },
-        InboxOp::Raw { id } => match id.and_then(|id| store.get(key, id)) {
+        InboxOp::Raw { id } => match id.and_then(|id| {
+            store.set_seen(key, id, true);
+            store.get(key, id)
+        }) {
             Some(message) => Response::new(200, "message/rfc822", message.raw.to_vec())
                 .with_header("Cache-Control", "no-store"),
             None => no_such_message(),

@@ -40,6 +40,7 @@ pub(super) struct SummaryJson<'a> {
     expires_at: Rfc3339,
     size: usize,
     preview: &'a str,
+    seen: bool,
 }
 
 impl<'a> SummaryJson<'a> {
@@ -54,6 +55,7 @@ impl<'a> SummaryJson<'a> {
             expires_at: Rfc3339::of_ms(message.expires_at_ms),
             size: message.raw.len(),
             preview: &summary.preview,
+            seen: message.seen,
         }
     }
 }

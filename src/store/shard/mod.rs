@@ -221,12 +221,36 @@ pub struct MessageRef<'a> {
     pub expires_at_ms: u64,
     /// The exact stored bytes, contiguous.
     pub raw: &'a [u8],
+    /// Some client of this inbox read it (HTTP, POP3 RETR, IMAP \\Seen).
+    pub seen: bool,
     /// The inbox this view is from (its `rcpts` are this inbox's recipients).
     inbox_key: &'a str,
     /// The envelope's recipient records.
     rcpt_records: RcptRecords<'a>,
     /// The entry's mark, see `mark_cached`.
     cached: &'a Cell<bool>,
+}
+
+/// An inbox as `Shard::numbered` gives it to mail clients.
+pub struct Numbered<'a> {
+    /// Never 0; differs between lives of the inbox and between processes.
+    pub uid_validity: u32,
+    /// One past the newest UID this life of the inbox gave.
+    pub uid_next: u32,
+    /// (UID, message), oldest first.
+    pub messages: Vec<(u32, MessageRef<'a>)>,
+}
+
+/// UIDVALIDITY of one life of an inbox: a mix of the process start, the shard and the seq
+/// the life started from, so no two lives (in this process or a later one) are likely to
+/// share it, and never 0.
+fn uid_validity(boot_micros: u64, shard_idx: u16, uid_base: u64) -> u32 {
+    // splitmix64's finalizer: every input bit reaches every output bit.
+    let mut x = boot_micros ^ u64::from(shard_idx).rotate_left(56) ^ uid_base.rotate_left(17);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x as u32).max(1)
 }
 
 /// One shard's store. See the module documentation for the design.
@@ -473,8 +497,8 @@ impl Shard {
             return Ok(None);
         }
         for rcpt in incoming.rcpts {
-            if let Some((_, seqs)) = self.index.get(rcpt.key.as_str())
-                && let Some(&newest) = seqs.back()
+            if let Some((_, inbox)) = self.index.get(rcpt.key.as_str())
+                && let Some(newest) = inbox.newest()
                 && self.id_of(newest) >= id
             {
                 return Err(RestoreError::OutOfOrder {
@@ -563,7 +587,7 @@ impl Shard {
     /// seq)` tuples, so an id from another boot or shard still has a place in the order),
     /// newest first, at most `limit`. O(log n + limit) in the inbox's length.
     pub fn list(&self, key: &InboxKey<'_>, after: Option<MessageId>, limit: usize) -> Listing<'_> {
-        let Some((stored_key, seqs)) = self.index.get(key.as_str()) else {
+        let Some((stored_key, inbox)) = self.index.get(key.as_str()) else {
             return Listing {
                 total: 0,
                 messages: Vec::new(),
@@ -574,27 +598,28 @@ impl Shard {
         // restored ones in order before them), so "newer than after" is a binary search.
         let first_idx = match after {
             None => 0,
-            Some(after) => seqs.partition_point(|&seq| self.id_of(seq) <= after),
+            Some(after) => inbox.partition_point(|seq| self.id_of(seq) <= after),
         };
-        let messages = seqs
-            .range(first_idx..)
+        let messages = inbox
+            .iter()
+            .skip(first_idx)
             .rev()
             .take(limit)
-            .map(|&seq| self.message_ref(stored_key, seq))
+            .map(|(seq, seen)| self.message_ref(stored_key, seq, seen))
             .collect();
         Listing {
-            total: seqs.len(),
+            total: inbox.len(),
             messages,
-            newest: seqs.back().map(|&seq| self.id_of(seq)),
+            newest: inbox.newest().map(|seq| self.id_of(seq)),
         }
     }
 
     /// One message of an inbox; None if that inbox does not hold it (any more).
     pub fn get(&self, key: &InboxKey<'_>, id: MessageId) -> Option<MessageRef<'_>> {
         let seq = self.local_seq(id)?;
-        let (stored_key, seqs) = self.index.get(key.as_str())?;
-        seqs.binary_search(&seq).ok()?;
-        Some(self.message_ref(stored_key, seq))
+        let (stored_key, inbox) = self.index.get(key.as_str())?;
+        let idx = inbox.position(seq)?;
+        Some(self.message_ref(stored_key, seq, inbox.seen_at(idx)))
     }
 
     /// Removes a message from one inbox; when no inbox holds it any more its bytes are
@@ -618,6 +643,30 @@ impl Shard {
             self.release_ref(seq, Reason::Deleted);
         }
         seqs.len()
+    }
+
+    /// Marks a message of an inbox seen or unseen; false if the inbox does not hold it.
+    pub fn set_seen(&mut self, key: &InboxKey<'_>, id: MessageId, seen: bool) -> bool {
+        self.local_seq(id)
+            .is_some_and(|seq| self.index.set_seen(key.as_str(), seq, seen))
+    }
+
+    /// An inbox as mail clients number it: its UIDVALIDITY and UIDNEXT, and every message,
+    /// oldest first, with its UID and seen flag. None for an inbox that holds nothing.
+    pub fn numbered(&self, key: &InboxKey<'_>) -> Option<Numbered<'_>> {
+        let (stored_key, inbox) = self.index.get(key.as_str())?;
+        Some(Numbered {
+            uid_validity: uid_validity(
+                self.config.boot_micros,
+                self.config.shard_idx,
+                inbox.uid_base(),
+            ),
+            uid_next: inbox.uid_next(),
+            messages: inbox
+                .iter()
+                .map(|(seq, seen)| (inbox.uid(seq), self.message_ref(stored_key, seq, seen)))
+                .collect(),
+        })
     }
 
     /// Counters and gauges.
@@ -692,7 +741,7 @@ impl Shard {
     }
 
     /// A view of live message `seq` from inbox `stored_key` (a key borrowed from the index).
-    fn message_ref<'a>(&'a self, stored_key: &'a str, seq: u64) -> MessageRef<'a> {
+    fn message_ref<'a>(&'a self, stored_key: &'a str, seq: u64, seen: bool) -> MessageRef<'a> {
         let entry = &self.entries[self.entry_idx(seq)];
         debug_assert!(entry.n_inbox_refs > 0, "an inbox refers to a dead message");
         let (envelope, raw) = self
@@ -706,6 +755,7 @@ impl Shard {
             received_at_ms: entry.received_at_ms,
             expires_at_ms: entry.expires_at_ms,
             raw,
+            seen,
             inbox_key: stored_key,
             rcpt_records,
             cached: &entry.cached,

@@ -635,3 +635,59 @@ fn snapshot_chunks_give_live_messages_with_the_inboxes_still_holding_them() {
     shard.expire(5_000);
     assert_eq!(shard.oldest_seq(), shard.next_seq());
 }
+
+#[test]
+fn seen_is_per_inbox_and_uids_grow_within_one_life_of_an_inbox() {
+    let mut shard = new_shard(64 * 1024, 100, 60_000);
+    let first = put(&mut shard, &["a@x.test", "b@x.test"], "one", 1);
+    let second = put(&mut shard, &["a@x.test"], "two", 2);
+    // Seen in one inbox only, although both share the stored message.
+    assert!(shard.set_seen(&key("a@x.test"), first, true));
+    assert!(!shard.set_seen(&key("nobody@x.test"), first, true));
+    let seen = |shard: &Shard, address: &str| -> Vec<bool> {
+        shard
+            .list(&key(address), None, usize::MAX)
+            .messages
+            .iter()
+            .map(|message| message.seen)
+            .collect()
+    };
+    assert_eq!(seen(&shard, "a@x.test"), vec![false, true]);
+    assert_eq!(seen(&shard, "b@x.test"), vec![false]);
+    let a = shard.numbered(&key("a@x.test")).expect("a holds mail");
+    let uids: Vec<(u32, MessageId, bool)> = a
+        .messages
+        .iter()
+        .map(|(uid, message)| (*uid, message.id, message.seen))
+        .collect();
+    assert_eq!(uids, vec![(1, first, true), (2, second, false)]);
+    assert_eq!(a.uid_next, 3);
+    let validity = a.uid_validity;
+    assert_ne!(validity, 0);
+    // Deleting the newest keeps UIDNEXT (a UID is never given twice in one life).
+    assert!(shard.delete_message(&key("a@x.test"), second));
+    let a = shard.numbered(&key("a@x.test")).expect("a holds mail");
+    assert_eq!(
+        (a.uid_validity, a.uid_next, a.messages.len()),
+        (validity, 3, 1)
+    );
+    // Mail for another inbox advances the shard's seqs: a's next UID skips, still ascending.
+    put(&mut shard, &["b@x.test"], "three", 3);
+    let fourth = put(&mut shard, &["a@x.test"], "four", 4);
+    let a = shard.numbered(&key("a@x.test")).expect("a holds mail");
+    assert_eq!(
+        a.messages.last().map(|(uid, m)| (*uid, m.id)),
+        Some((4, fourth))
+    );
+    // Emptied and filled again: a new life, a new UIDVALIDITY, UIDs from 1.
+    assert_eq!(shard.delete_inbox(&key("a@x.test")), 2);
+    assert!(shard.numbered(&key("a@x.test")).is_none());
+    put(&mut shard, &["a@x.test"], "five", 5);
+    let a = shard.numbered(&key("a@x.test")).expect("a holds mail");
+    assert_ne!(a.uid_validity, validity);
+    assert_eq!(
+        a.messages.iter().map(|(uid, _)| *uid).collect::<Vec<_>>(),
+        vec![1]
+    );
+    shard.check_invariants();
+}

@@ -156,6 +156,7 @@ fn lists_summaries_newest_first() {
             "expires_at": "2026-11-27T23:15:44Z",
             "size": RECEIVED.len() + first_message.len(),
             "preview": "Hello world",
+            "seen": false,
         })
     );
 
@@ -227,10 +228,18 @@ fn reads_a_message_and_its_raw_bytes() {
     let message = "From: =?utf-8?q?J=C3=B6rg?= <j@sender.test>\r\nSubject: Hi\r\n  there\r\n\
         Content-Type: text/html\r\n\r\n<p>Hi <script>alert(1)</script><b>you</b></p>\r\n";
     let id = deliver(&mut shard, &[a], message, NOW_MS);
+    let listed = ready_json(run(&mut shard, a, list(None, 50, 0), true), 200);
+    assert_eq!(
+        listed["messages"][0]["seen"], false,
+        "listing marks nothing seen"
+    );
     let body = ready_json(
         run(&mut shard, a, InboxOp::Message { id: Some(id) }, true),
         200,
     );
+    assert_eq!(body["seen"], true, "opening a message marks it seen");
+    let listed = ready_json(run(&mut shard, a, list(None, 50, 0), true), 200);
+    assert_eq!(listed["messages"][0]["seen"], true);
     assert_eq!(
         body["headers"],
         json!([
