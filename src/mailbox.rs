@@ -3,9 +3,9 @@
 //!
 //! The owning shard builds a `Mailbox` from its store (`store::Shard::mailbox`) and sends it
 //! to the connection's executor; the protocol sessions (`pop3`, `imap`) work on it with no
-//! IO. UIDs are the store's: `uid_validity` names one life of the inbox (it changes when
-//! the inbox was emptied and filled again, or the server restarted), and within it UIDs
-//! only grow and are never reused.
+//! IO. UIDs are the store's (`store::Shard::numbered`): they only grow and are never reused
+//! or restarted, also when an inbox empties and fills again; `uid_validity` changes when the
+//! server restarts (restored messages are numbered anew) and after 2^32 messages in a shard.
 
 use crate::store::MessageId;
 

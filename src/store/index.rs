@@ -1,5 +1,5 @@
 //! Inbox index of one shard: inbox key -> the sequence numbers of its messages, oldest
-//! first, with each message's seen flag and the numbers mail clients' UIDs come from.
+//! first, with each message's seen flag and the newest seq it ever held.
 //!
 //! Messages themselves live once in the shard's ring, whatever the number of recipients;
 //! an inbox only lists sequence numbers. Sequence numbers only grow, so every inbox is sorted,
@@ -12,26 +12,21 @@
 use std::collections::{HashMap, VecDeque};
 
 /// Estimated heap bytes of one inbox besides its key: the hash table slot (a `Box<str>`, a
-/// `VecDeque` and the two UID numbers, 64 bytes, plus control byte and spare capacity) and
-/// the deque's first buffer.
-pub const INBOX_OVERHEAD_BYTES: usize = 112;
+/// `VecDeque` and the newest seq, 56 bytes, plus control byte and spare capacity) and the
+/// deque's first buffer.
+pub const INBOX_OVERHEAD_BYTES: usize = 104;
 /// Estimated heap bytes per sequence number held in an inbox (8, doubled for the spare
 /// capacity a growing `VecDeque` keeps).
 pub const INBOX_SEQ_BYTES: usize = 16;
 
 /// One inbox: its messages' sequence numbers, oldest first, each with its seen flag, and
-/// what mail clients' UIDs are counted from.
+/// the newest seq it ever held (mail clients' UIDNEXT is one past it).
 ///
 /// A slot holds `seq << 1 | seen`, so the flag costs no memory (seqs stay far below 2^63).
-/// UIDs (`uid`) are `seq - uid_base + 1`: they grow with the seqs and are never reused while
-/// the inbox lives. An inbox that empties is removed; its next life starts a new base, and
-/// so a new `uid_validity`.
 #[derive(Debug)]
 pub struct Inbox {
     slots: VecDeque<u64>,
-    /// The seq UID 1 stands for.
-    uid_base: u64,
-    /// The newest seq this inbox ever held (its UIDNEXT is one past it), deleted or not.
+    /// The newest seq this inbox ever held, deleted or not.
     last_seq: u64,
 }
 
@@ -39,7 +34,6 @@ impl Inbox {
     fn new(seq: u64) -> Inbox {
         Inbox {
             slots: VecDeque::new(),
-            uid_base: seq,
             last_seq: seq,
         }
     }
@@ -90,21 +84,9 @@ impl Inbox {
         self.slots.iter().map(|slot| (slot >> 1, slot & 1 == 1))
     }
 
-    /// The UID of `seq` in this life of the inbox.
-    pub fn uid(&self, seq: u64) -> u32 {
-        // `push` keeps every seq held within u32 range of the base.
-        (seq - self.uid_base + 1) as u32
-    }
-
-    /// One past the newest UID this life of the inbox ever gave.
-    pub fn uid_next(&self) -> u32 {
-        self.uid(self.last_seq) + 1
-    }
-
-    /// Names this life of the inbox among all lives of all inboxes of this shard's process
-    /// (with the shard's own salt mixed in by the caller): the seq it started from.
-    pub fn uid_base(&self) -> u64 {
-        self.uid_base
+    /// The newest seq this inbox ever held, deleted or not.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
     }
 }
 
@@ -187,12 +169,6 @@ impl InboxIndex {
         } else {
             None
         };
-        // UIDs and UIDNEXT are 32-bit. An inbox's messages all fit the ring, which holds far
-        // fewer than 2^32 messages, so rebasing on its oldest always brings them in range;
-        // the new base is a new life (a new UIDVALIDITY) for clients.
-        if seq - inbox.uid_base + 2 > u64::from(u32::MAX) {
-            inbox.uid_base = inbox.oldest().unwrap_or(seq);
-        }
         // seqs_max >= 1 is the caller's invariant, so the inbox still holds `seq`.
         debug_assert!(!inbox.slots.is_empty());
         dropped
@@ -294,8 +270,7 @@ mod tests {
             inbox.iter().collect::<Vec<_>>(),
             vec![(2, false), (3, true)]
         );
-        // UIDs count from the inbox's first seq, and UIDNEXT from the newest it ever held.
-        assert_eq!((inbox.uid(2), inbox.uid(3), inbox.uid_next()), (2, 3, 4));
+        assert_eq!(inbox.last_seq(), 3);
         assert!(index.contains("a", 3) && !index.contains("a", 1) && !index.contains("c", 1));
         assert_eq!(
             index.meta_bytes(),

@@ -241,9 +241,8 @@ pub struct Numbered<'a> {
     pub messages: Vec<(u32, MessageRef<'a>)>,
 }
 
-/// UIDVALIDITY of one life of an inbox: a mix of the process start, the shard and the seq
-/// the life started from, so no two lives (in this process or a later one) are likely to
-/// share it, and never 0.
+/// UIDVALIDITY of a shard's numbering: a mix of the process start, the shard and the base,
+/// so no two numberings (in this process or a later one) are likely to share it; never 0.
 fn uid_validity(boot_micros: u64, shard_idx: u16, uid_base: u64) -> u32 {
     // splitmix64's finalizer: every input bit reaches every output bit.
     let mut x = boot_micros ^ u64::from(shard_idx).rotate_left(56) ^ uid_base.rotate_left(17);
@@ -278,6 +277,9 @@ pub struct Shard {
     first_native_seq: u64,
     /// Metadata budget, see `RING_BYTES_PER_META_BYTE`.
     meta_bytes_max: usize,
+    /// Mail clients' UIDs are seqs less this (`numbered`); it moves up only when the next
+    /// seq would not fit 32 bits, which changes the shard's UIDVALIDITY.
+    uid_base: u64,
     /// Counters; the ring gauges are filled in by `stats`.
     stats: ShardStats,
 }
@@ -339,6 +341,7 @@ impl Shard {
             restored_seqs: HashMap::new(),
             first_native_seq: 1,
             meta_bytes_max,
+            uid_base: 0,
             stats: ShardStats::default(),
         }
     }
@@ -391,6 +394,12 @@ impl Shard {
             if !keys.contains(&key) {
                 keys.push(key);
             }
+        }
+        // UIDs (seq - uid_base) are 32-bit. Every held message is in the ring, which holds
+        // far fewer than 2^32, so rebasing on the oldest brings them all in range again.
+        let next_seq = self.front_seq + self.entries.len() as u64;
+        if next_seq - self.uid_base >= u64::from(u32::MAX) {
+            self.uid_base = self.front_seq - 1;
         }
 
         let capacity_bytes = self.ring.capacity_bytes();
@@ -651,22 +660,37 @@ impl Shard {
             .is_some_and(|seq| self.index.set_seen(key.as_str(), seq, seen))
     }
 
-    /// An inbox as mail clients number it: its UIDVALIDITY and UIDNEXT, and every message,
-    /// oldest first, with its UID and seen flag. None for an inbox that holds nothing.
-    pub fn numbered(&self, key: &InboxKey<'_>) -> Option<Numbered<'_>> {
-        let (stored_key, inbox) = self.index.get(key.as_str())?;
-        Some(Numbered {
-            uid_validity: uid_validity(
-                self.config.boot_micros,
-                self.config.shard_idx,
-                inbox.uid_base(),
-            ),
-            uid_next: inbox.uid_next(),
-            messages: inbox
-                .iter()
-                .map(|(seq, seen)| (inbox.uid(seq), self.message_ref(stored_key, seq, seen)))
-                .collect(),
-        })
+    /// An inbox as mail clients number it: UIDVALIDITY, UIDNEXT, and every message, oldest
+    /// first, with its UID (and its seen flag in the `MessageRef`).
+    ///
+    /// UIDs are the shard's seqs less `uid_base`: they only grow, are never reused and
+    /// never restart while the shard keeps one base, whether an inbox empties or not, so
+    /// UIDVALIDITY is one per shard and base (and process: restored messages get new seqs).
+    /// UIDNEXT is one past the newest message the inbox ever held, or, for an inbox that
+    /// holds nothing, the UID the shard's next message will get.
+    pub fn numbered(&self, key: &InboxKey<'_>) -> Numbered<'_> {
+        let uid = |seq: u64| (seq - self.uid_base) as u32;
+        let uid_validity = uid_validity(
+            self.config.boot_micros,
+            self.config.shard_idx,
+            self.uid_base,
+        );
+        match self.index.get(key.as_str()) {
+            Some((stored_key, inbox)) => Numbered {
+                uid_validity,
+                uid_next: uid(inbox.last_seq().max(self.uid_base)) + 1,
+                messages: inbox
+                    .iter()
+                    .filter(|&(seq, _)| seq > self.uid_base)
+                    .map(|(seq, seen)| (uid(seq), self.message_ref(stored_key, seq, seen)))
+                    .collect(),
+            },
+            None => Numbered {
+                uid_validity,
+                uid_next: uid(self.next_seq()),
+                messages: Vec::new(),
+            },
+        }
     }
 
     /// Counters and gauges.
