@@ -10,6 +10,7 @@
 //! - `mail`: the parsed views of a stored message and their cache; HTML sanitizing.
 //! - `http`: HTTP/1.1 request parsing, routing and JSON rendering, with no IO.
 //! - `mailbox`: an inbox as POP3 and IMAP clients see it (UIDs, sizes, seen flags).
+//! - `pop3`: the POP3 protocol (RFC 1939, CAPA, STLS, AUTH PLAIN) as a state machine, no IO.
 //! - `watch`: long polls and WebSocket subscriptions, parked at the owning shard.
 //! - `net`: the socket loops, listeners, TLS, per-client limits; the only code with sockets.
 //! - `runtime`: executors, the shard mesh, delivery, housekeeping and shutdown.
@@ -32,6 +33,7 @@ pub mod mailbox;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod pop3;
 pub mod runtime;
 pub mod smtp;
 pub mod store;
