@@ -110,7 +110,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `smtp=A http=B`, then ` smtps=C` and ` https=D` when those listeners are configured
+/// `smtp=A http=B`, then ` smtps=C`, ` https=D`, ` pop3=E`, ` pop3s=F`, ` imap=G` and
+/// ` imaps=H` when those listeners are configured
 /// (scripts parse the first two by position, so they stay first).
 fn listeners_text(ready: &Ready) -> String {
     let mut text = format!("smtp={} http={}", ready.smtp, ready.http);
@@ -119,6 +120,17 @@ fn listeners_text(ready: &Ready) -> String {
     }
     if let Some(addr) = ready.https {
         text.push_str(&format!(" https={addr}"));
+    }
+    let mail_clients = [
+        ("pop3", ready.pop3),
+        ("pop3s", ready.pop3s),
+        ("imap", ready.imap),
+        ("imaps", ready.imaps),
+    ];
+    for (name, addr) in mail_clients {
+        if let Some(addr) = addr {
+            text.push_str(&format!(" {name}={addr}"));
+        }
     }
     text
 }

@@ -221,6 +221,22 @@ plain_metrics! {
         restore_records_skipped_total:
             "Records skipped at restore because they were damaged (bad checksum, failed rkyv validation, or not authenticated).",
         snapshots_written_total: "Snapshot parts written by this shard (--durability snapshot).",
+        pop3_connections_total: "POP3 connections accepted (--pop3 and --pop3s).",
+        imap_connections_total: "IMAP connections accepted (--imap and --imaps).",
+        mailbox_sessions_refused_total:
+            "POP3 and IMAP connections refused: the per-core or per-IP session cap, or the server restoring.",
+        pop3_commands_total: "POP3 commands answered.",
+        imap_commands_total: "IMAP commands answered (tagged completions).",
+        pop3_logins_total: "POP3 logins accepted.",
+        imap_logins_total: "IMAP logins accepted.",
+        pop3_login_failures_total: "POP3 logins refused (bad address, or over --max-logins-per-ip-per-minute).",
+        imap_login_failures_total: "IMAP logins refused (bad address, or over --max-logins-per-ip-per-minute).",
+        pop3_messages_retrieved_total: "Messages sent to POP3 clients (RETR and TOP).",
+        imap_messages_fetched_total: "Messages whose bytes IMAP clients fetched or searched.",
+        pop3_bytes_sent_total: "Bytes written to POP3 clients.",
+        imap_bytes_sent_total: "Bytes written to IMAP clients.",
+        mailbox_timeouts_total:
+            "POP3 and IMAP sessions closed because a command did not arrive whole in time, or the session idled past --mailbox-idle-timeout.",
     }
     labelled_counters {
         http_responses_4xx_total: "HTTP 4xx responses (mayfly_http_responses_errors_total{class=\"4xx\"}).",
@@ -233,6 +249,9 @@ plain_metrics! {
         http_connections_open: "HTTP connections open now.",
         http_long_polls_waiting: "Long-poll requests held now.",
         websockets_open: "WebSockets open now.",
+        pop3_sessions_open: "POP3 sessions open now.",
+        imap_sessions_open: "IMAP sessions open now.",
+        imap_idling: "IMAP sessions in IDLE now.",
     }
 }
 

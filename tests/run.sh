@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, property and integration tests against the real binary.
 # Installs what the integration tests drive when it is missing: the real SMTP clients
-# (swaks; Python 3 with smtplib is expected on the machine), and for the web page's
+# (swaks; Python 3 with smtplib is expected on the machine), the mail clients (fetchmail,
+# mutt, mbsync, curl; Python's poplib and imaplib), and for the web page's
 # end-to-end test Debian's Chromium plus tests/browser/node_modules (playwright-core,
 # pinned by package-lock.json; Node.js 20+ and npm are expected on the machine, and no
 # browser is downloaded by npm). MAYFLY_SKIP_BROWSER=1 skips the browser test and its
@@ -11,6 +12,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 need_apt=()
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# Mail clients for the POP3 and IMAP tests.
+command -v fetchmail >/dev/null 2>&1 || need_apt+=(fetchmail)
+command -v mutt >/dev/null 2>&1 || need_apt+=(mutt)
+command -v mbsync >/dev/null 2>&1 || need_apt+=(isync)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ "${MAYFLY_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
     need_apt+=(chromium fonts-liberation)
 fi

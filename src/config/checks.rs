@@ -55,6 +55,10 @@ pub(super) fn check_consistency(config: &Config) -> Result<(), Error> {
         ("--http", Some(config.http_addr)),
         ("--smtps", config.smtps_addr),
         ("--https", config.https_addr),
+        ("--pop3", config.pop3_addr),
+        ("--pop3s", config.pop3s_addr),
+        ("--imap", config.imap_addr),
+        ("--imaps", config.imaps_addr),
     ];
     let listeners: Vec<(&str, SocketAddr)> = listeners
         .into_iter()
@@ -102,6 +106,8 @@ fn check_tls_consistency(config: &Config) -> Result<(), Error> {
     let needs_certificate = [
         config.smtps_addr.map(|addr| format!("--smtps {addr}")),
         config.https_addr.map(|addr| format!("--https {addr}")),
+        config.pop3s_addr.map(|addr| format!("--pop3s {addr}")),
+        config.imaps_addr.map(|addr| format!("--imaps {addr}")),
         config.tls_required.then(|| "--require-tls".to_string()),
     ];
     if !has_certificate && let Some(what) = needs_certificate.into_iter().flatten().next() {

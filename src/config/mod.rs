@@ -415,14 +415,16 @@ settings! {
         help: "Generate a self-signed certificate for --hostname at start-up (testing only; \
                instead of --tls-cert and --tls-key)",
     },
-    /// Refuse MAIL with `530 5.7.0` on the plain SMTP listener until STARTTLS succeeded.
+    /// Refuse MAIL with `530 5.7.0` on the plain SMTP listener until STARTTLS succeeded,
+    /// and plaintext POP3 and IMAP logins until STLS or STARTTLS.
     tls_required: bool = require_tls {
         shape: Switch,
         value: "",
         default: "false",
         bounds: Other("on-only flag; true or false in TOML and environment"),
         parse: parse_bool,
-        help: "Refuse MAIL with \"530 5.7.0\" on the --smtp listener until the client did STARTTLS",
+        help: "Refuse MAIL with \"530 5.7.0\" on the --smtp listener until the client did \
+               STARTTLS, and plaintext logins on --pop3 and --imap until STLS/STARTTLS",
     },
     /// How long a TLS handshake may take in all before the connection is closed.
     tls_handshake_timeout: Duration = tls_handshake_timeout {
@@ -483,6 +485,100 @@ settings! {
         bounds: Other("1MiB to 4GiB"),
         parse: |text: &str| check_journal_file_size(parse_size(text)?),
         help: "A journal file is closed and the next one started past this size",
+    },
+    /// Where the POP3 listener (RFC 1939, STLS when a certificate is given) binds; `None`:
+    /// no POP3.
+    pop3_addr: Option<SocketAddr> = pop3 {
+        shape: Text,
+        value: "ADDR:PORT",
+        default: (none "no POP3 listener"),
+        bounds: Other("IP address and port"),
+        parse: parse_socket_addr,
+        help: "Serve POP3 (RFC 1939; STLS when a certificate is given) on this address \
+               (port 110 by convention)",
+    },
+    /// Where the implicit-TLS POP3 listener binds; `None`: none.
+    pop3s_addr: Option<SocketAddr> = pop3s {
+        shape: Text,
+        value: "ADDR:PORT",
+        default: (none "no POP3S listener"),
+        bounds: Other("IP address and port"),
+        parse: parse_socket_addr,
+        help: "Serve POP3 with implicit TLS on this address (port 995 by convention); needs a \
+               certificate",
+    },
+    /// Where the IMAP listener (RFC 3501, STARTTLS when a certificate is given) binds;
+    /// `None`: no IMAP.
+    imap_addr: Option<SocketAddr> = imap {
+        shape: Text,
+        value: "ADDR:PORT",
+        default: (none "no IMAP listener"),
+        bounds: Other("IP address and port"),
+        parse: parse_socket_addr,
+        help: "Serve IMAP (RFC 3501; STARTTLS when a certificate is given) on this address \
+               (port 143 by convention)",
+    },
+    /// Where the implicit-TLS IMAP listener binds; `None`: none.
+    imaps_addr: Option<SocketAddr> = imaps {
+        shape: Text,
+        value: "ADDR:PORT",
+        default: (none "no IMAPS listener"),
+        bounds: Other("IP address and port"),
+        parse: parse_socket_addr,
+        help: "Serve IMAP with implicit TLS on this address (port 993 by convention); needs a \
+               certificate",
+    },
+    /// Concurrent POP3 and IMAP sessions per core (both counted together); beyond it a new
+    /// connection gets the protocol's "try later" answer and is closed.
+    mailbox_sessions_per_core_max: usize = max_mailbox_sessions_per_core {
+        shape: Text,
+        value: "N",
+        default: "1000",
+        bounds: Count(1..=1_000_000),
+        help: "Concurrent POP3 and IMAP sessions per core; more are refused",
+    },
+    /// Concurrent POP3 and IMAP sessions from one client IP on one core; 0 turns the limit
+    /// off (`--client-limit-exempt` applies).
+    mailbox_sessions_per_ip_max: usize = max_mailbox_sessions_per_ip {
+        shape: Text,
+        value: "N",
+        default: "50",
+        bounds: Count(0..=1_000_000),
+        help: "Concurrent POP3 and IMAP sessions from one client IP on one core; more are \
+               refused; 0 = no limit",
+    },
+    /// POP3 and IMAP login attempts per minute from one client IP on one core; over it a
+    /// login is answered "try later" without being checked. 0 turns the limit off (the
+    /// default: without private inboxes any password is accepted, and a QA suite logs in
+    /// from one address again and again).
+    mailbox_logins_per_ip_per_minute_max: usize = max_logins_per_ip_per_minute {
+        shape: Text,
+        value: "N",
+        default: "0",
+        bounds: Count(0..=100_000_000),
+        help: "POP3 and IMAP logins per minute from one client IP on one core; more are \
+               answered \"try later\"; 0 = no limit",
+    },
+    /// How long a POP3 or IMAP session may wait for its next command (RFC 1939 asks for at
+    /// least 10 minutes, RFC 3501 for at least 30; IMAP clients in IDLE re-issue it every
+    /// 29 minutes, which this must exceed).
+    mailbox_idle_timeout: Duration = mailbox_idle_timeout {
+        shape: Text,
+        value: "DURATION",
+        default: "30m",
+        bounds: Duration(TIMEOUT_RANGE),
+        help: "POP3 and IMAP: how long a session may wait for its next command, or stay in \
+               IDLE (RFC 3501 asks for at least 30m)",
+    },
+    /// How long a whole POP3 or IMAP command (line and literals) may take once its first
+    /// byte arrived: a deadline for the command, not per read.
+    mailbox_command_timeout: Duration = mailbox_command_timeout {
+        shape: Text,
+        value: "DURATION",
+        default: "1m",
+        bounds: Duration(TIMEOUT_RANGE),
+        help: "POP3 and IMAP: how long a whole command (its line and literals) may take once \
+               its first byte arrived",
     },
 }
 

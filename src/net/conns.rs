@@ -25,6 +25,8 @@ pub struct ConnRegistry {
 pub enum Kind {
     Smtp,
     Http,
+    /// POP3 and IMAP.
+    MailClient,
 }
 
 /// One open connection.

@@ -28,6 +28,11 @@ pub struct ListenAddrs {
     pub smtps: Option<SocketAddr>,
     /// The HTTPS listener, when `--https` is configured.
     pub https: Option<SocketAddr>,
+    /// The mail-client listeners, when configured (`--pop3`, `--pop3s`, `--imap`, `--imaps`).
+    pub pop3: Option<SocketAddr>,
+    pub pop3s: Option<SocketAddr>,
+    pub imap: Option<SocketAddr>,
+    pub imaps: Option<SocketAddr>,
 }
 
 /// The listening sockets of every executor, not yet taken.
@@ -43,6 +48,10 @@ struct RawListeners {
     http: RawFd,
     smtps: Option<RawFd>,
     https: Option<RawFd>,
+    pop3: Option<RawFd>,
+    pop3s: Option<RawFd>,
+    imap: Option<RawFd>,
+    imaps: Option<RawFd>,
 }
 
 /// One executor's listeners.
@@ -51,6 +60,10 @@ pub struct ShardListeners {
     pub http: TcpListener,
     pub smtps: Option<TcpListener>,
     pub https: Option<TcpListener>,
+    pub pop3: Option<TcpListener>,
+    pub pop3s: Option<TcpListener>,
+    pub imap: Option<TcpListener>,
+    pub imaps: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -72,19 +85,36 @@ impl Listeners {
         };
         let smtps = bind_optional(config.smtps_addr, "SMTPS")?;
         let https = bind_optional(config.https_addr, "HTTPS")?;
+        let pop3 = bind_optional(config.pop3_addr, "POP3")?;
+        let pop3s = bind_optional(config.pop3s_addr, "POP3S")?;
+        let imap = bind_optional(config.imap_addr, "IMAP")?;
+        let imaps = bind_optional(config.imaps_addr, "IMAPS")?;
+        let addr_of =
+            |bound: &Option<(Vec<RawFd>, SocketAddr)>| bound.as_ref().map(|(_, addr)| *addr);
         let addrs = ListenAddrs {
             smtp,
             http,
-            smtps: smtps.as_ref().map(|(_, addr)| *addr),
-            https: https.as_ref().map(|(_, addr)| *addr),
+            smtps: addr_of(&smtps),
+            https: addr_of(&https),
+            pop3: addr_of(&pop3),
+            pop3s: addr_of(&pop3s),
+            imap: addr_of(&imap),
+            imaps: addr_of(&imaps),
+        };
+        let fd_of = |bound: &Option<(Vec<RawFd>, SocketAddr)>, shard_idx: usize| {
+            bound.as_ref().map(|(fds, _)| fds[shard_idx])
         };
         let per_shard = (0..n_shards)
             .map(|shard_idx| {
                 Some(RawListeners {
                     smtp: smtp_fds[shard_idx],
                     http: http_fds[shard_idx],
-                    smtps: smtps.as_ref().map(|(fds, _)| fds[shard_idx]),
-                    https: https.as_ref().map(|(fds, _)| fds[shard_idx]),
+                    smtps: fd_of(&smtps, shard_idx),
+                    https: fd_of(&https, shard_idx),
+                    pop3: fd_of(&pop3, shard_idx),
+                    pop3s: fd_of(&pop3s, shard_idx),
+                    imap: fd_of(&imap, shard_idx),
+                    imaps: fd_of(&imaps, shard_idx),
                 })
             })
             .collect();
@@ -119,6 +149,10 @@ impl Listeners {
             http: listener(raw.http),
             smtps: raw.smtps.map(listener),
             https: raw.https.map(listener),
+            pop3: raw.pop3.map(listener),
+            pop3s: raw.pop3s.map(listener),
+            imap: raw.imap.map(listener),
+            imaps: raw.imaps.map(listener),
         }
     }
 }
@@ -131,10 +165,17 @@ impl Drop for Listeners {
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for raw in per_shard.iter_mut().filter_map(Option::take) {
-            for fd in [Some(raw.smtp), Some(raw.http), raw.smtps, raw.https]
-                .into_iter()
-                .flatten()
-            {
+            let all = [
+                Some(raw.smtp),
+                Some(raw.http),
+                raw.smtps,
+                raw.https,
+                raw.pop3,
+                raw.pop3s,
+                raw.imap,
+                raw.imaps,
+            ];
+            for fd in all.into_iter().flatten() {
                 // SAFETY: the fd is open and owned by this untaken entry; nobody else
                 // will use or close it.
                 unsafe {

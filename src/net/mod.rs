@@ -14,6 +14,8 @@ pub mod client_limits;
 pub mod conns;
 pub mod http_conn;
 pub mod listen;
+pub mod mail_client;
+pub mod pop3_conn;
 pub mod rate_limit;
 pub mod smtp_conn;
 pub mod tls;
@@ -29,11 +31,14 @@ use glommio::Task;
 use crate::address::InboxKey;
 use crate::config::Config;
 use crate::http::{InboxRequest, Response};
+use crate::mailbox::Mailbox;
 use crate::metrics::{Counters, Snapshot};
 use crate::smtp::{Delivery, SessionConfig, Transaction};
+use crate::store::MessageId;
 use client_limits::ClientLimits;
 use conns::ConnRegistry;
 use listen::ShardListeners;
+use mail_client::Protocol;
 use rate_limit::RateLimiter;
 use tls::TlsCerts;
 use ws_conn::WsRegistry;
@@ -85,6 +90,43 @@ pub trait Shards: 'static {
 
     /// A snapshot of every shard's counters, index = shard.
     async fn metrics(&self) -> Vec<Snapshot>;
+
+    /// Does what a mail client's session (POP3, IMAP) asks of inbox `key`, at the shard
+    /// that owns it. None if that shard is shutting down.
+    async fn mailbox(&self, key: InboxKey<'static>, op: MailboxOp) -> Option<MailboxAnswer>;
+
+    /// Signals `signal` whenever inbox `key` changes (a message stored or deleted), at the
+    /// shard that owns it, until `signal`'s receiver is dropped. False if that shard is
+    /// shutting down.
+    async fn watch_changes(
+        &self,
+        key: InboxKey<'static>,
+        signal: futures_channel::mpsc::Sender<()>,
+    ) -> bool;
+}
+
+/// What a mail client's session asks of an inbox.
+#[derive(Debug)]
+pub enum MailboxOp {
+    /// The inbox now, numbered for mail clients.
+    Open,
+    /// Copies of these messages' bytes (None for one the inbox no longer holds).
+    Fetch(Vec<MessageId>),
+    /// Set (true) or clear the seen flag of these messages.
+    SetSeen(Vec<(MessageId, bool)>),
+    /// Delete these messages from the inbox (durably, with a journal, before the answer).
+    Delete(Vec<MessageId>),
+}
+
+/// The answer to a `MailboxOp`, variant for variant.
+#[derive(Debug)]
+pub enum MailboxAnswer {
+    Opened(Mailbox),
+    Fetched(Vec<(MessageId, Option<Vec<u8>>)>),
+    SeenSet,
+    /// The ones deleted now or already gone; `Err` if the journal could not record the
+    /// deletion (then nothing is reported deleted, though it is gone from memory).
+    Deleted(Result<Vec<MessageId>, NotDurable>),
 }
 
 /// Settles when every copy of a stored message is durable (`Ok`), or says which reply the
@@ -120,6 +162,11 @@ pub struct NetCtx<S> {
     pub http_rate_limiter: RateLimiter,
     /// SMTP sessions and messages per client address on this core.
     pub client_limits: ClientLimits,
+    /// POP3 and IMAP sessions and logins per client address on this core.
+    pub mail_client_limits: ClientLimits,
+    /// What every POP3 session of this core shares.
+    pub pop3_config: Rc<crate::pop3::SessionConfig>,
+
     /// Counter for queue ids (one per SMTP transaction handed to the store).
     queue_seq: Cell<u64>,
     /// Process start, part of every queue id.
@@ -141,6 +188,7 @@ impl<S: Shards> NetCtx<S> {
         counters: Rc<Counters>,
         boot_micros: u64,
     ) -> NetCtx<S> {
+        let starttls = tls.is_some();
         let session_config = Rc::new(SessionConfig {
             hostname: config.hostname.clone(),
             message_bytes_max: message_bytes_max_stored(&config),
@@ -163,6 +211,16 @@ impl<S: Shards> NetCtx<S> {
                 config.smtp_messages_per_ip_per_minute_max,
                 config.client_limit_exempt.clone(),
             ),
+            mail_client_limits: ClientLimits::new(
+                config.mailbox_sessions_per_ip_max,
+                config.mailbox_logins_per_ip_per_minute_max,
+                config.client_limit_exempt.clone(),
+            ),
+            pop3_config: Rc::new(crate::pop3::SessionConfig {
+                hostname: config.hostname.clone(),
+                starttls_available: starttls,
+                tls_required: config.tls_required,
+            }),
             config,
             queue_seq: Cell::new(0),
             boot_micros,
@@ -182,9 +240,12 @@ impl<S: Shards> NetCtx<S> {
         );
     }
 
-    /// SMTP sessions and HTTP connections open on this executor.
+    /// SMTP sessions, HTTP connections and mail-client sessions open on this executor.
     pub fn open_connections(&self) -> u64 {
-        self.counters.smtp_sessions_open.get() + self.counters.http_connections_open.get()
+        self.counters.smtp_sessions_open.get()
+            + self.counters.http_connections_open.get()
+            + self.counters.pop3_sessions_open.get()
+            + self.counters.imap_sessions_open.get()
     }
 }
 
@@ -221,6 +282,22 @@ pub fn start<S: Shards>(ctx: &Rc<NetCtx<S>>, listeners: ShardListeners) -> Accep
             listener,
             true,
         )));
+    }
+    let mail_clients = [
+        (listeners.pop3, false, Protocol::Pop3),
+        (listeners.pop3s, true, Protocol::Pop3),
+        (listeners.imap, false, Protocol::Imap),
+        (listeners.imaps, true, Protocol::Imap),
+    ];
+    for (listener, implicit_tls, protocol) in mail_clients {
+        if let Some(listener) = listener {
+            tasks.push(glommio::spawn_local(mail_client::accept_loop(
+                ctx.clone(),
+                listener,
+                implicit_tls,
+                protocol,
+            )));
+        }
     }
     Accepting { tasks }
 }

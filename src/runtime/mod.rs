@@ -4,6 +4,7 @@
 //! accept loops (`net::start`) and then only keeps time and waits for shutdown.
 
 mod durable;
+mod mailbox;
 mod shard;
 
 use std::rc::Rc;
@@ -105,8 +106,17 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let n_shards = config.cores;
     anyhow::ensure!(
-        tls.is_some() || (config.smtps_addr.is_none() && config.https_addr.is_none()),
-        "--smtps and --https need a certificate (--tls-cert and --tls-key, or --tls-self-signed)"
+        tls.is_some()
+            || [
+                config.smtps_addr,
+                config.https_addr,
+                config.pop3s_addr,
+                config.imaps_addr
+            ]
+            .iter()
+            .all(Option::is_none),
+        "--smtps, --https, --pop3s and --imaps need a certificate (--tls-cert and --tls-key, or \
+         --tls-self-signed)"
     );
     let listeners = Arc::new(Listeners::bind(&config, n_shards)?);
     let addrs = listeners.addrs();
@@ -168,6 +178,10 @@ pub fn run(
             http_addr = %addrs.http,
             smtps_addr = addrs.smtps.map(|addr| addr.to_string()),
             https_addr = addrs.https.map(|addr| addr.to_string()),
+            pop3_addr = addrs.pop3.map(|addr| addr.to_string()),
+            pop3s_addr = addrs.pop3s.map(|addr| addr.to_string()),
+            imap_addr = addrs.imap.map(|addr| addr.to_string()),
+            imaps_addr = addrs.imaps.map(|addr| addr.to_string()),
             starttls = tls.is_some(),
             cores = n_shards,
             "serving"

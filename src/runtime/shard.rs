@@ -27,7 +27,7 @@ use crate::journal::record::{IdRecord, RcptRecord, Record};
 use crate::journal::{Journal, NotDurable};
 use crate::mail::{ParsedMessage, ViewCache};
 use crate::metrics::{Counters, Snapshot};
-use crate::net::{Durability, NotDurable as NotAcknowledged, Shards};
+use crate::net::{Durability, MailboxAnswer, MailboxOp, NotDurable as NotAcknowledged, Shards};
 use crate::runtime::Shutdown;
 use crate::smtp::{Delivery, Transaction};
 use crate::store::{self, Incoming, MessageId, Rcpt, Shard, StoreError};
@@ -58,6 +58,18 @@ pub enum ShardMsg {
         frames: mpsc::Sender<String>,
         reply: oneshot::Sender<()>,
     },
+    /// A mail client's request for inbox `key`, which the receiving shard owns.
+    Mailbox {
+        key: InboxKey<'static>,
+        op: MailboxOp,
+        reply: oneshot::Sender<MailboxAnswer>,
+    },
+    /// Signal `signal` on every change to inbox `key`; `reply` answers once watching.
+    WatchChanges {
+        key: InboxKey<'static>,
+        signal: mpsc::Sender<()>,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A message on its way to another shard. The bytes are shared by every shard it goes to.
@@ -79,7 +91,7 @@ pub struct ShardCtx {
     config: Arc<Config>,
     pub(crate) store: RefCell<Shard>,
     /// What readers parsed; beside the store, under its own budget.
-    views: RefCell<ViewCache>,
+    pub(crate) views: RefCell<ViewCache>,
     /// Long polls and WebSocket subscriptions parked at this shard.
     pub(crate) watchers: RefCell<Watchers>,
     /// Shared with this executor's socket loops.
@@ -281,7 +293,13 @@ impl ShardCtx {
                 outcome
             };
             match outcome {
-                Outcome::Ready(response) => return self.journal_delete(&request, response).await,
+                Outcome::Ready(response) => {
+                    if response.status == 204 {
+                        // A delete: mail clients idling on the inbox see it go.
+                        self.watchers.borrow_mut().changed(&request.key);
+                    }
+                    return self.journal_delete(&request, response).await;
+                }
                 Outcome::Wait => {
                     let _slot = LongPollSlot::take(&self.counters);
                     let woken = self.watchers.borrow_mut().park(request.key.clone());
@@ -474,6 +492,19 @@ impl ShardCtx {
                     let _ = reply.send(());
                 }
             }
+            ShardMsg::Mailbox { key, op, reply } => {
+                let ctx = self.clone();
+                // A deletion waits for the journal; the handler does not.
+                glommio::spawn_local(async move {
+                    let _ = reply.send(ctx.mailbox_local(&key, op).await);
+                })
+                .detach();
+            }
+            ShardMsg::WatchChanges { key, signal, reply } => {
+                if self.watch_changes_local(key, signal) {
+                    let _ = reply.send(());
+                }
+            }
         }
     }
 }
@@ -649,6 +680,30 @@ impl Shards for ShardCtx {
         }
         let (reply, answer) = oneshot::channel();
         let msg = ShardMsg::Subscribe { key, frames, reply };
+        self.mesh.send_to(owner_idx, msg).await.is_ok() && answer.await.is_ok()
+    }
+
+    async fn mailbox(&self, key: InboxKey<'static>, op: MailboxOp) -> Option<MailboxAnswer> {
+        let owner_idx = store::shard_of(&key, self.n_shards);
+        if owner_idx == self.shard_idx {
+            if self.shutting_down.get() {
+                return None;
+            }
+            return Some(self.mailbox_local(&key, op).await);
+        }
+        let (reply, answer) = oneshot::channel();
+        let msg = ShardMsg::Mailbox { key, op, reply };
+        self.mesh.send_to(owner_idx, msg).await.ok()?;
+        answer.await.ok()
+    }
+
+    async fn watch_changes(&self, key: InboxKey<'static>, signal: mpsc::Sender<()>) -> bool {
+        let owner_idx = store::shard_of(&key, self.n_shards);
+        if owner_idx == self.shard_idx {
+            return self.watch_changes_local(key, signal);
+        }
+        let (reply, answer) = oneshot::channel();
+        let msg = ShardMsg::WatchChanges { key, signal, reply };
         self.mesh.send_to(owner_idx, msg).await.is_ok() && answer.await.is_ok()
     }
 

@@ -1,5 +1,5 @@
-//! Whoever waits for an inbox: long polls (`?wait=`) and WebSocket subscriptions, parked
-//! at the shard that owns the inbox (and next, IMAP IDLE and webhooks).
+//! Whoever waits for an inbox: long polls (`?wait=`), WebSocket subscriptions and mail
+//! clients in IMAP IDLE, parked at the shard that owns the inbox.
 //!
 //! `Watchers` is one shard's book of them. It does no IO and knows no executor: the
 //! runtime tells it when messages were stored (`stored`), and it wakes long polls at once
@@ -41,6 +41,9 @@ pub struct Watchers {
     pending_set: HashSet<InboxKey<'static>>,
     /// Wakes the push task; capacity one, so a wake already queued is not doubled.
     push_signal: Option<mpsc::Sender<()>>,
+    /// Mail clients waiting for any change to an inbox (IMAP IDLE): a signal each, of
+    /// capacity one, so a change already signalled is not queued twice.
+    idlers: HashMap<InboxKey<'static>, Vec<mpsc::Sender<()>>>,
 }
 
 /// A WebSocket's subscription.
@@ -62,7 +65,7 @@ impl Watchers {
 
     /// True when nobody waits for any inbox: then `stored` has nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.waiters.is_empty() && self.subscribers.is_empty()
+        self.waiters.is_empty() && self.subscribers.is_empty() && self.idlers.is_empty()
     }
 
     /// Parks a long poll on `key`; the receiver completes when a message arrives there (or
@@ -92,6 +95,7 @@ impl Watchers {
             return;
         }
         for key in keys {
+            self.changed(key);
             if let Some(parked) = self.waiters.remove(key.as_str()) {
                 for waiter in parked {
                     let _ = waiter.send(());
@@ -125,6 +129,29 @@ impl Watchers {
             frames,
             last_id: newest,
         });
+    }
+
+    /// Signals `signal` whenever inbox `key` (owned by this shard) changes: a message
+    /// stored or deleted there (expiry is foreseeable: the idler sets its own timer).
+    pub fn watch_changes(&mut self, key: InboxKey<'static>, signal: mpsc::Sender<()>) {
+        let watching = self.idlers.entry(key).or_default();
+        watching.retain(|signal| !signal.is_closed());
+        watching.push(signal);
+    }
+
+    /// Inbox `key` changed: signal whoever watches it for changes.
+    pub fn changed(&mut self, key: &InboxKey<'_>) {
+        let Some(watching) = self.idlers.get_mut(key.as_str()) else {
+            return;
+        };
+        watching.retain_mut(|signal| match signal.try_send(()) {
+            Ok(()) => true,
+            // Full: a change is already signalled and not yet seen.
+            Err(error) => error.is_full(),
+        });
+        if watching.is_empty() {
+            self.idlers.remove(key.as_str());
+        }
     }
 
     /// The inboxes queued for a push since the last call, oldest first.
@@ -191,6 +218,10 @@ impl Watchers {
             parked.retain(|waiter| !waiter.is_canceled());
             !parked.is_empty()
         });
+        self.idlers.retain(|_, watching| {
+            watching.retain(|signal| !signal.is_closed());
+            !watching.is_empty()
+        });
     }
 
     /// Wakes every parked long poll (they answer at once once shutdown has begun).
@@ -206,6 +237,7 @@ impl Watchers {
     /// on shutdown). Also stops the push task, whose signal ends.
     pub fn drop_subscribers(&mut self) {
         self.subscribers.clear();
+        self.idlers.clear();
         self.pending.clear();
         self.pending_set.clear();
         self.push_signal = None;
@@ -219,6 +251,11 @@ impl Watchers {
     /// WebSocket subscriptions held now.
     pub fn n_subscribers(&self) -> usize {
         self.subscribers.values().map(Vec::len).sum()
+    }
+
+    /// Mail clients watching inboxes for changes now.
+    pub fn n_idlers(&self) -> usize {
+        self.idlers.values().map(Vec::len).sum()
     }
 }
 

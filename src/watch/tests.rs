@@ -143,3 +143,29 @@ fn shutdown_wakes_polls_and_ends_subscriptions() {
         "the push task's signal ends"
     );
 }
+
+#[test]
+fn idlers_are_signalled_once_per_change_until_they_look() {
+    let (signal, _signals) = mpsc::channel(0);
+    let mut watchers = Watchers::new(signal);
+    let mut store = shard();
+    let (idle_signal, mut changes) = mpsc::channel(0);
+    watchers.watch_changes(key("a@x.test"), idle_signal);
+    assert!(!watchers.is_empty());
+    assert_eq!(watchers.n_idlers(), 1);
+    deliver(&mut store, &mut watchers, "b@x.test", "other inbox");
+    assert!(changes.try_recv().is_err(), "no signal for another inbox");
+    deliver(&mut store, &mut watchers, "a@x.test", "one");
+    deliver(&mut store, &mut watchers, "a@x.test", "two");
+    watchers.changed(&key("a@x.test"));
+    // Several changes before the idler looks are one signal: it reads the inbox anyway.
+    assert_eq!(changes.try_recv(), Ok(()));
+    assert!(changes.try_recv().is_err());
+    watchers.changed(&key("a@x.test"));
+    assert_eq!(changes.try_recv(), Ok(()));
+    // An idler that went away is forgotten at the next change.
+    drop(changes);
+    watchers.changed(&key("a@x.test"));
+    assert_eq!(watchers.n_idlers(), 0);
+    assert!(watchers.is_empty());
+}

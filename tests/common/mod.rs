@@ -1193,9 +1193,14 @@ pub fn metric_sum_with_label(metrics: &str, name_part: &str, label: &str) -> Opt
 pub struct TlsListeners {
     pub smtps: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
+    pub pop3: Option<SocketAddr>,
+    pub pop3s: Option<SocketAddr>,
+    pub imap: Option<SocketAddr>,
+    pub imaps: Option<SocketAddr>,
 }
 
-/// Parses `mayfly listening smtp=A http=B[ smtps=C][ https=D]` strictly.
+/// Parses `mayfly listening smtp=A http=B[ smtps=C][ https=D][ pop3=E][ pop3s=F][ imap=G]
+/// [ imaps=H]` strictly.
 pub fn parse_ready_line_tls(line: &str) -> Result<(SocketAddr, SocketAddr, TlsListeners), String> {
     let rest = line
         .strip_prefix("mayfly listening ")
@@ -1205,8 +1210,14 @@ pub fn parse_ready_line_tls(line: &str) -> Result<(SocketAddr, SocketAddr, TlsLi
     let mut listeners = TlsListeners {
         smtps: None,
         https: None,
+        pop3: None,
+        pop3s: None,
+        imap: None,
+        imaps: None,
     };
-    let expected = ["smtp", "http", "smtps", "https"];
+    let expected = [
+        "smtp", "http", "smtps", "https", "pop3", "pop3s", "imap", "imaps",
+    ];
     let mut expected_idx = 0;
     for field in rest.split(' ') {
         let (name, value) = field
@@ -1227,7 +1238,11 @@ pub fn parse_ready_line_tls(line: &str) -> Result<(SocketAddr, SocketAddr, TlsLi
             "smtp" => smtp = Some(addr),
             "http" => http = Some(addr),
             "smtps" => listeners.smtps = Some(addr),
-            _ => listeners.https = Some(addr),
+            "https" => listeners.https = Some(addr),
+            "pop3" => listeners.pop3 = Some(addr),
+            "pop3s" => listeners.pop3s = Some(addr),
+            "imap" => listeners.imap = Some(addr),
+            _ => listeners.imaps = Some(addr),
         }
     }
     match (smtp, http) {
@@ -1237,7 +1252,8 @@ pub fn parse_ready_line_tls(line: &str) -> Result<(SocketAddr, SocketAddr, TlsLi
 }
 
 impl Server {
-    /// As `start`, for a server that may also print ` smtps=` and ` https=` in its ready line.
+    /// As `start`, for a server that may also print ` smtps=`, ` https=`, ` pop3=`, ` pop3s=`,
+    /// ` imap=` and ` imaps=` in its ready line.
     pub fn start_tls(extra_args: &[&str]) -> (Server, TlsListeners) {
         let server = Server::start_parsing(extra_args, |line| {
             parse_ready_line_tls(line).map(|(smtp, http, _)| (smtp, http))

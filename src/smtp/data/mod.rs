@@ -457,7 +457,7 @@ impl DataScanner {
 /// in one; so `DataScanner` gives back exactly `body` for a body that ends with CRLF (or is
 /// empty) and has no bare CR or LF, and `body` plus CRLF for one that lacks the final CRLF.
 ///
-/// The server never stuffs; this is for tests, benchmarks and anything that plays client.
+/// POP3 sends messages with it (RETR, TOP); tests, benchmarks and clients use it too.
 /// A line starts after every LF, a bare one too: the scanner refuses such a body anyway,
 /// and a receiver that wrongly ends lines at a bare LF still sees the dot doubled.
 pub fn dot_stuff(body: &[u8], out: &mut Vec<u8>) {
