@@ -463,7 +463,8 @@
     for (const summary of summaries) {
       if (!isSummary(summary) || state.messages.has(summary.id)) continue;
       state.messages.set(summary.id, summary);
-      if (arrivedLive) state.unread.add(summary.id);
+      // Unread: arrived while watching, or not yet read anywhere (here, a mail client).
+      if (arrivedLive || summary.seen === false) state.unread.add(summary.id);
       if (!state.cursor || summary.id > state.cursor) state.cursor = summary.id;
       added = true;
     }
