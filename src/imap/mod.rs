@@ -2,11 +2,12 @@
 //!
 //! IMAP4rev1 (RFC 3501) with what current clients use from RFC 9051 and extensions
 //! (LITERAL+, IDLE, ENABLE, UNSELECT, UIDPLUS's UID EXPUNGE, ID, NAMESPACE, SASL-IR,
-//! STATUS=SIZE), over one read-only-by-nature mailbox: the INBOX of the address that
-//! logged in. No IO, no executor, never panics on input. The socket loop
-//! (`net::imap_conn`) reads, calls `Session::advance`, writes what the session appended
-//! to `out`, and acts on the returned `Event`; some events ask it for data from the
-//! store, which it hands back through one callback each.
+//! STATUS=SIZE), over one mailbox: the INBOX of the address that logged in, whose
+//! messages can be read, flagged `\Seen` and deleted, but not added to or copied. No IO,
+//! no executor, never panics on input. The socket loop (in `net`) reads, calls
+//! `Session::advance`, writes what the session appended to `out`, and acts on the
+//! returned `Event`; some events ask it for data from the store, which it hands back
+//! through one callback each.
 //!
 //! # The `advance` contract
 //!
@@ -34,17 +35,20 @@
 //! mail, a message deleted or expired, `\Seen` set elsewhere) while a mailbox is selected.
 //! During IDLE `sync` writes the untagged EXISTS / EXPUNGE / FETCH responses at once;
 //! otherwise it only records the state, and the session announces it at the end of the
-//! next command (EXPUNGE not at the end of FETCH, STORE or SEARCH, RFC 3501 7.4.1). NOOP,
-//! CHECK, SELECT, EXAMINE and STATUS ask for a fresh state themselves (`NeedMailbox`).
+//! next command (EXPUNGE not after FETCH, STORE or SEARCH by sequence number, RFC 3501
+//! 7.4.1; after their UID forms it may). NOOP, CHECK, SELECT, EXAMINE and STATUS ask for
+//! a fresh state themselves (`NeedMailbox`).
 //! `next_expiry_ms` says when the next message expires, for an IDLE timer.
 //!
-//! The commands are in `commands.rs`, the model in `model.rs`, FETCH in `fetch.rs` (with
-//! `mime.rs` and `structure.rs`), SEARCH in `search.rs`; the tests in `tests/`.
+//! The commands are in `commands.rs` (and, for a selected mailbox's messages,
+//! `messages.rs`), the model in `model.rs`, FETCH in `fetch.rs` (with `mime.rs` and
+//! `structure.rs`), SEARCH in `search.rs`; the tests in `tests/`.
 
 mod commands;
 mod extra;
 mod fetch;
 mod framing;
+mod messages;
 mod mime;
 mod model;
 mod reply;
