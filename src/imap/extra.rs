@@ -24,6 +24,7 @@ pub enum StatusItem {
 }
 
 impl StatusItem {
+    /// From imap-codec's item; `None` for one we do not offer.
     pub fn of(name: &StatusDataItemName) -> Option<StatusItem> {
         Some(match name {
             StatusDataItemName::Messages => StatusItem::Messages,
@@ -33,6 +34,8 @@ impl StatusItem {
             StatusDataItemName::Unseen => StatusItem::Unseen,
             StatusDataItemName::Deleted => StatusItem::Deleted,
             StatusDataItemName::DeletedStorage => StatusItem::DeletedStorage,
+            // Another crate enabling imap-codec's CONDSTORE feature (Cargo unifies features)
+            // adds HIGHESTMODSEQ, which we do not offer.
             #[allow(unreachable_patterns)]
             _ => return None,
         })
@@ -55,6 +58,7 @@ impl StatusItem {
             .map(|(_, item)| *item)
     }
 
+    /// The item's name in a STATUS response.
     pub fn name(self) -> &'static str {
         match self {
             StatusItem::Messages => "MESSAGES",

@@ -11,6 +11,7 @@ use crate::imap::model::write_flags_fetch;
 use crate::imap::{Event, FetchJob, Job, SearchJob, Session, State, fetch, reply, search};
 
 impl Session {
+    /// FETCH and UID FETCH: at once from the model, or as a job in rounds.
     pub(super) fn fetch(
         &mut self,
         tag: &str,
@@ -69,6 +70,7 @@ impl Session {
         self.pending_event()
     }
 
+    /// SEARCH and UID SEARCH: decided from the model where it can be, the rest in rounds.
     pub(super) fn search(
         &mut self,
         tag: &str,
@@ -145,6 +147,7 @@ impl Session {
                 StoreType::Remove => (slot.seen && !seen, slot.deleted && !deleted),
             };
             if seen_now != slot.seen && !slot.gone {
+                slot.seen_sent = Some(seen_now);
                 self.flag_changes.push((slot.id, seen_now));
             }
             slot.seen = seen_now;

@@ -320,7 +320,10 @@ impl Session {
         }
     }
 
-    /// The answer to `Event::NeedMailbox`: the user's inbox now.
+    /// The answer to `Event::NeedMailbox`: the user's inbox now, taken after every
+    /// `Event::SetFlags` returned before it reached the store (ask the owning shard in
+    /// order). For NOOP and CHECK it is the truth about `\Seen`, where a `sync` state may
+    /// be older than the session's own last change.
     pub fn mailbox(&mut self, mailbox: Mailbox, out: &mut Vec<u8>) {
         let Job::Mailbox { tag, purpose } = std::mem::replace(&mut self.job, Job::None) else {
             return;
@@ -336,7 +339,7 @@ impl Session {
             }
             MailboxPurpose::Sync { command } => {
                 if let State::Selected(selected) = &mut self.state {
-                    selected.record(mailbox);
+                    selected.record(mailbox, true);
                 }
                 self.finish(&tag, command, true, out);
             }
@@ -370,6 +373,7 @@ impl Session {
                     let seen_changed = sets_seen && !slot.seen;
                     if seen_changed {
                         slot.seen = true;
+                        slot.seen_sent = Some(true);
                         self.flag_changes.push((slot.id, true));
                     }
                     let slot_now = *slot;
@@ -470,7 +474,7 @@ impl Session {
         let State::Selected(selected) = &mut self.state else {
             return;
         };
-        selected.record(mailbox);
+        selected.record(mailbox, false);
         if idle && selected.apply(out, true) == Applied::ValidityChanged {
             out.extend_from_slice(reply::BYE_UIDVALIDITY_CHANGED);
             self.closing = true;
@@ -499,6 +503,7 @@ impl Session {
         matches!(self.state, State::Selected(_))
     }
 
+    /// Whether TLS is active (implicit, or after STARTTLS).
     pub fn tls_active(&self) -> bool {
         self.tls_active
     }

@@ -9,7 +9,9 @@
 //! RFC 3501 7.4.1).
 //!
 //! Flags: `\Seen` is the store's (shared with the HTTP API and other sessions) plus this
-//! session's changes, which the session also sends to the store. `\Deleted` exists only
+//! session's changes, which the session also sends to the store; a change of ours wins
+//! over store states that may predate it, until one agrees or a NOOP's fresh state comes
+//! (`Slot::seen_sent`). `\Deleted` exists only
 //! in this session: it marks messages for this session's EXPUNGE or CLOSE and is not seen
 //! by other sessions (the store has no such flag, and a disposable inbox needs none).
 
@@ -30,6 +32,9 @@ pub struct Slot {
     pub seen: bool,
     /// The `\Seen` the client last saw; a difference is announced with an untagged FETCH.
     pub seen_announced: bool,
+    /// A `\Seen` this session set and sent to the store, until a store state agrees: a
+    /// state recorded before the store applied it must not flip the flag back.
+    pub seen_sent: Option<bool>,
     /// Session-local `\Deleted`.
     pub deleted: bool,
     /// Left the store; removed (with an EXPUNGE response) at the next point that allows it.
@@ -46,6 +51,7 @@ pub enum SetError {
 }
 
 impl SetError {
+    /// The text of the BAD that answers it.
     pub fn text(self) -> &'static str {
         match self {
             SetError::Empty => "No messages in the mailbox",
@@ -75,9 +81,13 @@ pub struct Selected {
     uid_high: u32,
     /// The store's newest state, not yet merged (see the module doc).
     pending: Option<Mailbox>,
+    /// `pending` was taken after every `\Seen` change this session sent had reached the
+    /// store, so it overrides `Slot::seen_sent`.
+    pending_fresh: bool,
 }
 
 impl Selected {
+    /// The model right after SELECT (or EXAMINE, `read_only`): every message announced.
     pub fn new(mailbox: Mailbox, read_only: bool) -> Selected {
         let slots: Vec<Slot> = mailbox.entries.iter().map(slot_of).collect();
         let uid_high = slots.last().map_or(0, |slot| slot.uid);
@@ -88,13 +98,16 @@ impl Selected {
             slots,
             uid_high,
             pending: None,
+            pending_fresh: false,
         }
     }
 
+    /// The messages in sequence-number order (slot index = sequence number - 1).
     pub fn slots(&self) -> &[Slot] {
         &self.slots
     }
 
+    /// One message, to change its flags or mark it gone.
     pub fn slot_mut(&mut self, slot_idx: usize) -> Option<&mut Slot> {
         self.slots.get_mut(slot_idx)
     }
@@ -107,9 +120,12 @@ impl Selected {
             .map(|idx| idx + 1)
     }
 
-    /// Keeps the store's newest state for the next `apply`.
-    pub fn record(&mut self, mailbox: Mailbox) {
+    /// Keeps the store's newest state for the next `apply`. `fresh` when it was taken
+    /// after every `\Seen` change this session sent reached the store (a NOOP's state,
+    /// asked for after them); a watch's state may be older than our last change.
+    pub fn record(&mut self, mailbox: Mailbox, fresh: bool) {
         self.pending = Some(mailbox);
+        self.pending_fresh = fresh;
     }
 
     /// Earliest expiry among messages still in the store, by the newest state known.
@@ -136,7 +152,8 @@ impl Selected {
             if mailbox.uid_validity != self.uid_validity {
                 return Applied::ValidityChanged;
             }
-            grew = self.merge(&mailbox);
+            let fresh = std::mem::take(&mut self.pending_fresh);
+            grew = self.merge(&mailbox, fresh);
         }
         if allow_expunge {
             self.remove(out, true, |slot| slot.gone);
@@ -258,7 +275,7 @@ impl Selected {
     }
 
     /// Merges the store's state; returns whether new messages were appended.
-    fn merge(&mut self, mailbox: &Mailbox) -> bool {
+    fn merge(&mut self, mailbox: &Mailbox, fresh: bool) -> bool {
         let entries = &mailbox.entries;
         let mut entry_idx = 0;
         for slot in self.slots.iter_mut().filter(|slot| !slot.gone) {
@@ -266,7 +283,13 @@ impl Selected {
                 entry_idx += 1;
             }
             match entries.get(entry_idx) {
-                Some(entry) if entry.uid == slot.uid => slot.seen = entry.seen,
+                Some(entry) if entry.uid == slot.uid => match slot.seen_sent {
+                    Some(seen_sent) if seen_sent != entry.seen && !fresh => {}
+                    _ => {
+                        slot.seen_sent = None;
+                        slot.seen = entry.seen;
+                    }
+                },
                 _ => slot.gone = true,
             }
         }
@@ -314,6 +337,7 @@ fn slot_of(entry: &MailboxEntry) -> Slot {
         expires_at_ms: entry.expires_at_ms,
         seen: entry.seen,
         seen_announced: entry.seen,
+        seen_sent: None,
         deleted: false,
         gone: false,
     }

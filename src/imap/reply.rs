@@ -23,17 +23,32 @@ pub const CAPABILITIES_ALWAYS: &str = "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE
 /// The flags a message can have here (and the only ones kept).
 pub const FLAGS_SUPPORTED: &str = "(\\Seen \\Deleted)";
 
+// The fixed response lines: every constant text the session sends, in one place so the
+// tests can name them.
+
+/// After `ERRORS_MAX` bad commands.
 pub const BYE_TOO_MANY_ERRORS: &[u8] = b"* BYE Too many invalid commands\r\n";
+/// After `LOGIN_FAILURES_MAX` refused logins.
 pub const BYE_TOO_MANY_LOGIN_FAILURES: &[u8] = b"* BYE Too many failed logins\r\n";
+/// A command over `COMMAND_BYTES_MAX`, or a line over `LINE_BYTES_MAX`.
 pub const BYE_COMMAND_TOO_LONG: &[u8] = b"* BYE Command too long\r\n";
+/// A non-synchronizing literal over `LITERAL_BYTES_MAX` (RFC 7888 4).
 pub const BYE_LITERAL_TOO_BIG: &[u8] = b"* BYE Literal too big\r\n";
+/// The store's UIDVALIDITY changed under a selected mailbox (RFC 3501 2.3.1.1): the
+/// client must start over, and a new connection is the plainest way to say it.
 pub const BYE_UIDVALIDITY_CHANGED: &[u8] =
     b"* BYE [UNAVAILABLE] The inbox was reset (UIDVALIDITY changed), please reconnect\r\n";
+/// Invites a synchronizing literal.
 pub const CONTINUE_LITERAL: &[u8] = b"+ Ready for literal\r\n";
+/// IDLE began (RFC 2177).
 pub const CONTINUE_IDLE: &[u8] = b"+ idling\r\n";
+/// Asks for the SASL PLAIN response: PLAIN sends no challenge, so the text is empty.
 pub const CONTINUE_AUTHENTICATE: &[u8] = b"+ \r\n";
+/// RFC 2971: our name only (no version: it would help attackers more than clients).
 pub const ID_RESPONSE: &[u8] = b"* ID (\"name\" \"Mayfly\")\r\n";
+/// RFC 2342: one personal namespace, no prefix, `/` as the delimiter.
 pub const NAMESPACE_RESPONSE: &[u8] = b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n";
+/// RFC 5161: nothing of what the client asked for is enabled.
 pub const ENABLED_NOTHING: &[u8] = b"* ENABLED\r\n";
 
 /// Appends `tag SP status [SP "[" code "]"] SP text CRLF`. `tag` is `*` when the command

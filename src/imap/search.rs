@@ -124,6 +124,7 @@ pub struct Doc<'r> {
 }
 
 impl<'r> Doc<'r> {
+    /// Nothing is decoded until a key needs it.
     pub fn new(raw: &'r [u8]) -> Doc<'r> {
         Doc {
             raw,
@@ -298,6 +299,7 @@ mod tests {
             expires_at_ms: 0,
             seen: false,
             seen_announced: false,
+            seen_sent: None,
             deleted: false,
             gone: false,
         };

@@ -146,3 +146,23 @@ fn next_expiry() {
         Some(RECEIVED_AT_MS + 3_600_002)
     );
 }
+
+#[test]
+fn an_older_store_state_does_not_undo_our_flags() {
+    let mut test = Test::selected(&[SIMPLE, SIMPLE]);
+    // Recorded before the STORE; the store learns of the change only afterwards.
+    test.sync();
+    test.feed(b"a STORE 1 +FLAGS (\\Seen)\r\nb FETCH 2 BODY[TEXT]<0.5>\r\n");
+    assert_eq!(
+        test.take(),
+        "* 1 FETCH (FLAGS (\\Seen))\r\na OK STORE completed\r\n\
+         * 2 FETCH (BODY[TEXT]<0> {5}\r\nHello FLAGS (\\Seen))\r\nb OK FETCH completed\r\n"
+    );
+    // A later state that disagrees is a change made elsewhere, and is shown.
+    test.store.messages[0].0.seen = false;
+    test.feed(b"c NOOP\r\n");
+    assert_eq!(
+        test.take(),
+        "* 1 FETCH (UID 1 FLAGS ())\r\nc OK NOOP completed\r\n"
+    );
+}
