@@ -55,6 +55,7 @@ mod reply;
 mod search;
 mod structure;
 
+use std::fmt;
 use std::sync::Arc;
 
 use imap_codec::decode::Decoder;
@@ -101,8 +102,8 @@ pub enum LoginRefused {
     TryLater,
 }
 
-/// What the caller must do after `Session::advance`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the caller must do after `Session::advance`. Its `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Event {
     /// Everything was consumed; flush `out` and read more.
     NeedInput,
@@ -131,8 +132,8 @@ pub enum Event {
 }
 
 /// One IMAP session's protocol state. Create one per connection. `Send`, so its heavy
-/// callbacks (`messages`) can run on a blocking thread.
-#[derive(Debug)]
+/// callbacks (`messages`) can run on a blocking thread. Its `Debug` shows the state, not
+/// the buffers (they may hold a password).
 pub struct Session {
     config: Arc<SessionConfig>,
     tls_active: bool,
@@ -230,6 +231,49 @@ struct SearchJob {
     undecided: Vec<usize>,
     done: usize,
     round_end: usize,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::NeedInput => f.write_str("NeedInput"),
+            Event::Login { user, .. } => f
+                .debug_struct("Login")
+                .field("user", user)
+                .field("password", &"<hidden>")
+                .finish(),
+            Event::NeedMailbox => f.write_str("NeedMailbox"),
+            Event::NeedMessages { ids } => {
+                f.debug_struct("NeedMessages").field("ids", ids).finish()
+            }
+            Event::SetFlags { changes } => f
+                .debug_struct("SetFlags")
+                .field("changes", changes)
+                .finish(),
+            Event::Expunge { ids } => f.debug_struct("Expunge").field("ids", ids).finish(),
+            Event::Idle => f.write_str("Idle"),
+            Event::IdleDone => f.write_str("IdleDone"),
+            Event::StartTls => f.write_str("StartTls"),
+            Event::Logout => f.write_str("Logout"),
+            Event::Close => f.write_str("Close"),
+        }
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("tls_active", &self.tls_active)
+            .field("state", &self.state)
+            .field("user", &self.user)
+            .field("mode", &self.mode)
+            .field("job", &self.job)
+            .field("awaiting", &self.awaiting)
+            .field("closing", &self.closing)
+            .field("n_errors", &self.n_errors)
+            .field("n_login_failures", &self.n_login_failures)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
