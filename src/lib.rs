@@ -11,6 +11,7 @@
 //! - `http`: HTTP/1.1 request parsing, routing and JSON rendering, with no IO.
 //! - `mailbox`: an inbox as POP3 and IMAP clients see it (UIDs, sizes, seen flags).
 //! - `pop3`: the POP3 protocol (RFC 1939, CAPA, STLS, AUTH PLAIN) as a state machine, no IO.
+//! - `imap`: the IMAP protocol (one INBOX per address) as a state machine over bytes, with no IO.
 //! - `watch`: long polls and WebSocket subscriptions, parked at the owning shard.
 //! - `net`: the socket loops, listeners, TLS, per-client limits; the only code with sockets.
 //! - `runtime`: executors, the shard mesh, delivery, housekeeping and shutdown.
@@ -27,6 +28,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod imap;
 pub mod journal;
 pub mod mail;
 pub mod mailbox;
