@@ -117,6 +117,11 @@ impl Framer {
         true
     }
 
+    /// Whether part of a command has been taken in and its end has not.
+    pub fn is_mid_command(&self) -> bool {
+        !self.complete && !self.command.is_empty()
+    }
+
     /// Forgets the command (done with, or refused).
     pub fn reset(&mut self) {
         self.command.clear();

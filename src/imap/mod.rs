@@ -552,6 +552,17 @@ impl Session {
         self.tls_active
     }
 
+    /// Whether part of a command (or of an AUTHENTICATE response) has arrived and the rest
+    /// has not: the socket loop then holds the client to the whole-command deadline
+    /// instead of the idle timeout.
+    pub fn is_mid_command(&self) -> bool {
+        match self.mode {
+            Mode::Command => self.framer.is_mid_command(),
+            Mode::AuthenticateData { .. } => true,
+            Mode::Idle { .. } => !self.line.is_empty(),
+        }
+    }
+
     /// Whether the session is in IDLE: inbox changes go out as soon as `sync` is called.
     pub fn is_idle(&self) -> bool {
         matches!(self.mode, Mode::Idle { .. })

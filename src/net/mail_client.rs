@@ -98,7 +98,15 @@ pub async fn accept_loop<S: Shards>(
                     ))
                     .await;
                 }
-                Protocol::Imap => {}
+                Protocol::Imap => {
+                    Box::pin(crate::net::imap_conn::serve(
+                        ctx.clone(),
+                        stream,
+                        implicit_tls,
+                        peer_ip,
+                    ))
+                    .await;
+                }
             }
         })
         .detach();
@@ -263,9 +271,10 @@ impl Deadlines {
         }
     }
 
-    /// The timeout for the next read, given what is pending.
-    pub fn next_read(&mut self, input: &Input) -> Duration {
-        if input.is_empty() {
+    /// The timeout for the next read: the idle timeout between commands, or what is left
+    /// of the command's deadline once it has begun (`mid_command`).
+    pub fn next_read(&mut self, mid_command: bool) -> Duration {
+        if !mid_command {
             self.command_deadline = None;
             return self.idle;
         }

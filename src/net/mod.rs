@@ -13,6 +13,7 @@
 pub mod client_limits;
 pub mod conns;
 pub mod http_conn;
+pub mod imap_conn;
 pub mod listen;
 pub mod mail_client;
 pub mod pop3_conn;
@@ -166,6 +167,9 @@ pub struct NetCtx<S> {
     pub mail_client_limits: ClientLimits,
     /// What every POP3 session of this core shares.
     pub pop3_config: Rc<crate::pop3::SessionConfig>,
+    /// What every IMAP session of this core shares (`Arc`: a session moves to the blocking
+    /// pool to render big FETCH rounds).
+    pub imap_config: Arc<crate::imap::SessionConfig>,
 
     /// Counter for queue ids (one per SMTP transaction handed to the store).
     queue_seq: Cell<u64>,
@@ -217,6 +221,11 @@ impl<S: Shards> NetCtx<S> {
                 config.client_limit_exempt.clone(),
             ),
             pop3_config: Rc::new(crate::pop3::SessionConfig {
+                hostname: config.hostname.clone(),
+                starttls_available: starttls,
+                tls_required: config.tls_required,
+            }),
+            imap_config: Arc::new(crate::imap::SessionConfig {
                 hostname: config.hostname.clone(),
                 starttls_available: starttls,
                 tls_required: config.tls_required,

@@ -129,7 +129,7 @@ impl<S: Shards> Connection<S> {
                         return End::Close;
                     }
                     guard.set_idle(self.input.is_empty());
-                    let timeout = self.deadlines.next_read(&self.input);
+                    let timeout = self.deadlines.next_read(!self.input.is_empty());
                     match self.input.read(stream, timeout).await {
                         Read::Data => {}
                         Read::TimedOut => {
