@@ -174,6 +174,8 @@ fn imaplib_selects_fetches_byte_exact_searches_and_expunges() {
     let status = report["status"].as_str().expect("status");
     assert!(status.contains("MESSAGES 2"), "{status}");
     assert!(server.metric_total("mayfly_imap_logins_total") >= 2);
+    assert!(server.metric_total("mayfly_imap_commands_total") >= 10);
+    assert!(server.metric_total("mayfly_imap_bytes_sent_total") > 3 * 300);
 }
 
 #[test]

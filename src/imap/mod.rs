@@ -154,6 +154,8 @@ pub struct Session {
     closing: bool,
     n_errors: usize,
     n_login_failures: usize,
+    /// Complete commands taken in, for the socket loop's counter.
+    n_commands: u64,
 }
 
 #[derive(Debug)]
@@ -293,6 +295,7 @@ impl Session {
             closing: false,
             n_errors: 0,
             n_login_failures: 0,
+            n_commands: 0,
         }
     }
 
@@ -552,6 +555,11 @@ impl Session {
         self.tls_active
     }
 
+    /// Complete commands taken in since the session began.
+    pub fn n_commands(&self) -> u64 {
+        self.n_commands
+    }
+
     /// Whether part of a command (or of an AUTHENTICATE response) has arrived and the rest
     /// has not: the socket loop then holds the client to the whole-command deadline
     /// instead of the idle timeout.
@@ -624,6 +632,7 @@ impl Session {
             Framed::SyncLiteral { length_bytes } => self.sync_literal(length_bytes, out),
             Framed::Command => {
                 let command = self.framer.take_command();
+                self.n_commands += 1;
                 let event = self.command(&command, out);
                 self.framer.recycle(command);
                 event

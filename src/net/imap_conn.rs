@@ -61,6 +61,8 @@ struct Connection<S> {
     key: Option<InboxKey<'static>>,
     /// Signals from the owning shard on every change to the inbox, once selected.
     changes: Option<mpsc::Receiver<()>>,
+    /// Commands already added to `imap_commands_total`.
+    n_commands_counted: u64,
 }
 
 impl<S> Drop for Connection<S> {
@@ -85,6 +87,7 @@ pub async fn serve<S: Shards>(
         peer_ip,
         key: None,
         changes: None,
+        n_commands_counted: 0,
         ctx: ctx.clone(),
     };
     let guard = ctx
@@ -435,6 +438,14 @@ impl<S: Shards> Connection<S> {
             &self.ctx.counters.imap_bytes_sent_total,
             self.out.len() as u64,
         );
+        if let Some(session) = &self.session {
+            let n_commands = session.n_commands();
+            Counters::add(
+                &self.ctx.counters.imap_commands_total,
+                n_commands - self.n_commands_counted,
+            );
+            self.n_commands_counted = n_commands;
+        }
         let written = mail_client::write_flushed(stream, &self.out).await.is_ok();
         crate::alloc::wipe_if_on(&mut self.out);
         self.out.clear();
