@@ -503,3 +503,46 @@ fn a_trickled_command_is_cut_at_its_deadline_and_an_idle_session_at_its_timeout(
     );
     assert!(server.metric_total("mayfly_mailbox_timeouts_total") >= 2);
 }
+
+#[test]
+fn sessions_and_logins_per_client_address_are_capped() {
+    let (server, listeners) = start(&[
+        "--cores",
+        "1",
+        "--max-mailbox-sessions-per-ip",
+        "2",
+        "--max-logins-per-ip-per-minute",
+        "2",
+    ]);
+    let pop3 = listeners.pop3.expect("pop3");
+    let mut first = Raw::connect(pop3);
+    let _second = Raw::connect(pop3);
+    // The third from the same address is turned away before its greeting.
+    let third = TcpStream::connect(pop3).expect("connect");
+    third.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let mut refused = String::new();
+    BufReader::new(third).read_line(&mut refused).expect("read");
+    assert!(refused.starts_with("-ERR [SYS/TEMP]"), "{refused}");
+    // Two logins a minute: the third attempt is "try later", not checked.
+    for attempt in 0..3 {
+        first.send(format!("USER {ADDRESS}\r\nPASS x\r\n").as_bytes());
+        assert!(first.line().starts_with("+OK"), "USER {attempt}");
+        let answer = first.line();
+        if attempt < 2 {
+            assert!(answer.starts_with("+OK"), "login {attempt}: {answer}");
+            first.send(b"RSET\r\n");
+            assert!(first.line().starts_with("+OK"));
+            // A logged-in session cannot log in again: QUIT and reconnect.
+            first.send(b"QUIT\r\n");
+            assert!(first.line().starts_with("+OK"));
+            first = Raw::connect(pop3);
+        } else {
+            assert!(
+                answer.starts_with("-ERR [SYS/TEMP]"),
+                "login {attempt}: {answer}"
+            );
+        }
+    }
+    assert!(server.metric_total("mayfly_mailbox_sessions_refused_total") >= 1);
+    assert!(server.metric_total("mayfly_pop3_login_failures_total") >= 1);
+}
