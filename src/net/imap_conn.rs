@@ -32,9 +32,10 @@ use crate::net::tls::{self, Conn};
 use crate::net::{MailboxAnswer, MailboxOp, NetCtx, Shards};
 use crate::store::MessageId;
 
-/// First size of the input buffer; the session takes everything it is given, so the
-/// buffer only ever holds one read.
-const INPUT_BYTES_INITIAL: usize = 4096;
+/// First size of the input buffer (small, as an idle session's should be); it doubles up
+/// to `INPUT_BYTES_MAX` when reads fill it. The session takes everything it is given, so
+/// the buffer only ever holds one read.
+const INPUT_BYTES_INITIAL: usize = 1024;
 /// The largest read the loop makes.
 const INPUT_BYTES_MAX: usize = 64 * 1024;
 /// Fetched bytes above which a round of FETCH or SEARCH is rendered off the executor.
