@@ -8,7 +8,9 @@
 #   --rounds N      rounds of the interleaved workloads (default 5; medians are reported)
 #   --out DIR       where results go (default loadtest/results)
 #   --only PARTS    comma list of: interleaved, ring, held, sweeps, probe, durability, restore
-#                   (default all); catchers alone runs only the mail-catcher comparison
+#                   (default all); catchers alone runs only the mail-catcher comparison;
+#                   mailbox (not in the default) reads mail back over POP3 and IMAP with
+#                   mail-reader, Mayfly against Dovecot 2.3 (see bench/mail_clients.py)
 #   --durability MODES  the --durability modes the durability part runs side by side (comma list
 #                   of none, snapshot, journal; default all three); adds that part to --only.
 #                   Data directories go under DATA_ROOT (default /var/tmp: a real disk, not tmpfs)
@@ -20,6 +22,8 @@
 #
 # Environment:
 #   MAYFLY=path SMTP_BLASTER=path   use these binaries instead of building release ones
+#   MAIL_READER=path                the mail-reader binary for --only mailbox (default: beside
+#                                   smtp-blaster); DOVECOT=path the Dovecot binary (default: dovecot)
 #   CARGO_TARGET_DIR                where cargo builds (default: the workspace's target/)
 #   SERVER_CPUS=0 LOAD_CPUS=1       CPU lists for the server (taskset) and the load
 #   MACHINE=name                    machine tag in result file names (default: hostname)
@@ -78,6 +82,7 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 args=(--out "$out" --mayfly "$MAYFLY" --blaster "$SMTP_BLASTER"
+      --reader "${MAIL_READER:-$(dirname "$SMTP_BLASTER")/mail-reader}" --dovecot "${DOVECOT:-dovecot}"
       --server-cpus "${SERVER_CPUS:-0}" --load-cpus "${LOAD_CPUS:-1}"
       --commit "$commit" --machine "${MACHINE:-$(hostname -s 2>/dev/null || echo machine)}"
       --max-load "${MAX_BUSY:-0.5}" --only "$only"

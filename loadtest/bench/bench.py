@@ -16,6 +16,9 @@ messages it actually holds.
 The durability and restore parts (durability.py) run Mayfly alone under --durability none,
 snapshot and journal, and time restarts from a journal and from a snapshot.
 
+The mailbox part (mail_clients.py, only with --only mailbox) reads messages back over POP3 and
+IMAP with mail-reader, Mayfly against Dovecot 2.3 serving the same messages.
+
 Every run is bounded in messages and time; everything talks to 127.0.0.1 only.
 Python 3 standard library only.
 """
@@ -38,6 +41,7 @@ import urllib.request
 
 import catchers
 import durability
+import mail_clients  # loadtest/bench/mail_clients.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -859,6 +863,7 @@ def markdown(results, rows):
         # only the catcher comparison, or only the durability parts, were run
         L += catchers_markdown(results)
         L += durability.markdown(sys.modules[__name__], results)
+        L += mail_clients.markdown(sys.modules[__name__], results)
         return "\n".join(L) + "\n"
     L.append("| workload | client | Mayfly msg/s | smtp-sink msg/s | ratio | Mayfly CPU us/msg | smtp-sink CPU us/msg | "
              "ratio | Mayfly sys share | Mayfly p50/p99 us | smtp-sink p50/p99 us | other CPU |")
@@ -972,6 +977,7 @@ def markdown(results, rows):
         L.append(f"- load during the loaded probes: {fmt(hp.get('load', {}).get('msgs_per_s'), 0)} msg/s (open loop).")
         L.append("")
     L += durability.markdown(sys.modules[__name__], results)
+    L += mail_clients.markdown(sys.modules[__name__], results)
     return "\n".join(L) + "\n"
 
 
@@ -1059,6 +1065,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--mayfly", required=True)
     ap.add_argument("--blaster", required=True)
+    ap.add_argument("--reader", default=None, help="mail-reader binary (the mailbox part)")
+    ap.add_argument("--dovecot", default="dovecot", help="Dovecot binary (the mailbox part)")
     ap.add_argument("--smtp-sink", default="/usr/sbin/smtp-sink")
     ap.add_argument("--smtp-source", default="/usr/sbin/smtp-source")
     ap.add_argument("--server-cpus", default="0")
@@ -1070,7 +1078,8 @@ def main():
     ap.add_argument("--max-wait-quiet", type=float, default=30)
     ap.add_argument("--only", default="interleaved,ring,held,sweeps,probe,durability,restore",
                     help="comma list of parts: interleaved, ring, held, sweeps, probe, durability, restore, "
-                         "catchers (catchers: only the catcher comparison, when interleaved is not run)")
+                         "catchers (catchers: only the catcher comparison, when interleaved is not run), "
+                         "mailbox (POP3/IMAP reads, Mayfly vs Dovecot; not in the default list)")
     ap.add_argument("--durability-modes", default=",".join(durability.MODES),
                     help="the --durability modes the durability part compares")
     ap.add_argument("--data-root", default="/var/tmp",
@@ -1111,6 +1120,8 @@ def main():
     cfg.durability_modes = [m for m in cfg.durability_modes.split(",") if m]
     cfg.durability_secs = 2 if q else 3
     cfg.restore_messages = 100000 if q else 1000000
+    cfg.mailbox_secs = 2 if q else 3
+    cfg.reader = cfg.reader or os.path.join(os.path.dirname(cfg.blaster), "mail-reader")
     cfg.n_catch_1k = CATCH_QUICK_1K_MESSAGES if q else CATCH_1K_MESSAGES
     cfg.n_catch_100k = CATCH_QUICK_100K_MESSAGES if q else CATCH_100K_MESSAGES
     os.makedirs(cfg.out, exist_ok=True)
@@ -1120,6 +1131,7 @@ def main():
     # a catchers-only run gets a name of its own, so it does not replace a full run's files
     suffix = ("-quick" if q else "") + ("-catchers" if parts == {"catchers"} else "")
     suffix += "-durability" if parts and parts <= {"durability", "restore"} else ""
+    suffix += "-mailbox" if parts == {"mailbox"} else ""
     suffix += "".join(f"-{w}" for w in cfg.catch_workloads)
     base = os.path.join(cfg.out, f"{date}-{cfg.commit}-{cfg.machine}{suffix}")
     # server logs (warnings only) go to a scratch directory, not next to the results
@@ -1152,6 +1164,8 @@ def main():
             durability.run_modes(sys.modules[__name__], cfg, results)
         if "restore" in parts:
             durability.restore(sys.modules[__name__], cfg, results)
+        if "mailbox" in parts:
+            mail_clients.run(sys.modules[__name__], cfg, results)
     finally:
         results["meta"]["loadavg_end"] = loadavg()
         results["meta"]["elapsed_s"] = time.monotonic() - START

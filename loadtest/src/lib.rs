@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod engine;
 pub mod message;
+pub mod reader;
 pub mod reply;
 pub mod sizes;
 pub mod stats;
