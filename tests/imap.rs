@@ -634,3 +634,44 @@ fn fetchmail_over_imap_fetches_and_deletes() {
     // fetchmail flags what it fetched \Deleted and expunges: gone over HTTP too.
     assert_eq!(server.inbox(ADDRESS)["total"], 0);
 }
+
+#[test]
+fn http_patch_of_seen_reaches_an_idling_client_and_bad_bodies_are_refused() {
+    let (server, listeners) = start(&[]);
+    deliver(&server, ADDRESS, 1);
+    let id = server.inbox(ADDRESS)["messages"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let path = format!("{}/messages/{id}", inbox_path(ADDRESS));
+    let mut imap = login_select(listeners.imap.expect("imap"), ADDRESS);
+    imap.send(b"i IDLE\r\n");
+    assert!(imap.line().starts_with("+ "));
+    let patched = server.http("PATCH", &path, Some(br#"{"seen": true}"#));
+    assert_eq!(patched.status, 200, "{}", patched.describe());
+    assert_eq!(patched.json()["seen"], true);
+    let flags = imap.line();
+    assert_eq!(flags, "* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n");
+    let patched = server.http("PATCH", &path, Some(br#"{"seen": false}"#));
+    assert_eq!(patched.json()["seen"], false);
+    assert_eq!(imap.line(), "* 1 FETCH (UID 1 FLAGS ())\r\n");
+    imap.send(b"DONE\r\n");
+    assert!(imap.until_tagged("i").contains("i OK"));
+    for body in [
+        &b"{}"[..],
+        br#"{"seen": 1}"#,
+        br#"{"seen": true, "subject": "x"}"#,
+        b"not json",
+    ] {
+        server
+            .http("PATCH", &path, Some(body))
+            .assert_error(400, "bad_request");
+    }
+    server
+        .http(
+            "PATCH",
+            &format!("{}/messages/0000000000000000000000001", inbox_path(ADDRESS)),
+            Some(br#"{"seen": true}"#),
+        )
+        .assert_error(404, "not_found");
+}

@@ -57,6 +57,7 @@ pub enum Method {
     Head,
     Post,
     Delete,
+    Patch,
     Other,
 }
 
@@ -151,6 +152,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, Re
         "HEAD" => Method::Head,
         "POST" => Method::Post,
         "DELETE" => Method::Delete,
+        "PATCH" => Method::Patch,
         _ => Method::Other,
     };
 
@@ -400,8 +402,12 @@ mod tests {
                 Ok(request(Method::Delete, "/a", "", true, b"")),
             ),
             (
-                b"PATCH /a HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"PUT /a HTTP/1.1\r\nHost: x\r\n\r\n",
                 Ok(request(Method::Other, "/a", "", true, b"")),
+            ),
+            (
+                b"PATCH /a HTTP/1.1\r\nHost: x\r\n\r\n",
+                Ok(request(Method::Patch, "/a", "", true, b"")),
             ),
             (
                 b"GET http://x.test/a?b#c HTTP/1.1\r\nHost: x\r\n\r\n",

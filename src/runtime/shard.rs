@@ -294,8 +294,18 @@ impl ShardCtx {
             };
             match outcome {
                 Outcome::Ready(response) => {
-                    if response.status == 204 {
-                        // A delete: mail clients idling on the inbox see it go.
+                    let changed = match request.op {
+                        InboxOp::DeleteMessage { .. } | InboxOp::DeleteInbox => {
+                            response.status == 204
+                        }
+                        // Opening a message marks it seen.
+                        InboxOp::SetSeen { .. } | InboxOp::Message { .. } | InboxOp::Raw { .. } => {
+                            response.status == 200
+                        }
+                        _ => false,
+                    };
+                    if changed {
+                        // Mail clients idling on the inbox see the delete or the flag.
                         self.watchers.borrow_mut().changed(&request.key);
                     }
                     return self.journal_delete(&request, response).await;

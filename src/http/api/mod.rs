@@ -65,7 +65,7 @@ const LOCAL_PART_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 /// Every endpoint `route` knows: method and path template. `docs/openapi.json` describes
 /// exactly these (a test holds it to that), and `route` answers 405 for other methods on
 /// these paths and 404 for any other path.
-pub const ENDPOINTS: [(&str, &str); 20] = [
+pub const ENDPOINTS: [(&str, &str); 21] = [
     ("GET", "/"),
     ("HEAD", "/"),
     ("GET", "/static/{name}"),
@@ -81,6 +81,7 @@ pub const ENDPOINTS: [(&str, &str); 20] = [
     ("GET", "/api/v1/inboxes/{address}/messages/{id}"),
     ("HEAD", "/api/v1/inboxes/{address}/messages/{id}"),
     ("DELETE", "/api/v1/inboxes/{address}/messages/{id}"),
+    ("PATCH", "/api/v1/inboxes/{address}/messages/{id}"),
     ("GET", "/api/v1/inboxes/{address}/messages/{id}/raw"),
     ("HEAD", "/api/v1/inboxes/{address}/messages/{id}/raw"),
     (
@@ -145,6 +146,8 @@ pub enum InboxOp {
     },
     /// `DELETE .../messages/{id}`.
     DeleteMessage { id: Option<MessageId> },
+    /// `PATCH .../messages/{id}` with `{"seen": bool}`.
+    SetSeen { id: Option<MessageId>, seen: bool },
     /// `DELETE /api/v1/inboxes/{address}`.
     DeleteInbox,
 }
@@ -168,6 +171,7 @@ enum Allowed {
     Get,
     GetHead,
     GetHeadDelete,
+    GetHeadDeletePatch,
     Post,
 }
 
@@ -214,11 +218,16 @@ pub fn route(request: &Request, domains: &DomainPolicy) -> Result<Route, Respons
             Ok(Route::Inbox(InboxRequest { key, op }))
         }
         ["", "api", "v1", "inboxes", address, "messages", id] => {
-            let is_delete = allow(method, Allowed::GetHeadDelete)?;
+            let is_delete = allow(method, Allowed::GetHeadDeletePatch)?;
             let key = inbox_address(address, domains)?;
             let id = message_id(id);
             let op = if is_delete {
                 InboxOp::DeleteMessage { id }
+            } else if method == Method::Patch {
+                InboxOp::SetSeen {
+                    id,
+                    seen: requested_seen(&request.body)?,
+                }
             } else {
                 InboxOp::Message { id }
             };
@@ -390,6 +399,27 @@ pub fn execute(
             store.delete_inbox(key);
             Response::empty(204)
         }
+        InboxOp::SetSeen { id, seen } => {
+            match id
+                .filter(|&id| store.set_seen(key, id, seen))
+                .and_then(|id| store.get(key, id))
+            {
+                Some(message) => {
+                    views.ensure_summary(&message);
+                    match views.summary(message.id) {
+                        Some(summary) => {
+                            Response::json_from(200, &SummaryJson::of(&message, summary))
+                        }
+                        None => Response::error(
+                            503,
+                            "unavailable",
+                            "the summary does not fit the server's view cache",
+                        ),
+                    }
+                }
+                None => no_such_message(),
+            }
+        }
     };
     Outcome::Ready(response)
 }
@@ -448,6 +478,13 @@ fn allow(method: Method, allowed: Allowed) -> Result<bool, Response> {
         Allowed::GetHeadDelete => (
             matches!(method, Method::Get | Method::Head | Method::Delete),
             "GET, HEAD, DELETE",
+        ),
+        Allowed::GetHeadDeletePatch => (
+            matches!(
+                method,
+                Method::Get | Method::Head | Method::Delete | Method::Patch
+            ),
+            "GET, HEAD, DELETE, PATCH",
         ),
         Allowed::Post => (method == Method::Post, "POST"),
     };
@@ -556,6 +593,26 @@ fn list_op(query: &str) -> Result<InboxOp, Response> {
 
 /// The `domain` of a `POST /api/v1/addresses` body: empty, or a JSON object whose optional
 /// `domain` is a string (or null).
+/// The `seen` of a `PATCH .../messages/{id}` body: `{"seen": true|false}`, nothing else.
+fn requested_seen(body: &[u8]) -> Result<bool, Response> {
+    let bad = |message: &str| Response::error(400, "bad_request", message);
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| bad(&format!("the body is not JSON: {error}")))?;
+    let Value::Object(object) = value else {
+        return Err(bad("the body must be a JSON object"));
+    };
+    if let Some(other) = object.keys().find(|key| key.as_str() != "seen") {
+        return Err(bad(&format!(
+            "unknown field {other:?}: only \"seen\" can be changed"
+        )));
+    }
+    match object.get("seen") {
+        Some(Value::Bool(seen)) => Ok(*seen),
+        Some(_) => Err(bad("seen must be true or false")),
+        None => Err(bad("the body must set \"seen\"")),
+    }
+}
+
 fn requested_domain(body: &[u8], domains: &DomainPolicy) -> Result<Option<String>, Response> {
     let bad = |message: &str| Response::error(400, "bad_request", message);
     if body.trim_ascii().is_empty() {

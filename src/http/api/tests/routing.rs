@@ -337,7 +337,7 @@ fn errors_follow_the_contract() {
             "/api/v1/inboxes/a@example.test/messages/x",
             405,
             "method_not_allowed",
-            Some("GET, HEAD, DELETE"),
+            Some("GET, HEAD, DELETE, PATCH"),
         ),
         (Method::Get, "/nope", 404, "not_found", None),
         (
