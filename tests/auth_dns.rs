@@ -523,6 +523,37 @@ fn an_executor_keeps_running_while_the_resolver_waits() {
 }
 
 #[test]
+fn queued_requests_are_answered_by_their_deadline_when_every_slot_is_taken() {
+    let silent = SilentResolver::bind();
+    let deadline = Duration::from_millis(600);
+    let verifier = start_verifier(silent.addr, deadline);
+    let message = plain_message("alice@example.test");
+    // Every slot in flight waits for the silent server; the rest wait in the queue.
+    let n_requests = auth::IN_FLIGHT_MAX + 64;
+    let started = Instant::now();
+    let receivers: Vec<oneshot::Receiver<AuthResults>> = (0..n_requests)
+        .map(|_| {
+            verifier.verify(request(
+                GOOD_IP,
+                "mail.sender.test",
+                "a@pass.sender.test",
+                &message,
+            ))
+        })
+        .collect();
+    for receiver in receivers {
+        let results = wait(receiver);
+        assert_eq!(results.spf.result, Verdict::TempError);
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < deadline + Duration::from_secs(2), "{elapsed:?}");
+    let stats = verifier.stats();
+    assert_eq!(stats.n_queue_full, 0);
+    assert_eq!(stats.n_verified, n_requests as u64);
+    assert_eq!(stats.n_deadline_expired, n_requests as u64);
+}
+
+#[test]
 fn a_full_queue_is_answered_at_once_with_temperror() {
     let silent = SilentResolver::bind();
     // Long enough that nothing taken by the thread finishes while the queue fills.

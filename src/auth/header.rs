@@ -13,12 +13,12 @@
 use std::fmt::Write;
 use std::ops::Range;
 
+use crate::auth::results::{NAME_BYTES_MAX, truncate_str};
 use crate::auth::{AuthResults, SpfIdentity};
 
-/// Longest value written (a domain name has at most 255 octets); longer ones are cut.
-/// With two values on a line and quoting, a line stays under 600 octets, well within
-/// RFC 5322's 998.
-pub const VALUE_BYTES_MAX: usize = 255;
+/// Longest value written; longer ones are cut. With two values on a line and quoting, a
+/// line stays under 600 octets, well within RFC 5322's 998.
+pub const VALUE_BYTES_MAX: usize = NAME_BYTES_MAX;
 
 /// The header field name, as written and as matched (case-insensitively).
 const FIELD_NAME: &str = "Authentication-Results";
@@ -143,18 +143,6 @@ fn push_value(out: &mut String, value: &str) {
 /// RFC 2045 token characters: printable ASCII except `tspecials`.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b)
-}
-
-/// The longest prefix of `text` of at most `bytes_max` octets that ends on a char boundary.
-fn truncate_str(text: &str, bytes_max: usize) -> &str {
-    if text.len() <= bytes_max {
-        return text;
-    }
-    let mut end_idx = bytes_max;
-    while !text.is_char_boundary(end_idx) {
-        end_idx -= 1;
-    }
-    &text[..end_idx]
 }
 
 /// The byte range of every field of the header section, each with its continuation lines

@@ -38,7 +38,7 @@ use futures_channel::oneshot;
 
 pub use results::{
     ArcCheck, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, DnsblResult, DnsblVerdict,
-    DnsblZone, IprevCheck, SpfCheck, SpfIdentity, Verdict,
+    DnsblZone, IprevCheck, NAME_BYTES_MAX, SpfCheck, SpfIdentity, Verdict,
 };
 
 /// Requests that may wait in the channel to the resolver thread. Beyond it, `verify` and
@@ -309,5 +309,21 @@ impl Counters {
             n_deadline_expired: self.n_deadline_expired.load(Ordering::Relaxed),
             n_unavailable: self.n_unavailable.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Executors hold clones of one `Verifier`, and the integration hands it across threads.
+    #[test]
+    fn verifier_is_a_cheap_shared_handle() {
+        fn shared_handle<T: Clone + Send + Sync + 'static>() {}
+        shared_handle::<Verifier>();
+        assert_eq!(
+            std::mem::size_of::<Verifier>(),
+            std::mem::size_of::<usize>()
+        );
     }
 }

@@ -30,7 +30,7 @@ use mail_auth::{AuthenticatedMessage, DnsError, MessageAuthenticator, SpfOutput,
 use crate::auth::cache::Caches;
 use crate::auth::results::{
     ArcCheck, AuthResults, DkimCheck, DmarcCheck, DnsblResult, DnsblVerdict, IprevCheck, SpfCheck,
-    spf_identity,
+    bounded, spf_identity,
 };
 use crate::auth::{
     CACHE_TTL_MAX, Counters, DKIM_SIGNATURES_MAX, DnsResolver, Doorbell, Error, IN_FLIGHT_MAX,
@@ -223,6 +223,19 @@ impl<T: Clone> Drop for Answer<T> {
 }
 
 async fn run(ctx: &Ctx, job: Job) {
+    // A request that waited out its deadline in the queue gets its answer without any
+    // work: under overload, late work would only make the next answers late too.
+    let due = match &job {
+        Job::Verify { due, .. } | Job::Dnsbl { due, .. } => *due,
+    };
+    if Instant::now() >= due {
+        match &job {
+            Job::Verify { .. } => ctx.counters.count_verified(false),
+            Job::Dnsbl { .. } => ctx.counters.count_dnsbl(false),
+        }
+        job.answer_temperror();
+        return;
+    }
     match job {
         Job::Verify {
             request,
@@ -392,7 +405,8 @@ fn from_domain(message: &AuthenticatedMessage<'_>) -> String {
         }
     }
     let domain = domain.unwrap_or_default();
-    idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_ascii_lowercase())
+    let ascii = idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_ascii_lowercase());
+    bounded(&ascii)
 }
 
 /// Asks every zone at once; each writes its verdict when it answers (RFC 5782 2.1: the

@@ -16,6 +16,11 @@ use serde::Serialize;
 
 use crate::auth::VerifyRequest;
 
+/// Longest name kept in results (a domain name has at most 255 octets): a DKIM `d=` or a
+/// From domain is whatever the sender wrote, and must not make the JSON or the header
+/// grow with it. Longer names are cut.
+pub const NAME_BYTES_MAX: usize = 255;
+
 /// A result value of RFC 8601 section 2.7 (the lowercase words of the IANA registry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,7 +136,7 @@ impl AuthResults {
         AuthResults {
             spf: SpfCheck {
                 result: Verdict::TempError,
-                domain: domain.to_string(),
+                domain: bounded(domain),
                 identity,
             },
             dkim: vec![DkimCheck {
@@ -153,6 +158,23 @@ impl AuthResults {
             client_ip: request.include_client_ip.then_some(request.client_ip),
         }
     }
+}
+
+/// `name` as kept in results: at most `NAME_BYTES_MAX` octets, cut on a char boundary.
+pub(super) fn bounded(name: &str) -> String {
+    truncate_str(name, NAME_BYTES_MAX).to_string()
+}
+
+/// The longest prefix of `text` of at most `bytes_max` octets that ends on a char boundary.
+pub(super) fn truncate_str(text: &str, bytes_max: usize) -> &str {
+    if text.len() <= bytes_max {
+        return text;
+    }
+    let mut end_idx = bytes_max;
+    while !text.is_char_boundary(end_idx) {
+        end_idx -= 1;
+    }
+    &text[..end_idx]
 }
 
 /// The identity SPF checks for `request` and its domain: MAIL FROM's domain, or the HELO
@@ -181,7 +203,7 @@ impl SpfCheck {
         };
         SpfCheck {
             result,
-            domain: output.domain().to_string(),
+            domain: bounded(output.domain()),
             identity,
         }
     }
@@ -192,8 +214,8 @@ impl DkimCheck {
     pub(super) fn unfinished(signature: &Signature) -> DkimCheck {
         DkimCheck {
             result: Verdict::TempError,
-            domain: signature.d.clone(),
-            selector: signature.s.clone(),
+            domain: bounded(&signature.d),
+            selector: bounded(&signature.s),
         }
     }
 
@@ -213,7 +235,7 @@ impl DkimCheck {
             DkimResult::None => Verdict::None,
         };
         let (domain, selector) = match output.signature() {
-            Some(signature) => (signature.d.clone(), signature.s.clone()),
+            Some(signature) => (bounded(&signature.d), bounded(&signature.s)),
             None => (String::new(), String::new()),
         };
         DkimCheck {
@@ -241,7 +263,7 @@ impl DmarcCheck {
         });
         DmarcCheck {
             result,
-            domain: output.domain().to_string(),
+            domain: bounded(output.domain()),
             policy,
         }
     }
@@ -281,13 +303,16 @@ impl IprevCheck {
 
 /// What one DNSBL zone said about a client (RFC 5782).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase", tag = "verdict")]
+#[serde(tag = "verdict")]
 pub enum DnsblVerdict {
     /// An A record in 127.0.0.0/24 answered (its last octet is the list's reason code).
+    #[serde(rename = "listed")]
     Listed { answer: Ipv4Addr },
     /// NXDOMAIN or no A record in 127.0.0.0/24.
+    #[serde(rename = "not_listed")]
     NotListed,
     /// No answer within the deadline, or a DNS error.
+    #[serde(rename = "temperror")]
     TempError,
 }
 
@@ -332,5 +357,116 @@ impl DnsblResult {
             .iter()
             .filter(|zone| matches!(zone.verdict, DnsblVerdict::Listed { .. }))
             .map(|zone| &*zone.zone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn request(mail_from: &str, include_client_ip: bool) -> VerifyRequest {
+        VerifyRequest {
+            client_ip: "192.0.2.7".parse().unwrap(),
+            helo: "mail.example.org".into(),
+            mail_from: mail_from.into(),
+            authserv_id: Arc::from("mx.example.test"),
+            message: Arc::from(&b"From: a@example.org\r\n\r\n"[..]),
+            include_client_ip,
+        }
+    }
+
+    #[test]
+    fn spf_checks_mail_from_or_else_helo() {
+        let cases = [
+            ("bounce@example.org", (SpfIdentity::MailFrom, "example.org")),
+            ("a@b@example.org", (SpfIdentity::MailFrom, "example.org")),
+            ("postmaster", (SpfIdentity::MailFrom, "mail.example.org")),
+            ("", (SpfIdentity::Helo, "mail.example.org")),
+        ];
+        for (mail_from, expected) in cases {
+            assert_eq!(
+                spf_identity(&request(mail_from, false)),
+                expected,
+                "{mail_from}"
+            );
+        }
+    }
+
+    #[test]
+    fn temperror_json_names_no_client_unless_asked() {
+        let json =
+            serde_json::to_value(AuthResults::temperror(&request("a@example.org", false))).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "spf": {"result": "temperror", "domain": "example.org", "identity": "mailfrom"},
+                "dkim": [{"result": "temperror", "domain": "", "selector": ""}],
+                "dmarc": {"result": "temperror", "domain": "", "policy": null},
+                "arc": {"result": "temperror"},
+                "iprev": {"result": "temperror"}
+            })
+        );
+        let asked = serde_json::to_value(AuthResults::temperror(&request("", true))).unwrap();
+        assert_eq!(asked["client_ip"], "192.0.2.7");
+        assert_eq!(asked["spf"]["identity"], "helo");
+    }
+
+    #[test]
+    fn every_verdict_serializes_as_its_rfc_8601_word() {
+        for verdict in [
+            Verdict::Pass,
+            Verdict::Fail,
+            Verdict::SoftFail,
+            Verdict::Neutral,
+            Verdict::None,
+            Verdict::TempError,
+            Verdict::PermError,
+            Verdict::Policy,
+        ] {
+            assert_eq!(serde_json::to_value(verdict).unwrap(), verdict.as_str());
+        }
+    }
+
+    #[test]
+    fn dnsbl_json() {
+        let result = DnsblResult {
+            zones: vec![
+                DnsblZone {
+                    zone: "bl.example".into(),
+                    verdict: DnsblVerdict::Listed {
+                        answer: "127.0.0.2".parse().unwrap(),
+                    },
+                },
+                DnsblZone {
+                    zone: "other.example".into(),
+                    verdict: DnsblVerdict::NotListed,
+                },
+                DnsblZone {
+                    zone: "slow.example".into(),
+                    verdict: DnsblVerdict::TempError,
+                },
+            ],
+        };
+        assert_eq!(
+            serde_json::to_value(&result).unwrap(),
+            serde_json::json!({"zones": [
+                {"zone": "bl.example", "verdict": "listed", "answer": "127.0.0.2"},
+                {"zone": "other.example", "verdict": "not_listed"},
+                {"zone": "slow.example", "verdict": "temperror"}
+            ]})
+        );
+        assert!(result.is_listed());
+        assert_eq!(result.listed_zones().collect::<Vec<_>>(), ["bl.example"]);
+        assert!(!DnsblResult::temperror(&["a".into()]).is_listed());
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        assert_eq!(bounded(&"x".repeat(1_000)).len(), NAME_BYTES_MAX);
+        // Cut on a char boundary: 127 two-octet chars fit, the 128th would end at 256.
+        assert_eq!(bounded(&"é".repeat(200)).len(), 254);
+        assert_eq!(bounded("example.org"), "example.org");
     }
 }
