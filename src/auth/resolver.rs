@@ -222,6 +222,7 @@ impl<T: Clone> Drop for Answer<T> {
     }
 }
 
+/// Works out one job's answer and sends it, by its deadline.
 async fn run(ctx: &Ctx, job: Job) {
     // A request that waited out its deadline in the queue gets its answer without any
     // work: under overload, late work would only make the next answers late too.
