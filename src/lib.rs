@@ -8,6 +8,7 @@
 //! - `smtp`: the SMTP protocol as a state machine over bytes, with no IO.
 //! - `store`: one shard's ring buffer and inbox index, and routing of inboxes to shards.
 //! - `mail`: the parsed views of a stored message and their cache; HTML sanitizing.
+//! - `auth`: SPF, DKIM, DMARC, ARC, iprev and DNSBL checks on a resolver thread of their own.
 //! - `http`: HTTP/1.1 request parsing, routing and JSON rendering, with no IO.
 //! - `mailbox`: an inbox as POP3 and IMAP clients see it (UIDs, sizes, seen flags).
 //! - `pop3`: the POP3 protocol (RFC 1939, CAPA, STLS, AUTH PLAIN) as a state machine, no IO.
@@ -23,6 +24,7 @@
 
 pub mod address;
 pub mod alloc;
+pub mod auth;
 pub mod clock;
 pub mod config;
 #[doc(hidden)]
