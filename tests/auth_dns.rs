@@ -1,4 +1,5 @@
-//! Sender authentication (`mayfly::auth`) against a real authoritative DNS server.
+//! Sender authentication (`mayfly::auth`) against a real authoritative DNS server, through
+//! the library API and, at the end, through the real binary (`--verify-senders annotate`).
 //!
 //! Each test starts its own `nsd` (Debian package `nsd`; `tests/run.sh` installs it) on
 //! 127.0.0.1 and a free port, in the foreground, as the current user, with a config and
@@ -17,6 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use futures_channel::oneshot;
 use mail_auth::arc::ArcSealer;
@@ -377,7 +380,7 @@ fn the_whole_answer_as_header_and_json() {
         "Authentication-Results: mx.mayfly.test;\r\n\
          \tspf=pass smtp.mailfrom=example.test;\r\n\
          \tdkim=pass header.d=example.test header.s=rsa;\r\n\
-         \tdmarc=pass header.from=example.test;\r\n\
+         \tdmarc=pass (p=reject) header.from=example.test;\r\n\
          \tarc=none;\r\n\
          \tiprev=pass\r\n"
     );
@@ -600,6 +603,84 @@ fn a_full_queue_is_answered_at_once_with_temperror() {
 // ---- the DNS server ----
 
 /// A private nsd serving the test zones; stopped (SIGTERM) and cleaned up when dropped.
+#[test]
+fn the_server_prepends_its_results_strips_forged_ones_and_serves_them_as_json() {
+    let dns = Nsd::start();
+    let resolver = dns.addr.to_string();
+    let server = common::Server::start(&[
+        "--verify-senders",
+        "annotate",
+        "--dns-resolver",
+        &resolver,
+        "--hostname",
+        AUTHSERV_ID,
+        "--auth-timeout",
+        "5s",
+    ]);
+    let signed = sign_rsa(&plain_message("alice@example.test"), "example.test");
+    // A sender's header claiming to be ours, with a better verdict than the truth.
+    let mut forged =
+        b"Authentication-Results: MX.mayfly.test; spf=pass smtp.mailfrom=evil.test\r\n".to_vec();
+    forged.extend_from_slice(&signed);
+    let mut smtp = server.smtp_ehlo();
+    // Pipelined: two messages whose checks run while the session goes on.
+    smtp.send_mail("bounce@example.test", &["bob@mayfly.test"], &forged);
+    smtp.send_mail(
+        "someone@sender.test",
+        &["bob@mayfly.test"],
+        &plain_message("x@sender.test"),
+    );
+    let listing = server.wait_inbox_total("bob@mayfly.test", 2);
+    let first_id = listing["messages"][1]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let raw = server.raw("bob@mayfly.test", &first_id);
+    let text = String::from_utf8(raw.clone()).expect("text");
+    assert!(
+        text.starts_with(
+            "Authentication-Results: mx.mayfly.test;\r\n\
+             \tspf=pass smtp.mailfrom=example.test;\r\n\
+             \tdkim=pass header.d=example.test header.s=rsa;\r\n\
+             \tdmarc=pass (p=reject) header.from=example.test;\r\n\
+             \tarc=none;\r\n\
+             \tiprev="
+        ),
+        "{text}"
+    );
+    // Ours, then our Received header, then exactly the signed message: the forged one went.
+    assert!(raw.ends_with(&signed), "{text}");
+    assert_eq!(text.matches("Authentication-Results:").count(), 1, "{text}");
+    assert!(text.contains("\r\nReceived: "), "{text}");
+    // No client address anywhere without --log-client-ip.
+    assert!(!text.contains("127.0.0.1"), "{text}");
+    let message = server
+        .get(&format!(
+            "{}/messages/{first_id}",
+            common::inbox_path("bob@mayfly.test")
+        ))
+        .json();
+    assert_eq!(message["auth"]["spf"]["result"], "pass");
+    assert_eq!(message["auth"]["dkim"][0]["domain"], "example.test");
+    assert_eq!(message["auth"]["dkim"][0]["result"], "pass");
+    assert_eq!(message["auth"]["dmarc"]["policy"], "reject");
+    assert!(message["auth"].get("client_ip").is_none());
+    // The second message: unsigned, and its sender's domain publishes no SPF for this
+    // client: none and none, stored all the same.
+    let second_id = listing["messages"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let second = server
+        .get(&format!(
+            "{}/messages/{second_id}",
+            common::inbox_path("bob@mayfly.test")
+        ))
+        .json();
+    assert_eq!(second["auth"]["dkim"], serde_json::json!([]));
+    assert_eq!(second["auth"]["spf"]["domain"], "sender.test");
+}
+
 struct Nsd {
     child: Option<Child>,
     dir: PathBuf,
@@ -862,7 +943,7 @@ fn zones(keys: &Keys) -> Vec<(&'static str, String)> {
             "example.test.",
             format!(
                 "$ORIGIN example.test.\n$TTL 300\n{soa}\
-                 @ IN TXT \"v=spf1 ip4:{GOOD_IP} -all\"\n\
+                 @ IN TXT \"v=spf1 ip4:{GOOD_IP} ip4:127.0.0.1 -all\"\n\
                  _dmarc IN TXT \"v=DMARC1; p=reject\"\n\
                  rsa._domainkey IN TXT {rsa_key}\n\
                  ed._domainkey IN TXT {ed_key}\n\

@@ -17,6 +17,8 @@ command -v fetchmail >/dev/null 2>&1 || need_apt+=(fetchmail)
 command -v mutt >/dev/null 2>&1 || need_apt+=(mutt)
 command -v mbsync >/dev/null 2>&1 || need_apt+=(isync)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The sender-check tests make RSA keys with openssl and serve their zones with nsd.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v nsd >/dev/null 2>&1 || [ -x /usr/sbin/nsd ] || need_apt+=(nsd) # authoritative DNS for tests/auth_dns.rs
 if [ "${MAYFLY_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
     need_apt+=(chromium fonts-liberation)

@@ -14,7 +14,10 @@ use std::fmt::Write;
 use std::ops::Range;
 
 use crate::auth::results::{NAME_BYTES_MAX, truncate_str};
-use crate::auth::{AuthResults, SpfIdentity};
+use crate::auth::{
+    ArcCheck, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, IprevCheck, SpfCheck, SpfIdentity,
+    Verdict,
+};
 
 /// Longest value written; longer ones are cut. With two values on a line and quoting, a
 /// line stays under 600 octets, well within RFC 5322's 998.
@@ -30,7 +33,7 @@ const FIELD_NAME: &str = "Authentication-Results";
 /// Authentication-Results: mx.example.test;
 /// <TAB>spf=pass smtp.mailfrom=example.org;
 /// <TAB>dkim=pass header.d=example.org header.s=sel;
-/// <TAB>dmarc=pass header.from=example.org;
+/// <TAB>dmarc=pass (p=reject) header.from=example.org;
 /// <TAB>arc=none;
 /// <TAB>iprev=pass
 /// ```
@@ -76,6 +79,12 @@ pub fn authentication_results(
 
     out.push_str(";\r\n\tdmarc=");
     out.push_str(results.dmarc.result.as_str());
+    if let Some(policy) = results.dmarc.policy {
+        // A comment, as RFC 8601 defines no property for it (Gmail writes it the same way).
+        out.push_str(" (p=");
+        out.push_str(policy.as_str());
+        out.push(')');
+    }
     if !results.dmarc.domain.is_empty() {
         out.push_str(" header.from=");
         push_value(&mut out, &results.dmarc.domain);
@@ -247,6 +256,88 @@ pub fn summary(results: &AuthResults) -> String {
     out
 }
 
+/// Reads back a header `authentication_results` wrote (its value, after the colon, folded
+/// or not): the results for the message JSON, so they need no storage beside the message
+/// (and survive a restart with it). None for anything it did not write.
+pub fn parse_ours(value: &str) -> Option<AuthResults> {
+    let mut clauses = value.split(';').map(str::trim);
+    let _authserv_id = clauses.next()?;
+    let mut results = AuthResults {
+        spf: SpfCheck {
+            result: Verdict::None,
+            domain: String::new(),
+            identity: SpfIdentity::MailFrom,
+        },
+        dkim: Vec::new(),
+        dmarc: DmarcCheck {
+            result: Verdict::None,
+            domain: String::new(),
+            policy: None,
+        },
+        arc: ArcCheck {
+            result: Verdict::None,
+        },
+        iprev: IprevCheck {
+            result: Verdict::None,
+        },
+        client_ip: None,
+    };
+    let mut seen_spf = false;
+    for clause in clauses {
+        let mut words = clause.split_whitespace();
+        let (method, result) = words.next()?.split_once('=')?;
+        let result = Verdict::parse(result)?;
+        let mut properties: Vec<(&str, &str)> = Vec::new();
+        let mut policy = None;
+        for word in words {
+            if let Some(comment) = word.strip_prefix("(p=").and_then(|w| w.strip_suffix(')')) {
+                policy = DmarcPolicy::parse(comment);
+            } else if let Some((name, value)) = word.split_once('=') {
+                properties.push((name, value.trim_matches('"')));
+            }
+        }
+        let property = |name: &str| {
+            properties
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.to_string())
+        };
+        match method {
+            "spf" => {
+                seen_spf = true;
+                results.spf.result = result;
+                if let Some(domain) = property("smtp.helo") {
+                    results.spf.identity = SpfIdentity::Helo;
+                    results.spf.domain = domain;
+                } else {
+                    results.spf.domain = property("smtp.mailfrom").unwrap_or_default();
+                }
+            }
+            "dkim" => {
+                let domain = property("header.d").unwrap_or_default();
+                let selector = property("header.s").unwrap_or_default();
+                // `dkim=none` with nothing else stands for "no signature".
+                if result != Verdict::None || !domain.is_empty() {
+                    results.dkim.push(DkimCheck {
+                        result,
+                        domain,
+                        selector,
+                    });
+                }
+            }
+            "dmarc" => {
+                results.dmarc.result = result;
+                results.dmarc.domain = property("header.from").unwrap_or_default();
+                results.dmarc.policy = policy;
+            }
+            "arc" => results.arc.result = result,
+            "iprev" => results.iprev.result = result,
+            _ => return None,
+        }
+    }
+    seen_spf.then_some(results)
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
@@ -290,7 +381,7 @@ mod tests {
             "Authentication-Results: mx.example.test;\r\n\
              \tspf=pass smtp.mailfrom=example.org;\r\n\
              \tdkim=pass header.d=example.org header.s=sel;\r\n\
-             \tdmarc=pass header.from=example.org;\r\n\
+             \tdmarc=pass (p=reject) header.from=example.org;\r\n\
              \tarc=none;\r\n\
              \tiprev=pass\r\n"
         );
@@ -505,5 +596,57 @@ mod tests {
             strip_forged(message.as_bytes(), "MX.EXAMPLE.TEST").as_deref(),
             Some(&b"From: a\r\n\r\nbody\r\n"[..])
         );
+    }
+
+    #[test]
+    fn our_header_reads_back_as_written() {
+        let results = AuthResults {
+            spf: SpfCheck {
+                result: Verdict::SoftFail,
+                domain: "sender.test".to_string(),
+                identity: SpfIdentity::MailFrom,
+            },
+            dkim: vec![
+                DkimCheck {
+                    result: Verdict::Pass,
+                    domain: "sender.test".to_string(),
+                    selector: "s1".to_string(),
+                },
+                DkimCheck {
+                    result: Verdict::Fail,
+                    domain: "other.test".to_string(),
+                    selector: "s2".to_string(),
+                },
+            ],
+            dmarc: DmarcCheck {
+                result: Verdict::Pass,
+                domain: "sender.test".to_string(),
+                policy: Some(DmarcPolicy::Reject),
+            },
+            arc: ArcCheck {
+                result: Verdict::None,
+            },
+            iprev: IprevCheck {
+                result: Verdict::TempError,
+            },
+            client_ip: None,
+        };
+        let header = authentication_results("mx.example.test", &results, false);
+        let value = header
+            .strip_prefix("Authentication-Results:")
+            .expect("the field name")
+            .replace("\r\n\t", " ");
+        assert_eq!(parse_ours(&value), Some(results.clone()));
+        let none = AuthResults {
+            dkim: Vec::new(),
+            ..results
+        };
+        let header = authentication_results("mx.example.test", &none, false);
+        let value = header
+            .strip_prefix("Authentication-Results:")
+            .expect("name");
+        assert_eq!(parse_ours(value), Some(none));
+        assert_eq!(parse_ours(" mx; foo=pass"), None);
+        assert_eq!(parse_ours("garbage"), None);
     }
 }

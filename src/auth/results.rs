@@ -36,6 +36,21 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict `as_str` writes.
+    pub fn parse(word: &str) -> Option<Verdict> {
+        Some(match word {
+            "pass" => Verdict::Pass,
+            "fail" => Verdict::Fail,
+            "softfail" => Verdict::SoftFail,
+            "neutral" => Verdict::Neutral,
+            "none" => Verdict::None,
+            "temperror" => Verdict::TempError,
+            "permerror" => Verdict::PermError,
+            "policy" => Verdict::Policy,
+            _ => return None,
+        })
+    }
+
     /// The word as written in the header and the JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,6 +103,27 @@ pub enum DmarcPolicy {
     None,
     Quarantine,
     Reject,
+}
+
+impl DmarcPolicy {
+    /// The word of a DMARC record's `p=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmarcPolicy::None => "none",
+            DmarcPolicy::Quarantine => "quarantine",
+            DmarcPolicy::Reject => "reject",
+        }
+    }
+
+    /// The policy `as_str` writes.
+    pub fn parse(word: &str) -> Option<DmarcPolicy> {
+        match word {
+            "none" => Some(DmarcPolicy::None),
+            "quarantine" => Some(DmarcPolicy::Quarantine),
+            "reject" => Some(DmarcPolicy::Reject),
+            _ => None,
+        }
+    }
 }
 
 /// DMARC (RFC 7489): SPF or DKIM passed for a domain aligned with the From domain.

@@ -486,6 +486,38 @@ settings! {
         parse: |text: &str| check_journal_file_size(parse_size(text)?),
         help: "A journal file is closed and the next one started past this size",
     },
+    /// Whether each message's sender is checked (SPF, DKIM, DMARC, ARC, iprev) and the
+    /// results prepended as an `Authentication-Results:` header (RFC 8601). Off by default,
+    /// so a machine without DNS works as it always did.
+    verify_senders: VerifySenders = verify_senders {
+        shape: Text,
+        value: "MODE",
+        default: "off",
+        bounds: Other("off or annotate"),
+        parse: VerifySenders::parse,
+        help: "off, or annotate: check SPF, DKIM, DMARC, ARC and iprev for each message and \
+               prepend an Authentication-Results header (mail is accepted either way)",
+    },
+    /// The DNS server sender checks ask; `None`: the system's (`/etc/resolv.conf`).
+    dns_resolver: Option<SocketAddr> = dns_resolver {
+        shape: Text,
+        value: "ADDR:PORT",
+        default: (none "the system's, from /etc/resolv.conf"),
+        bounds: Other("IP address and port"),
+        parse: parse_socket_addr,
+        help: "DNS server for sender checks (a local caching resolver is best) [default: the \
+               system's, from /etc/resolv.conf]",
+    },
+    /// How long a message's sender checks may take before its reply; what has not
+    /// finished is `temperror` and the message is accepted anyway.
+    auth_timeout: Duration = auth_timeout {
+        shape: Text,
+        value: "DURATION",
+        default: "2s",
+        bounds: Duration(TIMEOUT_RANGE),
+        help: "How long a message's sender checks may take before its reply; unfinished checks \
+               are temperror and the message is accepted anyway",
+    },
     /// Where the POP3 listener (RFC 1939, STLS when a certificate is given) binds; `None`:
     /// no POP3.
     pop3_addr: Option<SocketAddr> = pop3 {
@@ -580,6 +612,25 @@ settings! {
         help: "POP3 and IMAP: how long a whole command (its line and literals) may take once \
                its first byte arrived",
     },
+}
+
+/// What `--verify-senders` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifySenders {
+    /// No checks: nothing is looked up, nothing added.
+    Off,
+    /// Check and record the results in an `Authentication-Results` header; refuse nothing.
+    Annotate,
+}
+
+impl VerifySenders {
+    fn parse(text: &str) -> Result<VerifySenders, String> {
+        match text {
+            "off" => Ok(VerifySenders::Off),
+            "annotate" => Ok(VerifySenders::Annotate),
+            _ => Err("expected off or annotate".to_string()),
+        }
+    }
 }
 
 /// What survives a restart (`--durability`).

@@ -175,6 +175,10 @@ pub struct NetCtx<S> {
     queue_seq: Cell<u64>,
     /// Process start, part of every queue id.
     boot_micros: u64,
+    /// With `--verify-senders annotate`: where each message's sender checks go.
+    pub verifier: Option<crate::auth::Verifier>,
+    /// Our authserv-id (`--hostname`), shared by every check's request.
+    pub authserv_id: Arc<str>,
 }
 
 /// The accept loops of one executor; `stop` ends them.
@@ -191,6 +195,7 @@ impl<S: Shards> NetCtx<S> {
         tls: Option<Arc<TlsCerts>>,
         counters: Rc<Counters>,
         boot_micros: u64,
+        verifier: Option<crate::auth::Verifier>,
     ) -> NetCtx<S> {
         let starttls = tls.is_some();
         let session_config = Rc::new(SessionConfig {
@@ -230,9 +235,11 @@ impl<S: Shards> NetCtx<S> {
                 starttls_available: starttls,
                 tls_required: config.tls_required,
             }),
+            authserv_id: Arc::from(config.hostname.as_str()),
             config,
             queue_seq: Cell::new(0),
             boot_micros,
+            verifier,
         }
     }
 

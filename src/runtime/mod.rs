@@ -90,6 +90,9 @@ struct Start {
     started: mpsc::Sender<usize>,
     /// With `--durability snapshot` or `journal`.
     durable: Option<Arc<durable::Durable>>,
+    /// With `--verify-senders annotate`: the one resolver thread every executor hands
+    /// its sender checks to.
+    verifier: Option<crate::auth::Verifier>,
 }
 
 /// Runs the server until `shutdown` is triggered and every shard has finished.
@@ -133,6 +136,19 @@ pub fn run(
     } else {
         STARTUP_WAIT
     };
+    let verifier = match config.verify_senders {
+        crate::config::VerifySenders::Off => None,
+        crate::config::VerifySenders::Annotate => Some(
+            crate::auth::Verifier::start(crate::auth::VerifierConfig {
+                resolver: match config.dns_resolver {
+                    Some(addr) => crate::auth::DnsResolver::At(addr),
+                    None => crate::auth::DnsResolver::System,
+                },
+                deadline: config.auth_timeout,
+            })
+            .map_err(|error| anyhow::anyhow!("--verify-senders annotate: {error}"))?,
+        ),
+    };
     let start = Arc::new(Start {
         config: Arc::new(config),
         tls: tls.clone(),
@@ -144,6 +160,7 @@ pub fn run(
         shards_producing: Arc::new(AtomicUsize::new(n_shards)),
         started: started_tx,
         durable,
+        verifier,
     });
     let mesh = MeshBuilder::full(n_shards, MESH_CHANNEL_CAPACITY);
 
@@ -437,6 +454,7 @@ async fn shard_main(start: Arc<Start>, mesh: MeshBuilder<ShardMsg, Full>) -> any
         start.tls.clone(),
         shard.counters.clone(),
         start.boot_micros,
+        start.verifier.clone(),
     ));
 
     let mut peer_tasks = Vec::new();

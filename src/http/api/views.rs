@@ -168,6 +168,11 @@ pub(super) struct MessageJson<'a> {
     html: Option<String>,
     html_omitted: Option<&'static str>,
     attachments: Vec<AttachmentJson<'a>>,
+    /// Our sender checks (`--verify-senders annotate`), read back from our own
+    /// `Authentication-Results` header, which is the message's first field when present
+    /// (we prepend it before our Received header; a sender's own come later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<crate::auth::AuthResults>,
 }
 
 impl<'a> MessageJson<'a> {
@@ -178,6 +183,11 @@ impl<'a> MessageJson<'a> {
     ) -> MessageJson<'a> {
         MessageJson {
             summary: SummaryJson::of(message, summary),
+            auth: parsed
+                .headers(message.raw)
+                .next()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("Authentication-Results"))
+                .and_then(|(_, value)| crate::auth::header::parse_ours(&value)),
             headers: parsed.headers(message.raw).collect(),
             text: parsed.text(message.raw),
             html: parsed.html(&attachments_path(message)),

@@ -144,6 +144,28 @@ impl<'a> Transaction<'a> {
     pub fn n_rcpts(&self) -> usize {
         self.n_rcpts
     }
+
+    /// The recipients as one text, each followed by `\n`: with `n_rcpts` and
+    /// `from_parts`, what a caller keeps to rebuild the transaction after the session has
+    /// moved on (a message whose sender checks are still running).
+    pub fn rcpts_text(&self) -> &'a str {
+        self.rcpts
+    }
+
+    /// A transaction from parts kept by a caller (see `rcpts_text`).
+    pub fn from_parts(
+        mail_from: &'a str,
+        rcpts_text: &'a str,
+        n_rcpts: usize,
+        body: &'a [u8],
+    ) -> Transaction<'a> {
+        Transaction {
+            mail_from,
+            body,
+            rcpts: rcpts_text,
+            n_rcpts,
+        }
+    }
 }
 
 /// How storing a delivered message went; decides the final reply.
@@ -339,6 +361,11 @@ impl Session {
     /// which the session cannot see.
     pub fn refuse_mail(&mut self, refusal: Option<&'static [u8]>) {
         self.mail_refusal = refusal;
+    }
+
+    /// The EHLO/HELO name the client gave ("" before EHLO).
+    pub fn helo(&self) -> &str {
+        &self.helo
     }
 
     /// Whether TLS is active on this session.
