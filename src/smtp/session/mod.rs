@@ -41,6 +41,9 @@
 
 mod received;
 mod recipients;
+mod transaction;
+
+pub use transaction::Transaction;
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -116,56 +119,6 @@ pub enum Event {
     StartTls,
     /// The session gave up on the client (421 already written); flush and close.
     Close,
-}
-
-/// The finished message, as the caller stores it. Valid right after `Event::Deliver`.
-#[derive(Debug, Clone, Copy)]
-pub struct Transaction<'a> {
-    /// The reverse path without brackets; `""` for the null path `<>`.
-    pub mail_from: &'a str,
-    /// The body as received, after dot-unstuffing, without our Received header.
-    pub body: &'a [u8],
-    /// The accepted recipients, each followed by `\n` (addresses never contain LF).
-    rcpts: &'a str,
-    n_rcpts: usize,
-}
-
-impl<'a> Transaction<'a> {
-    /// The accepted recipients in RCPT order as the client spelled them, exact repeats
-    /// removed: `A@x` and `a@x` both appear (one inbox; the store keeps one copy and lists
-    /// both). `<postmaster>` appears as `postmaster@<first configured domain>`, or
-    /// `postmaster@<hostname>` on a catch-all server.
-    pub fn rcpts(&self) -> impl Iterator<Item = &'a str> + use<'a> {
-        let rcpts: &'a str = self.rcpts;
-        rcpts.split_terminator('\n')
-    }
-
-    /// How many recipients `rcpts()` yields.
-    pub fn n_rcpts(&self) -> usize {
-        self.n_rcpts
-    }
-
-    /// The recipients as one text, each followed by `\n`: with `n_rcpts` and
-    /// `from_parts`, what a caller keeps to rebuild the transaction after the session has
-    /// moved on (a message whose sender checks are still running).
-    pub fn rcpts_text(&self) -> &'a str {
-        self.rcpts
-    }
-
-    /// A transaction from parts kept by a caller (see `rcpts_text`).
-    pub fn from_parts(
-        mail_from: &'a str,
-        rcpts_text: &'a str,
-        n_rcpts: usize,
-        body: &'a [u8],
-    ) -> Transaction<'a> {
-        Transaction {
-            mail_from,
-            body,
-            rcpts: rcpts_text,
-            n_rcpts,
-        }
-    }
 }
 
 /// How storing a delivered message went; decides the final reply.
@@ -322,12 +275,12 @@ impl Session {
 
     /// The finished message; meaningful right after `Event::Deliver`.
     pub fn transaction(&self) -> Transaction<'_> {
-        Transaction {
-            mail_from: &self.mail_from,
-            body: self.body.as_slice(),
-            rcpts: self.recipients.spellings_text(),
-            n_rcpts: self.recipients.n_spellings(),
-        }
+        Transaction::from_parts(
+            &self.mail_from,
+            self.recipients.spellings_text(),
+            self.recipients.n_spellings(),
+            self.body.as_slice(),
+        )
     }
 
     /// Writes the final reply for the message of the last `Event::Deliver` and resets the
