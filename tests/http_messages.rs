@@ -485,3 +485,45 @@ fn openapi_json_describes_exactly_the_routing_table() {
         assert!(operation["summary"].is_string(), "{method} {path} summary");
     }
 }
+
+#[test]
+fn a_sign_up_mail_gives_its_code_and_verify_link_without_being_marked_seen() {
+    let server = Server::start(&[]);
+    let address = "new.user@example.test";
+    let message = "From: Example App <no-reply@app.example>\r\nTo: new.user@example.test\r\n\
+        Subject: Your verification code\r\nMIME-Version: 1.0\r\n\
+        Content-Type: text/html; charset=utf-8\r\n\
+        List-Unsubscribe: <https://app.example/unsub?u=1>\r\n\r\n\
+        <p>Order #20261205 shipped on 05.12.2026 for $49.99.</p>\r\n\
+        <p>Your verification code is <b>482 913</b>. It expires in 10 minutes.</p>\r\n\
+        <p><a href=\"https://app.example/verify?token=abc123\">Confirm your email</a></p>\r\n\
+        <p><a href=\"https://app.example/help\">Help</a></p>\r\n";
+    server
+        .smtp_ehlo()
+        .send_mail("bounce@app.example", &[address], message.as_bytes());
+    let listing = server.wait_inbox_total(address, 1);
+    let id = listing["messages"][0]["id"].as_str().expect("id");
+    let codes = server.get(&format!("{}/messages/{id}/codes", inbox_path(address)));
+    assert_eq!(codes.status, 200, "{}", codes.describe());
+    let codes = codes.json();
+    assert_eq!(codes["codes"][0]["value"], "482913", "{codes}");
+    let links = codes["links"].as_array().expect("links");
+    let verify: Vec<&Value> = links
+        .iter()
+        .filter(|link| link["kind"] == "verify")
+        .collect();
+    assert_eq!(verify.len(), 1, "{codes}");
+    assert_eq!(verify[0]["url"], "https://app.example/verify?token=abc123");
+    assert_eq!(verify[0]["text"], "Confirm your email");
+    assert!(
+        links.iter().any(|link| link["kind"] == "unsubscribe"),
+        "{codes}"
+    );
+    // Reading the codes is not opening the message.
+    assert_eq!(server.inbox(address)["messages"][0]["seen"], false);
+    let view = server
+        .get(&format!("{}/messages/{id}", inbox_path(address)))
+        .json();
+    assert_eq!(view["codes"], codes["codes"]);
+    assert_eq!(view["links"], codes["links"]);
+}

@@ -15,6 +15,7 @@
 //! `wipe`, because it is message content.
 
 pub mod cache;
+pub mod extract;
 pub mod sanitize;
 
 pub use cache::ViewCache;
@@ -70,6 +71,8 @@ pub struct ParsedMessage {
     html_omitted: Option<HtmlOmitted>,
     /// The top-level attachments in mail-parser's order (which is the order in the message).
     attachments: Vec<Attachment>,
+    /// One-time codes and links (`extract`), found once here, off the executor.
+    extracted: extract::Extracted,
 }
 
 /// Why an HTML body is not served: it is too big, or too costly, to sanitize in bounded
@@ -257,6 +260,12 @@ impl ParsedMessage {
             // A text/plain body that mail-parser would render as HTML is not an HTML body.
             _ => None,
         });
+        let extracted = extract::extract(
+            &summary.subject,
+            message.body_text(0).as_deref(),
+            html.as_deref(),
+            message.header_raw("List-Unsubscribe").map(str::trim),
+        );
         (
             summary,
             ParsedMessage {
@@ -265,8 +274,14 @@ impl ParsedMessage {
                 html,
                 html_omitted,
                 attachments,
+                extracted,
             },
         )
+    }
+
+    /// The message's likely one-time codes and its links.
+    pub fn extracted(&self) -> &extract::Extracted {
+        &self.extracted
     }
 
     /// The top-level header fields in order: name as written, value unfolded with RFC 2047
@@ -345,10 +360,12 @@ impl ParsedMessage {
             + text_bytes
             + self.html.as_ref().map_or(0, |html| html.len())
             + attachment_bytes
+            + self.extracted.heap_bytes()
     }
 
     /// Overwrites everything the view copied out of the message, and frees it.
     pub fn wipe(self) {
+        self.extracted.wipe();
         if let Some(Body::Decoded(text)) = self.text {
             wipe_bytes(text.into_boxed_bytes().into_vec());
         }

@@ -65,7 +65,7 @@ const LOCAL_PART_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 /// Every endpoint `route` knows: method and path template. `docs/openapi.json` describes
 /// exactly these (a test holds it to that), and `route` answers 405 for other methods on
 /// these paths and 404 for any other path.
-pub const ENDPOINTS: [(&str, &str); 21] = [
+pub const ENDPOINTS: [(&str, &str); 23] = [
     ("GET", "/"),
     ("HEAD", "/"),
     ("GET", "/static/{name}"),
@@ -82,6 +82,8 @@ pub const ENDPOINTS: [(&str, &str); 21] = [
     ("HEAD", "/api/v1/inboxes/{address}/messages/{id}"),
     ("DELETE", "/api/v1/inboxes/{address}/messages/{id}"),
     ("PATCH", "/api/v1/inboxes/{address}/messages/{id}"),
+    ("GET", "/api/v1/inboxes/{address}/messages/{id}/codes"),
+    ("HEAD", "/api/v1/inboxes/{address}/messages/{id}/codes"),
     ("GET", "/api/v1/inboxes/{address}/messages/{id}/raw"),
     ("HEAD", "/api/v1/inboxes/{address}/messages/{id}/raw"),
     (
@@ -138,6 +140,8 @@ pub enum InboxOp {
     Message { id: Option<MessageId> },
     /// `GET .../messages/{id}/raw`.
     Raw { id: Option<MessageId> },
+    /// `GET .../messages/{id}/codes`.
+    Codes { id: Option<MessageId> },
     /// `GET .../messages/{id}/attachments/{index}`; `index: None` when the text is not an
     /// index, which answers 404.
     Attachment {
@@ -232,6 +236,14 @@ pub fn route(request: &Request, domains: &DomainPolicy) -> Result<Route, Respons
                 InboxOp::Message { id }
             };
             Ok(Route::Inbox(InboxRequest { key, op }))
+        }
+        ["", "api", "v1", "inboxes", address, "messages", id, "codes"] => {
+            allow(method, Allowed::GetHead)?;
+            let key = inbox_address(address, domains)?;
+            Ok(Route::Inbox(InboxRequest {
+                key,
+                op: InboxOp::Codes { id: message_id(id) },
+            }))
         }
         ["", "api", "v1", "inboxes", address, "messages", id, "raw"] => {
             allow(method, Allowed::GetHead)?;
@@ -371,6 +383,20 @@ pub fn execute(
                 };
                 Response::json_from(200, &MessageJson::of(&message, summary, parsed))
             }
+            None => no_such_message(),
+        },
+        InboxOp::Codes { id } => match id.and_then(|id| store.get(key, id)) {
+            // Reading the codes is not opening the message: `seen` stays as it is.
+            Some(message) => match views.view(message.id) {
+                Some(parsed) => Response::json_from(
+                    200,
+                    &serde_json::json!({
+                        "codes": parsed.extracted().codes,
+                        "links": parsed.extracted().links,
+                    }),
+                ),
+                None => return Outcome::Parse(message.id),
+            },
             None => no_such_message(),
         },
         InboxOp::Attachment { id, index } => match id.and_then(|id| store.get(key, id)) {

@@ -173,6 +173,9 @@ pub(super) struct MessageJson<'a> {
     /// (we prepend it before our Received header; a sender's own come later).
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<crate::auth::AuthResults>,
+    /// Likely one-time codes, most likely first, and every http(s) link.
+    codes: &'a [crate::mail::extract::Code],
+    links: &'a [crate::mail::extract::Link],
 }
 
 impl<'a> MessageJson<'a> {
@@ -189,6 +192,8 @@ impl<'a> MessageJson<'a> {
                 .filter(|(name, _)| name.eq_ignore_ascii_case("Authentication-Results"))
                 .and_then(|(_, value)| crate::auth::header::parse_ours(&value)),
             headers: parsed.headers(message.raw).collect(),
+            codes: &parsed.extracted().codes,
+            links: &parsed.extracted().links,
             text: parsed.text(message.raw),
             html: parsed.html(&attachments_path(message)),
             html_omitted: parsed.html_omitted().map(HtmlOmitted::as_str),
