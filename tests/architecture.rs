@@ -13,12 +13,10 @@ use std::path::{Path, PathBuf};
 
 /// Lines a source file may have, its tests included.
 const FILE_LINES_MAX: usize = 900;
-/// Files allowed to be longer, and why.
-const LONG_FILES: [(&str, &str); 1] = [(
-    "fuzzing.rs",
-    "the four fuzz harnesses share their input decoding (chunking prefix, token alphabets) \
-     and are read together with tests/fuzz; no server code",
-)];
+/// Files allowed to be longer, and why (none today: `fuzzing.rs`, the one that was, is now
+/// a folder with a file per fuzz target). A slice, so an entry can be added without
+/// counting.
+const LONG_FILES: &[(&str, &str)] = &[];
 /// Top-level modules that must not depend on these others (directly; indirect edges are
 /// caught by the cycle check or by listing them too).
 const FORBIDDEN: [(&str, &[&str]); 11] = [

@@ -233,6 +233,10 @@ impl Session {
             }
             CommandBody::Idle => {
                 self.finish_untagged(out);
+                if self.closing {
+                    // The inbox was reset (BYE written): no `+ idling` after a BYE.
+                    return Some(Event::Close);
+                }
                 out.extend_from_slice(reply::CONTINUE_IDLE);
                 self.mode = Mode::Idle {
                     tag: tag.to_string(),
@@ -291,6 +295,14 @@ impl Session {
                     return self.bad(tag, "No mailbox selected", out);
                 }
                 let items = fetch::items_of(&macro_or_item_names);
+                if items.is_empty() {
+                    // `FETCH 1 ()`: imap-codec takes the empty list, RFC 3501's grammar
+                    // does not (`"(" fetch-att *(SP fetch-att) ")"`), and answering it
+                    // would write `* 1 FETCH ()`, which no client can parse (a FETCH
+                    // response holds at least one item). Found by fuzzing
+                    // (`tests/fuzz/regressions/imap_session/`).
+                    return self.bad(tag, "Empty FETCH item list", out);
+                }
                 self.fetch(tag, &sequence_set, items, uid, out)
             }
             CommandBody::Store {

@@ -320,6 +320,12 @@ impl Session {
                 Mode::AuthenticateData { .. } | Mode::Idle { .. } => self.advance_line(rest, out),
             };
             consumed += n_bytes;
+            // A command answered with a BYE but no event (one that found the inbox's
+            // UIDVALIDITY changed when it announced the store's news) ends the session
+            // here: a BYE means the connection closes (RFC 3501 7.1.5), so nothing
+            // pipelined after it may be read or answered. Found by fuzzing
+            // (`tests/fuzz/regressions/imap_session/`).
+            let event = event.or_else(|| self.closing.then_some(Event::Close));
             if let Some(event) = event {
                 debug_assert!(consumed <= input.len());
                 debug_assert!(event != Event::NeedInput || consumed == input.len());

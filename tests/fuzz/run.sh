@@ -4,7 +4,7 @@
 #
 #   tests/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# SECONDS_PER_TARGET defaults to 600; the targets default to all four. One fuzzer process
+# SECONDS_PER_TARGET defaults to 600; the targets default to all six. One fuzzer process
 # at a time, at low priority (the machine is shared). Needs `cargo install cargo-fuzz`.
 # RUSTC_BOOTSTRAP=1 lets the stable compiler take the -Z flags cargo-fuzz passes
 # (sanitizer coverage and AddressSanitizer); no nightly toolchain is used.
@@ -22,7 +22,7 @@ secs_per_target=${1:-600}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(smtp_session data_scanner http_request websocket)
+    targets=(smtp_session data_scanner http_request websocket pop3_session imap_session)
 fi
 # Largest input the fuzzer makes, per target: the HTTP parser's head limit is 8 KiB, so its
 # inputs must be able to pass it; elsewhere libFuzzer's default of 4 KiB reaches every
@@ -34,10 +34,12 @@ max_len() {
     esac
 }
 # libFuzzer grows its length limit slowly (a 10-minute run reached 405 bytes); the HTTP
-# target starts at full length so heads past 8 KiB are tried from the first minute.
+# target starts at full length so heads past 8 KiB are tried from the first minute, and
+# the IMAP one so whole sessions (login, SELECT, a few commands: 790 bytes after its first
+# 10 minutes) fit with room to spare.
 len_control() {
     case "$1" in
-        http_request) echo 0 ;;
+        http_request | imap_session) echo 0 ;;
         *) echo 100 ;;
     esac
 }

@@ -1,0 +1,8 @@
+//! Fuzz target: the POP3 session as the socket loop drives it, over an in-memory inbox
+//! (see `mayfly::fuzzing::pop3_session`).
+//! The harness and its assertions live in the library, so `cargo test --test fuzz_corpus`
+//! replays this target's corpus without a fuzzer.
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mayfly::fuzzing::pop3_session(data));
