@@ -87,12 +87,16 @@ enum Kind {
 
 impl Scanner {
     /// Extends or closes the run of digit groups with token `idx`, just committed.
+    #[inline]
     pub(crate) fn run_commit(&mut self, idx: usize) {
+        if self.tok(idx).is_digits() || self.run.active {
+            self.run_commit_digits(idx);
+        }
+    }
+
+    fn run_commit_digits(&mut self, idx: usize) {
         let token = self.tok(idx);
         let is_digits = token.is_digits();
-        if !is_digits && !self.run.active {
-            return;
-        }
         let (n_chars, sep) = (token.n_chars, token.sep_before);
         if is_digits
             && self.run.active
@@ -266,27 +270,15 @@ impl Scanner {
             }
         }
 
-        // Words around it.
-        let mut keyword_before = 0;
-        let mut keyword_before_distance = None;
-        let mut negative_distance = None;
+        // Words around it: what follows first, then back from the candidate, so that the
+        // usual decoys (a date, an order or phone word, an address) are thrown out as soon
+        // as they are seen, before the whole window is classified.
+        let value = self.tok(first).text().parse::<u32>().ok();
+        let year_like = kind == Kind::Digits
+            && first == last
+            && n_chars == 4
+            && value.is_some_and(|value| (1900..=2099).contains(&value));
         let mut address_distance = None;
-        let mut date_near = false;
-        for idx in (first.saturating_sub(BACK_TOKENS)..first).rev() {
-            let distance = first_pos - self.tok(idx).pos;
-            let class = self.class_of(idx);
-            if class & CODE_ANY != 0 && !self.keyword_denied(idx, class, first) {
-                keyword_before = keyword_before.max(points(&SCORE_KEYWORD_BEFORE, distance, class));
-                keyword_before_distance.get_or_insert(distance);
-            }
-            if class & (ORDER | PHONE | PRICE) != 0 && distance <= NEGATIVE_DISTANCE_MAX {
-                negative_distance.get_or_insert(distance);
-            }
-            if class & ADDRESS != 0 && distance <= ADDRESS_DISTANCE_MAX {
-                address_distance.get_or_insert(distance);
-            }
-            date_near |= class & DATE != 0 && distance <= DATE_DISTANCE_MAX;
-        }
         let mut keyword_after = 0;
         let mut keyword_after_distance = None;
         for idx in last + 1..(last + 1 + FORWARD_TOKENS).min(self.n_tokens) {
@@ -296,28 +288,46 @@ impl Scanner {
                 keyword_after = keyword_after.max(points(&SCORE_KEYWORD_AFTER, distance, class));
                 keyword_after_distance.get_or_insert(distance);
             }
-            date_near |= class & DATE != 0 && distance <= DATE_AFTER_DISTANCE_MAX;
+            if year_like && class & DATE != 0 && distance <= DATE_AFTER_DISTANCE_MAX {
+                return None;
+            }
             if class & ADDRESS != 0 && distance <= ADDRESS_AFTER_DISTANCE_MAX {
                 address_distance.get_or_insert(distance);
             }
         }
-        let keyword_near = keyword_before_distance.is_some_and(|d| d <= KEYWORD_NEAR_BEFORE)
-            || keyword_after_distance.is_some_and(|d| d <= KEYWORD_NEAR_AFTER);
-        if let Some(negative) = negative_distance {
-            let keyword_closer = keyword_before_distance.is_some_and(|d| d < negative)
-                || keyword_after_distance.is_some_and(|d| d < negative);
-            if !keyword_closer {
+        let keyword_after_near = keyword_after_distance.is_some_and(|d| d <= KEYWORD_NEAR_AFTER);
+        let mut keyword_before = 0;
+        let mut keyword_before_distance = None;
+        for idx in (first.saturating_sub(BACK_TOKENS)..first).rev() {
+            let distance = first_pos - self.tok(idx).pos;
+            let class = self.class_of(idx);
+            if class & CODE_ANY != 0 && !self.keyword_denied(idx, class, first) {
+                keyword_before = keyword_before.max(points(&SCORE_KEYWORD_BEFORE, distance, class));
+                keyword_before_distance.get_or_insert(distance);
+            }
+            // A keyword closer than an order, phone or price word would have been seen.
+            if class & (ORDER | PHONE | PRICE) != 0
+                && distance <= NEGATIVE_DISTANCE_MAX
+                && keyword_before_distance.is_none()
+                && keyword_after_distance.is_none_or(|d| d >= distance)
+            {
+                return None;
+            }
+            if year_like && class & DATE != 0 && distance <= DATE_DISTANCE_MAX {
+                return None;
+            }
+            if class & ADDRESS != 0 && distance <= ADDRESS_DISTANCE_MAX {
+                address_distance.get_or_insert(distance);
+            }
+            // Past `KEYWORD_NEAR_BEFORE`, whether a keyword is near is known.
+            let keyword_near = keyword_after_near
+                || keyword_before_distance.is_some_and(|d| d <= KEYWORD_NEAR_BEFORE);
+            if address_distance.is_some() && distance > KEYWORD_NEAR_BEFORE && !keyword_near {
                 return None;
             }
         }
-        let value = self.tok(first).text().parse::<u32>().ok();
-        let year_like = kind == Kind::Digits
-            && first == last
-            && n_chars == 4
-            && value.is_some_and(|value| (1900..=2099).contains(&value));
-        if year_like && date_near {
-            return None;
-        }
+        let keyword_near =
+            keyword_after_near || keyword_before_distance.is_some_and(|d| d <= KEYWORD_NEAR_BEFORE);
         if (address_distance.is_some() || self.is_postcode(first, last, n_chars)) && !keyword_near {
             return None;
         }

@@ -12,11 +12,10 @@
 
 use memchr::{memchr, memmem};
 
-use crate::mail::extract::links::{LinkText, text_class};
 use crate::mail::extract::markup::{decode_entities, style_flags};
 use crate::mail::extract::scan::{Break, Scanner};
 use crate::mail::extract::token::{STYLE_BIG, STYLE_EMPHASIS};
-use crate::mail::extract::{Collector, URL_BYTES_MAX};
+use crate::mail::extract::{Collector, LINK_TEXT_CHARS_MAX, URL_BYTES_MAX};
 
 /// Open elements remembered, with their styles.
 const STACK_DEPTH_MAX: usize = 64;
@@ -80,12 +79,13 @@ struct Open {
     style: u8,
 }
 
+/// An open `<a>`; its text is in `Walker::anchor_text`.
 #[derive(Debug)]
 struct Anchor {
     /// The link's entry, if its `href` is an http(s) URL that found room.
     entry_idx: Option<usize>,
-    text: LinkText,
-    alt: Option<LinkText>,
+    /// Whether an image in it had an `alt` (in `Walker::anchor_alt`).
+    has_alt: bool,
     /// The scanner's token count when it opened: its context is the words before.
     context_end: usize,
     /// `STYLE_*` of its text.
@@ -99,6 +99,11 @@ struct Walker {
     overflow_depth: usize,
     pre_depth: usize,
     anchor: Option<Anchor>,
+    /// The open anchor's text and image `alt`, and its decoded `href`: buffers reused
+    /// from one anchor to the next.
+    anchor_text: LinkText,
+    anchor_alt: LinkText,
+    href: String,
 }
 
 /// The attributes the extractor reads, raw (entities not decoded).
@@ -234,24 +239,29 @@ impl Walker {
                 self.close_anchor(scanner, out);
                 let context_end = scanner.n_tokens;
                 let entry_idx = attributes.href.and_then(|href| {
-                    let mut url = String::new();
+                    let url = &mut self.href;
+                    url.clear();
                     let fits = decode_entities(href, |part| {
                         url.push_str(part);
                         url.len() <= URL_BYTES_MAX
                     });
-                    if fits { out.links.add(&url, 0) } else { None }
+                    if fits { out.links.add(url, 0) } else { None }
                 });
+                self.anchor_text.clear();
+                self.anchor_alt.clear();
                 self.anchor = Some(Anchor {
                     entry_idx,
-                    text: LinkText::default(),
-                    alt: None,
+                    has_alt: false,
                     context_end,
                     style: 0,
                 });
             }
             TagKind::Image => {
-                if let (Some(anchor), Some(alt)) = (&mut self.anchor, attributes.alt) {
-                    let text = anchor.alt.get_or_insert_with(LinkText::default);
+                if let (Some(anchor), Some(alt)) = (&mut self.anchor, attributes.alt)
+                    && !anchor.has_alt
+                {
+                    anchor.has_alt = true;
+                    let text = &mut self.anchor_alt;
                     decode_entities(alt, |part| {
                         text.push_str(part);
                         !text.is_full()
@@ -308,8 +318,8 @@ impl Walker {
 
     fn block_break(&mut self, kind: Break, scanner: &mut Scanner, out: &mut Collector) {
         scanner.brk(kind, out);
-        if let Some(anchor) = &mut self.anchor {
-            anchor.text.push(' ');
+        if self.anchor.is_some() {
+            self.anchor_text.push(' ');
         }
     }
 
@@ -319,12 +329,13 @@ impl Walker {
         };
         scanner.boundary(out);
         if let Some(entry_idx) = anchor.entry_idx {
-            let text = match &anchor.alt {
-                Some(alt) if anchor.text.as_str().is_empty() => alt.as_str(),
-                _ => anchor.text.as_str(),
+            let text = if self.anchor_text.as_str().is_empty() {
+                self.anchor_alt.as_str()
+            } else {
+                self.anchor_text.as_str()
             };
             let prominent = anchor.style & (STYLE_EMPHASIS | STYLE_BIG) != 0;
-            let text_class = text_class(text);
+            let text_class = out.links.text_class(text);
             // The words before a link matter only when its own text says nothing.
             let context = if text_class == 0 {
                 scanner.link_context_before(anchor.context_end)
@@ -349,8 +360,8 @@ impl Walker {
         scanner.feed(part, style, out);
         if let Some(anchor) = &mut self.anchor {
             anchor.style |= style;
-            if !anchor.text.is_full() {
-                anchor.text.push_str(part);
+            if !self.anchor_text.is_full() {
+                self.anchor_text.push_str(part);
             }
         }
     }
@@ -428,5 +439,58 @@ fn tag_style(name: &[u8]) -> u8 {
         b"b" | b"strong" | b"h3" | b"code" | b"kbd" | b"samp" | b"tt" | b"mark" => STYLE_EMPHASIS,
         b"big" => STYLE_BIG,
         _ => 0,
+    }
+}
+
+/// Link text as shown: whitespace runs collapsed to one space, at most
+/// `LINK_TEXT_CHARS_MAX` characters.
+#[derive(Debug, Default)]
+struct LinkText {
+    text: String,
+    n_chars: usize,
+    space_pending: bool,
+}
+
+impl LinkText {
+    fn push_str(&mut self, part: &str) {
+        for ch in part.chars() {
+            self.push(ch);
+        }
+    }
+
+    fn push(&mut self, ch: char) {
+        if self.n_chars >= LINK_TEXT_CHARS_MAX {
+            return;
+        }
+        if ch.is_whitespace() {
+            self.space_pending = !self.text.is_empty();
+            return;
+        }
+        if self.space_pending {
+            self.space_pending = false;
+            if self.n_chars + 1 >= LINK_TEXT_CHARS_MAX {
+                self.n_chars = LINK_TEXT_CHARS_MAX;
+                return;
+            }
+            self.text.push(' ');
+            self.n_chars += 1;
+        }
+        self.text.push(ch);
+        self.n_chars += 1;
+    }
+
+    fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.n_chars = 0;
+        self.space_pending = false;
+    }
+
+    /// No more characters will be kept.
+    fn is_full(&self) -> bool {
+        self.n_chars >= LINK_TEXT_CHARS_MAX
     }
 }

@@ -12,7 +12,7 @@
 use crate::mail::extract::words::{
     self, CODE_STRONG, CharClass, CjkMatcher, LINK_OTHER, UNSUBSCRIBE, VERIFY, VERIFY_WEAK,
 };
-use crate::mail::extract::{LINK_TEXT_CHARS_MAX, LINKS_MAX, Link, LinkKind, URL_BYTES_MAX};
+use crate::mail::extract::{LINKS_MAX, Link, LinkKind, URL_BYTES_MAX};
 
 /// A link needs this much to be the verification link.
 const VERIFY_SCORE_MIN: i32 = 45;
@@ -44,8 +44,9 @@ const PATH_OTHER: i32 = -40;
 const PATH_TOKEN: i32 = 15;
 /// Characters of such a token, at least.
 const TOKEN_CHARS_MIN: usize = 16;
-/// Hosts whose classes are remembered.
+/// Hosts and link texts whose classes are remembered.
 const HOSTS_REMEMBERED: usize = 4;
+const TEXTS_REMEMBERED: usize = 4;
 
 /// What the words of a URL say, worked out once per distinct URL.
 #[derive(Clone, Copy, Debug, Default)]
@@ -78,6 +79,8 @@ pub(crate) struct LinkTable {
     /// The link-word classes of the last few hosts seen: a mail's links mostly share one
     /// or two hosts (its own, its click tracker).
     hosts: Vec<(String, u32)>,
+    /// ... and of the last few link texts ("Read more", again and again).
+    texts: Vec<(String, u32)>,
     /// The `words` classes of the subject.
     pub(crate) subject_class: u32,
 }
@@ -131,6 +134,19 @@ impl LinkTable {
             entry.text = Some(text.to_string());
         }
         self.occurrence(entry_idx, text_class, context, prominent);
+    }
+
+    /// `text_class(text)`, remembered for the last few texts.
+    pub(crate) fn text_class(&mut self, text: &str) -> u32 {
+        if let Some(&(_, class)) = self.texts.iter().find(|(seen, _)| seen == text) {
+            return class;
+        }
+        let class = text_class(text);
+        if self.texts.len() == TEXTS_REMEMBERED {
+            self.texts.remove(0);
+        }
+        self.texts.push((text.to_string(), class));
+        class
     }
 
     /// Marks the http(s) URLs of a List-Unsubscribe header value (`<URL>, <mailto:...>`).
@@ -273,8 +289,14 @@ fn url_facts(url: &str, hosts: &mut Vec<(String, u32)>) -> UrlFacts {
         .position(|byte| matches!(byte, b'/' | b'?' | b'#'))
         .unwrap_or(rest.len());
     let authority = &rest[..host_end];
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    let host = host.split(':').next().unwrap_or(host);
+    let host = match authority.bytes().rposition(|byte| byte == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    let host = &host[..host
+        .bytes()
+        .position(|byte| byte == b':')
+        .unwrap_or(host.len())];
     let host_class = match hosts.iter().find(|(seen, _)| seen == host) {
         Some(&(_, class)) => class,
         None => {
@@ -395,7 +417,7 @@ const PATH_BYTES: [u8; 256] = {
 };
 
 /// The link-word classes of a link's text.
-pub(crate) fn text_class(text: &str) -> u32 {
+fn text_class(text: &str) -> u32 {
     let mut class = 0;
     let mut cjk = CjkMatcher::default();
     let mut word_start = None;
@@ -436,51 +458,4 @@ fn url_key(url: &[u8]) -> u64 {
     let chunks = url.chunks_exact(8);
     let tail = chunks.remainder();
     mix(chunks.fold(url.len() as u64, mix), tail)
-}
-
-/// Link text as shown: whitespace runs collapsed to one space, at most
-/// `LINK_TEXT_CHARS_MAX` characters.
-#[derive(Debug, Default)]
-pub(crate) struct LinkText {
-    text: String,
-    n_chars: usize,
-    space_pending: bool,
-}
-
-impl LinkText {
-    pub(crate) fn push_str(&mut self, part: &str) {
-        for ch in part.chars() {
-            self.push(ch);
-        }
-    }
-
-    pub(crate) fn push(&mut self, ch: char) {
-        if self.n_chars >= LINK_TEXT_CHARS_MAX {
-            return;
-        }
-        if ch.is_whitespace() {
-            self.space_pending = !self.text.is_empty();
-            return;
-        }
-        if self.space_pending {
-            self.space_pending = false;
-            if self.n_chars + 1 >= LINK_TEXT_CHARS_MAX {
-                self.n_chars = LINK_TEXT_CHARS_MAX;
-                return;
-            }
-            self.text.push(' ');
-            self.n_chars += 1;
-        }
-        self.text.push(ch);
-        self.n_chars += 1;
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// No more characters will be kept.
-    pub(crate) fn is_full(&self) -> bool {
-        self.n_chars >= LINK_TEXT_CHARS_MAX
-    }
 }

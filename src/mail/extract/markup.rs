@@ -4,7 +4,7 @@
 //! Both are bounded: a reference is looked for within `ENTITY_BYTES_MAX` bytes, and a
 //! style is split once.
 
-use memchr::memchr;
+use memchr::{memchr, memmem};
 
 use crate::mail::extract::token::{STYLE_BIG, STYLE_EMPHASIS, STYLE_SPACED};
 
@@ -115,10 +115,16 @@ fn named_entity(name: &str) -> Option<char> {
 /// What a `style` attribute says about its text's looks: bold or monospace, big, spaced.
 pub(crate) fn style_flags(style: &str) -> u8 {
     let mut flags = 0;
+    // Only `font*` and `letter-spacing` matter: most styles have neither.
+    let bytes = style.as_bytes();
+    if memmem::find(bytes, b"ont").is_none() && memmem::find(bytes, b"etter").is_none() {
+        return 0;
+    }
     for declaration in style.split(';') {
-        let Some((property, value)) = declaration.split_once(':') else {
+        let Some(colon) = declaration.bytes().position(|byte| byte == b':') else {
             continue;
         };
+        let (property, value) = (&declaration[..colon], &declaration[colon + 1..]);
         let (property, value) = (property.trim(), value.trim());
         if property.eq_ignore_ascii_case("font-weight") {
             if starts_with_ignore_case(value, "bold")
@@ -155,13 +161,20 @@ pub(crate) fn style_flags(style: &str) -> u8 {
 
 fn is_big(size: &str) -> bool {
     match leading_number(size) {
-        Some((number, unit)) => match unit.to_ascii_lowercase().as_str() {
-            "px" | "" => number >= BIG_FONT_PX_MIN,
-            "pt" => number >= BIG_FONT_PT_MIN,
-            "em" | "rem" => number >= BIG_FONT_EM_MIN,
-            "%" => number >= BIG_FONT_PERCENT_MIN,
-            _ => false,
-        },
+        Some((number, unit)) => {
+            let is = |name: &str| unit.eq_ignore_ascii_case(name);
+            if is("px") || unit.is_empty() {
+                number >= BIG_FONT_PX_MIN
+            } else if is("pt") {
+                number >= BIG_FONT_PT_MIN
+            } else if is("em") || is("rem") {
+                number >= BIG_FONT_EM_MIN
+            } else if is("%") {
+                number >= BIG_FONT_PERCENT_MIN
+            } else {
+                false
+            }
+        }
         None => ["large", "x-large", "xx-large", "xxx-large", "larger"]
             .iter()
             .any(|keyword| size.eq_ignore_ascii_case(keyword)),

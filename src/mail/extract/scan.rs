@@ -15,9 +15,8 @@
 use crate::mail::extract::Collector;
 use crate::mail::extract::text_url::UrlBuf;
 use crate::mail::extract::token::{
-    CLASS_UNKNOWN, Cand, SEP_CELL, SEP_END, SEP_LINE, SEP_SPACE, SEP_START, SHAPE_CJK, SHAPE_DIGIT,
-    SHAPE_LETTER, SHAPE_LONG, SHAPE_LOWER, SHAPE_NON_ASCII, SHAPE_UPPER, Sep, TOKEN_BYTES_MAX,
-    Token,
+    ASCII_SHAPES, CLASS_UNKNOWN, Cand, SEP_CELL, SEP_END, SEP_LINE, SEP_SPACE, SEP_START,
+    SHAPE_CJK, SHAPE_DIGIT, SHAPE_LETTER, SHAPE_LONG, SHAPE_NON_ASCII, Sep, TOKEN_BYTES_MAX, Token,
 };
 use crate::mail::extract::words::{
     self, CharClass, CjkMatcher, LINK_OTHER, UNSUBSCRIBE, VERIFY, VERIFY_WEAK,
@@ -27,7 +26,7 @@ use crate::mail::extract::words::{
 /// groups, `FORWARD_TOKENS` after it) and the slot being built.
 pub(crate) const RING_TOKENS: usize = 64;
 /// How far back a candidate looks for keywords and decoy contexts.
-pub(crate) const BACK_TOKENS: usize = 24;
+pub(crate) const BACK_TOKENS: usize = 20;
 /// How far ahead ("482913 is your code"); a candidate is judged once this many tokens
 /// followed it, or at the end.
 pub(crate) const FORWARD_TOKENS: usize = 8;
@@ -43,22 +42,6 @@ const LINK_CONTEXT_UNSUBSCRIBE_POSITIONS: u32 = 6;
 const LINE_POSITIONS: u32 = 2;
 /// Line breaks counted in one separator (a blank line is a little farther than a break).
 const LINES_COUNTED_MAX: u32 = 3;
-
-/// `SHAPE_*` of each ASCII letter and digit (the scanner gives `word_bytes` no others).
-const ASCII_SHAPES: [u8; 256] = {
-    let mut shapes = [0; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        shapes[byte] = match byte as u8 {
-            b'0'..=b'9' => SHAPE_DIGIT,
-            b'A'..=b'Z' => SHAPE_LETTER | SHAPE_UPPER,
-            b'a'..=b'z' => SHAPE_LETTER | SHAPE_LOWER,
-            _ => 0,
-        };
-        byte += 1;
-    }
-    shapes
-};
 
 /// Which input a scanner reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +75,7 @@ pub(crate) struct Scanner {
     pub(crate) scheme_chars: u8,
     /// Invariant: slot `idx % RING_TOKENS` holds token `idx` for the last `RING_TOKENS`
     /// tokens (the slot of `n_tokens` is the one being built).
-    ring: Box<[Token]>,
+    ring: Box<[Token; RING_TOKENS]>,
     pub(crate) n_tokens: usize,
     pos: u32,
     pub(crate) run: crate::mail::extract::codes::GroupRun,
@@ -108,7 +91,7 @@ impl Scanner {
             sep: Sep::default(),
             url: UrlBuf::default(),
             scheme_chars: 0,
-            ring: vec![Token::EMPTY; RING_TOKENS].into_boxed_slice(),
+            ring: Box::new([Token::EMPTY; RING_TOKENS]),
             n_tokens: 0,
             pos: 0,
             run: Default::default(),
@@ -153,12 +136,12 @@ impl Scanner {
             if byte.is_ascii_alphanumeric() {
                 let start = byte_idx;
                 let mut shape = 0;
-                while let Some(&byte_shape) = bytes
-                    .get(byte_idx)
-                    .map(|&byte| &ASCII_SHAPES[usize::from(byte)])
-                    .filter(|&&byte_shape| byte_shape != 0)
-                {
-                    shape |= byte_shape;
+                for &next in &bytes[byte_idx..] {
+                    let next_shape = ASCII_SHAPES[usize::from(next)];
+                    if next_shape == 0 {
+                        break;
+                    }
+                    shape |= next_shape;
                     byte_idx += 1;
                 }
                 let run = &bytes[start..byte_idx];
@@ -327,13 +310,14 @@ impl Scanner {
         let kept = run.len().min(room);
         let start = token.n_bytes;
         match (
-            rest.get(..SHORT_COPY_BYTES),
-            token.bytes.get_mut(start..start + SHORT_COPY_BYTES),
+            rest.first_chunk::<SHORT_COPY_BYTES>(),
+            token
+                .bytes
+                .get_mut(start..)
+                .and_then(|tail| tail.first_chunk_mut::<SHORT_COPY_BYTES>()),
         ) {
             // Most words: one fixed-size copy instead of a call to `memcpy`.
-            (Some(source), Some(target)) if kept <= SHORT_COPY_BYTES => {
-                target.copy_from_slice(source)
-            }
+            (Some(source), Some(target)) if kept <= SHORT_COPY_BYTES => *target = *source,
             _ => token.bytes[start..start + kept].copy_from_slice(&run[..kept]),
         }
         token.n_bytes += kept;
@@ -432,12 +416,11 @@ impl Scanner {
         let token = &mut self.ring[token_idx % RING_TOKENS];
         let kept = n_chars.min(TOKEN_BYTES_MAX);
         match (
-            rest.get(..SHORT_COPY_BYTES),
-            token.bytes.get_mut(..SHORT_COPY_BYTES),
+            rest.first_chunk::<SHORT_COPY_BYTES>(),
+            token.bytes.first_chunk_mut::<SHORT_COPY_BYTES>(),
         ) {
-            (Some(source), Some(target)) if kept <= SHORT_COPY_BYTES => {
-                target.copy_from_slice(source);
-            }
+            // Most words: one fixed-size copy instead of a call to `memcpy`.
+            (Some(source), Some(target)) if kept <= SHORT_COPY_BYTES => *target = *source,
             _ => token.bytes[..kept].copy_from_slice(&run[..kept]),
         }
         token.n_bytes = kept;
@@ -488,6 +471,7 @@ impl Scanner {
 
     /// What follows a commit of token `token_idx`: the run of digit groups, and the
     /// candidate `FORWARD_TOKENS` back.
+    #[inline]
     fn committed(&mut self, token_idx: usize, out: &mut Collector) {
         if self.source == Source::Subject {
             out.subject_class |= self.class_of(token_idx);

@@ -105,15 +105,20 @@ impl Scanner {
     pub(crate) fn end_url(&mut self, out: &mut Collector) {
         self.url.active = false;
         let url = &mut self.url.url;
-        let n_open = url.bytes().filter(|&byte| byte == b'(').count();
-        let mut n_close = url.bytes().filter(|&byte| byte == b')').count();
+        // Parentheses are counted only when a `)` is at the end (rare), and once.
+        let mut parens: Option<(usize, usize)> = None;
         let mut kept_len = url.len();
         while let Some(&last) = url.as_bytes()[..kept_len].last() {
             let trailing = match last {
                 b'.' | b',' | b';' | b':' | b'!' | b'?' => true,
-                b')' if n_close > n_open => {
-                    n_close -= 1;
-                    true
+                b')' => {
+                    let (n_open, n_close) = parens.get_or_insert_with(|| {
+                        let count = |paren| url.bytes().filter(|&byte| byte == paren).count();
+                        (count(b'('), count(b')'))
+                    });
+                    let unbalanced = *n_close > *n_open;
+                    *n_close -= usize::from(unbalanced);
+                    unbalanced
                 }
                 _ => false,
             };

@@ -121,6 +121,22 @@ pub(crate) const SHAPE_LONG: u8 = 32;
 /// A run of CJK characters.
 pub(crate) const SHAPE_CJK: u8 = 64;
 
+/// `SHAPE_*` of each ASCII letter and digit (the scanner gives `word_bytes` no others).
+pub(crate) const ASCII_SHAPES: [u8; 256] = {
+    let mut shapes = [0; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        shapes[byte] = match byte as u8 {
+            b'0'..=b'9' => SHAPE_DIGIT,
+            b'A'..=b'Z' => SHAPE_LETTER | SHAPE_UPPER,
+            b'a'..=b'z' => SHAPE_LETTER | SHAPE_LOWER,
+            _ => 0,
+        };
+        byte += 1;
+    }
+    shapes
+};
+
 /// Whether a token may be a code, as far as is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cand {
