@@ -1,4 +1,4 @@
-//! The HTTP API of the real binary against the contract in docs/api.md (shared/api.md):
+//! The HTTP API of the real binary against the contract in docs/api.md:
 //! listings, summaries, message detail, raw bytes, deletes, generated addresses, long
 //! polls, paging, keep-alive, errors and their JSON bodies, health and metrics.
 //! Mail is put in over SMTP with the raw client, so each test controls the exact bytes.
