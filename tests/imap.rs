@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{IO_TIMEOUT, Server, TlsListeners, inbox_path};
+use common::{IO_TIMEOUT, ScratchDir, Server, TlsListeners, inbox_path, unhex};
 use serde_json::Value;
 
 const ADDRESS: &str = "imap.user@example.test";
@@ -101,14 +101,6 @@ fn imaplib(addr: SocketAddr, mode: &str, user: &str, extra: &[&str]) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("the script prints JSON")
-}
-
-fn unhex(text: &Value) -> Vec<u8> {
-    let text = text.as_str().expect("hex text");
-    (0..text.len())
-        .step_by(2)
-        .map(|idx| u8::from_str_radix(&text[idx..idx + 2], 16).expect("hex"))
-        .collect()
 }
 
 #[test]
@@ -295,28 +287,6 @@ fn mbsync_pulls_the_inbox_into_a_maildir() {
     files.sort();
     expected.sort();
     assert_eq!(files, expected);
-}
-
-/// A directory under the system's temp dir, removed when dropped.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(name: &str) -> ScratchDir {
-        let path = std::env::temp_dir().join(format!("mayfly-imap-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("mkdir");
-        ScratchDir(path)
-    }
-
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A raw IMAP connection.

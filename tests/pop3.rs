@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{IO_TIMEOUT, Server, TlsListeners};
+use common::{IO_TIMEOUT, ScratchDir, Server, TlsListeners, unhex};
 use serde_json::Value;
 
 const ADDRESS: &str = "pop.user@example.test";
@@ -81,14 +81,6 @@ fn poplib(addr: SocketAddr, mode: &str, user: &str, extra: &[&str]) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("the script prints JSON")
-}
-
-fn unhex(text: &Value) -> Vec<u8> {
-    let text = text.as_str().expect("hex text");
-    (0..text.len())
-        .step_by(2)
-        .map(|idx| u8::from_str_radix(&text[idx..idx + 2], 16).expect("hex"))
-        .collect()
 }
 
 fn seen_flags(server: &Server, address: &str) -> Vec<bool> {
@@ -315,28 +307,6 @@ fn fetchmail_downloads_everything_into_an_mda_and_deletes_it() {
     }
     // fetchmail deletes what it fetched (no `keep`).
     assert_eq!(server.inbox(ADDRESS)["total"], 0);
-}
-
-/// A directory under the system's temp dir, removed when dropped.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(name: &str) -> ScratchDir {
-        let path = std::env::temp_dir().join(format!("mayfly-pop3-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("mkdir");
-        ScratchDir(path)
-    }
-
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A raw POP3 connection: send bytes, read reply lines.

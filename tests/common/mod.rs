@@ -1263,3 +1263,35 @@ impl Server {
         (server, listeners)
     }
 }
+
+/// A directory under the system's temp dir, removed when dropped (for tests that give
+/// real clients a config file or a mail drop).
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    pub fn new(name: &str) -> ScratchDir {
+        let path = std::env::temp_dir().join(format!("mayfly-itest-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("mkdir");
+        ScratchDir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Bytes a client script printed as hex.
+pub fn unhex(text: &serde_json::Value) -> Vec<u8> {
+    let text = text.as_str().expect("hex text");
+    (0..text.len())
+        .step_by(2)
+        .map(|idx| u8::from_str_radix(&text[idx..idx + 2], 16).expect("hex"))
+        .collect()
+}
