@@ -7,7 +7,12 @@
 use std::cell::Cell;
 use std::fmt::Write as _;
 
+use crate::auth::{AuthResults, Verdict};
 use crate::store::ShardStats;
+
+/// The sender checks counted in `mayfly_auth_results_total`, in `auth_results_total`'s
+/// order.
+pub const AUTH_CHECKS: [&str; 5] = ["spf", "dkim", "dmarc", "arc", "iprev"];
 
 /// Why an SMTP reply refused something, derived from its enhanced status code.
 ///
@@ -26,16 +31,19 @@ pub enum RejectReason {
     Protocol,
     /// 4.3.x / 4.4.x / 4.7.x: the server could not or would not go on (store, timeouts, caps, shutdown).
     Unavailable,
+    /// 550 5.7.1 for a message rspamd scored at or above `--spam-reject-score`.
+    Spam,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 6] = [
+    pub const ALL: [RejectReason; 7] = [
         RejectReason::RelayDenied,
         RejectReason::TooManyRecipients,
         RejectReason::TooLarge,
         RejectReason::BadContent,
         RejectReason::Protocol,
         RejectReason::Unavailable,
+        RejectReason::Spam,
     ];
 
     /// The label value in `/metrics`.
@@ -47,6 +55,7 @@ impl RejectReason {
             RejectReason::BadContent => "bad_content",
             RejectReason::Protocol => "protocol",
             RejectReason::Unavailable => "unavailable",
+            RejectReason::Spam => "spam",
         }
     }
 
@@ -55,6 +64,10 @@ impl RejectReason {
         let class = *line.first()?;
         if class != b'4' && class != b'5' {
             return None;
+        }
+        let spam = crate::smtp::reply::SPAM_REJECTED.trim_ascii_end();
+        if line.trim_ascii_end() == spam {
+            return Some(RejectReason::Spam);
         }
         let enhanced = line.get(4..9).unwrap_or_default();
         Some(match enhanced {
@@ -133,6 +146,9 @@ macro_rules! plain_metrics {
             pub smtp_rejections_total: [Cell<u64>; RejectReason::ALL.len()],
             /// 4xx/5xx replies sent, by class: index 0 is 4xx (try again), 1 is 5xx (permanent).
             pub smtp_rejections_by_class_total: [Cell<u64>; 2],
+            /// Sender-check results of stored messages: `[check][verdict]`, as `AUTH_CHECKS`
+            /// and `Verdict::ALL` order them.
+            pub auth_results_total: [[Cell<u64>; Verdict::ALL.len()]; AUTH_CHECKS.len()],
             /// From the end of a message (final dot or BDAT LAST) to its reply: storing it in
             /// every recipient's shard, cross-core hops included.
             pub smtp_delivery_latency: LatencyHistogram,
@@ -152,6 +168,7 @@ macro_rules! plain_metrics {
             $( pub $gauge: u64, )*
             pub smtp_rejections_total: [u64; RejectReason::ALL.len()],
             pub smtp_rejections_by_class_total: [u64; 2],
+            pub auth_results_total: [[u64; Verdict::ALL.len()]; AUTH_CHECKS.len()],
             pub smtp_delivery_latency: LatencySnapshot,
             pub http_request_latency: LatencySnapshot,
             pub journal_commit_latency: LatencySnapshot,
@@ -168,6 +185,11 @@ macro_rules! plain_metrics {
                     smtp_rejections_total: std::array::from_fn(|i| self.smtp_rejections_total[i].get()),
                     smtp_rejections_by_class_total: std::array::from_fn(|i| {
                         self.smtp_rejections_by_class_total[i].get()
+                    }),
+                    auth_results_total: std::array::from_fn(|check_idx| {
+                        std::array::from_fn(|verdict_idx| {
+                            self.auth_results_total[check_idx][verdict_idx].get()
+                        })
                     }),
                     smtp_delivery_latency: self.smtp_delivery_latency.snapshot(),
                     http_request_latency: self.http_request_latency.snapshot(),
@@ -235,6 +257,15 @@ plain_metrics! {
         imap_messages_fetched_total: "Messages whose bytes IMAP clients fetched or searched.",
         pop3_bytes_sent_total: "Bytes written to POP3 clients.",
         imap_bytes_sent_total: "Bytes written to IMAP clients.",
+        smtp_sessions_blocklisted_total:
+            "SMTP connections refused with 554 5.7.1 before the greeting because their --dnsbl listings reached --dnsbl-threshold.",
+        dnsbl_lookup_failures_total:
+            "DNSBL zone lookups that gave no answer in time or failed (the client counts as not listed there).",
+        spam_checks_total: "Messages rspamd gave a verdict on (--rspamd).",
+        spam_check_failures_total:
+            "Messages stored without a spam verdict: rspamd was down, slow past --rspamd-timeout, answered an error, or too many checks were in flight.",
+        spam_rejected_total:
+            "Messages refused with 550 5.7.1 because rspamd scored them at or above --spam-reject-score (nothing stored).",
         mailbox_timeouts_total:
             "POP3 and IMAP sessions closed because a command did not arrive whole in time, or the session idled past --mailbox-idle-timeout.",
     }
@@ -277,6 +308,28 @@ impl Counters {
 
     pub fn sub(cell: &Cell<u64>, n: u64) {
         cell.set(cell.get().saturating_sub(n));
+    }
+
+    /// Counts one message's sender-check results, one per check; for DKIM the best of its
+    /// signatures (`pass` if any passed), `none` when it had none.
+    pub fn count_auth_results(&self, results: &AuthResults) {
+        let dkim = results
+            .dkim
+            .iter()
+            .map(|check| check.result)
+            .find(|&result| result == Verdict::Pass)
+            .or_else(|| results.dkim.first().map(|check| check.result))
+            .unwrap_or(Verdict::None);
+        let verdicts = [
+            results.spf.result,
+            dkim,
+            results.dmarc.result,
+            results.arc.result,
+            results.iprev.result,
+        ];
+        for (check_idx, verdict) in verdicts.into_iter().enumerate() {
+            Counters::add(&self.auth_results_total[check_idx][verdict.index()], 1);
+        }
     }
 
     pub fn count_rejection(&self, reason: RejectReason) {
@@ -360,6 +413,23 @@ pub fn render(shards: &[Snapshot]) -> String {
             out,
             "mayfly_smtp_rejections_by_class_total{{class=\"{class}\"}} {value}"
         );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP mayfly_auth_results_total Sender-check results of messages (--verify-senders annotate), by check and result; DKIM counts a message's best signature.\n# TYPE mayfly_auth_results_total counter"
+    );
+    for (check_idx, check) in AUTH_CHECKS.into_iter().enumerate() {
+        for verdict in Verdict::ALL {
+            let value: u64 = shards
+                .iter()
+                .map(|s| s.auth_results_total[check_idx][verdict.index()])
+                .sum();
+            let _ = writeln!(
+                out,
+                "mayfly_auth_results_total{{check=\"{check}\",result=\"{}\"}} {value}",
+                verdict.as_str()
+            );
+        }
     }
     let _ = writeln!(
         out,

@@ -679,6 +679,103 @@ fn the_server_prepends_its_results_strips_forged_ones_and_serves_them_as_json() 
         .json();
     assert_eq!(second["auth"]["dkim"], serde_json::json!([]));
     assert_eq!(second["auth"]["spf"]["domain"], "sender.test");
+    // /metrics counts one result per check per message; DKIM passed once.
+    let metrics = server.metrics();
+    let series = |check: &str, result: &str| {
+        let prefix = format!("mayfly_auth_results_total{{check=\"{check}\",result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+    };
+    assert_eq!(series("dkim", "pass"), 1);
+    assert_eq!(series("dkim", "none"), 1);
+    assert_eq!(series("spf", "pass"), 1);
+    assert_eq!(series("dmarc", "pass"), 1);
+    let spf_total: u64 = [
+        "pass",
+        "fail",
+        "softfail",
+        "neutral",
+        "none",
+        "temperror",
+        "permerror",
+    ]
+    .iter()
+    .map(|result| series("spf", result))
+    .sum();
+    assert_eq!(spf_total, 2, "{metrics}");
+}
+
+/// `--dnsbl`: a listed client gets 554 5.7.1 instead of the greeting, 503 to whatever it
+/// sends and 221 to QUIT; weights add up against the threshold, an allowlist's negative
+/// weight cancels a listing, and a client no list names is served.
+#[test]
+fn blocklisted_clients_get_554_before_the_greeting() {
+    let dns = Nsd::start();
+    let resolver = dns.addr.to_string();
+    let server = common::Server::start(&[
+        "--dnsbl",
+        "dnsbl.test*2",
+        "--dnsbl",
+        "clean.test",
+        "--dnsbl",
+        "allow.test*-5",
+        "--dnsbl-threshold",
+        "2",
+        "--dns-resolver",
+        &resolver,
+        "--auth-timeout",
+        "5s",
+    ]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.smtp_port()));
+    let mut listed = common::Smtp::connect_from(addr, "127.0.0.2".parse().unwrap());
+    listed
+        .read_reply()
+        .assert_starts("554 5.7.1 Service unavailable; client blocked using dnsbl.test");
+    listed.expect("EHLO client.test", "503 5.5.1");
+    listed.expect("MAIL FROM:<a@sender.test>", "503 5.5.1");
+    listed.expect("QUIT", "221 2.0.0");
+    assert!(listed.read_reply_or_close().is_none(), "closed after QUIT");
+
+    // Listed in dnsbl.test (+2) and in the allowlist (-5): served.
+    let mut allowed = common::Smtp::connect_from(addr, "127.0.0.3".parse().unwrap());
+    allowed.read_reply().assert_code(220);
+    allowed.expect("EHLO client.test", "250");
+    allowed.send_mail(
+        "a@sender.test",
+        &["bob@mayfly.test"],
+        b"Subject: hi\r\n\r\nok\r\n",
+    );
+    allowed.expect("QUIT", "221");
+    // Named by no list.
+    let mut clean = common::Smtp::connect(addr);
+    clean.read_reply().assert_code(220);
+    clean.expect("QUIT", "221");
+
+    // A listed client that never quits is closed after its few commands.
+    let mut stubborn = common::Smtp::connect_from(addr, "127.0.0.2".parse().unwrap());
+    stubborn.read_reply().assert_starts("554 5.7.1");
+    let mut n_answered = 0;
+    for _ in 0..20 {
+        if !stubborn.try_send(b"NOOP\r\n") {
+            break;
+        }
+        match stubborn.read_reply_or_close() {
+            Some(reply) => {
+                reply.assert_starts("503 5.5.1");
+                n_answered += 1;
+            }
+            None => break,
+        }
+    }
+    assert!(n_answered < 20, "the connection was never closed");
+    assert_eq!(
+        server.metric_total("mayfly_smtp_sessions_blocklisted_total"),
+        2
+    );
+    assert_eq!(server.metric_total("mayfly_dnsbl_lookup_failures_total"), 0);
+    server.wait_inbox_total("bob@mayfly.test", 1);
 }
 
 struct Nsd {
@@ -984,12 +1081,18 @@ fn zones(keys: &Keys) -> Vec<(&'static str, String)> {
                 "$ORIGIN dnsbl.test.\n$TTL 300\n{soa}\
                  66.2.0.192 IN A 127.0.0.2\n\
                  66.2.0.192 IN TXT \"listed for the test\"\n\
-                 2.0.0.127 IN A 127.0.0.2\n"
+                 2.0.0.127 IN A 127.0.0.2\n\
+                 3.0.0.127 IN A 127.0.0.2\n"
             ),
         ),
         (
             "clean.test.",
             format!("$ORIGIN clean.test.\n$TTL 300\n{soa}"),
+        ),
+        (
+            // An allowlist (negative weight) that names 127.0.0.3 only.
+            "allow.test.",
+            format!("$ORIGIN allow.test.\n$TTL 300\n{soa}3.0.0.127 IN A 127.0.0.2\n"),
         ),
     ]
 }

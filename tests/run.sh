@@ -20,6 +20,7 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # The sender-check tests make RSA keys with openssl and serve their zones with nsd.
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v nsd >/dev/null 2>&1 || [ -x /usr/sbin/nsd ] || need_apt+=(nsd) # authoritative DNS for tests/auth_dns.rs
+command -v rspamd >/dev/null 2>&1 || need_apt+=(rspamd) # the spam filter for tests/spam.rs
 if [ "${MAYFLY_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
     need_apt+=(chromium fonts-liberation)
 fi

@@ -112,10 +112,17 @@ pub fn authentication_results(
 /// nothing. Only the header section is looked at; other authserv-ids are kept (RFC 8601
 /// section 5 leaves them to the reader, who knows whom to trust).
 pub fn strip_forged(raw: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
+    strip_fields(raw, |field| claims_authserv_id(field, authserv_id))
+}
+
+/// `raw` without the header fields (each whole, continuation lines included) for which
+/// `remove` is true, or `None` when there is none, so the common case copies nothing.
+/// Only the header section is looked at.
+pub fn strip_fields(raw: &[u8], remove: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
     let mut stripped: Option<Vec<u8>> = None;
     let mut copied_to = 0;
     for field in header_fields(raw) {
-        if !claims_authserv_id(&raw[field.clone()], authserv_id) {
+        if !remove(&raw[field.clone()]) {
             continue;
         }
         let out = stripped.get_or_insert_with(|| Vec::with_capacity(raw.len()));
@@ -156,7 +163,7 @@ fn is_token_byte(b: u8) -> bool {
 
 /// The byte range of every field of the header section, each with its continuation lines
 /// and line ends; the section ends at the first empty line (or with the message).
-fn header_fields(raw: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
+pub fn header_fields(raw: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
     let mut pos = 0;
     std::iter::from_fn(move || {
         let first_end = line_end(raw, pos)?;

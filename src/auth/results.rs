@@ -36,6 +36,23 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Every verdict, in `index` order.
+    pub const ALL: [Verdict; 8] = [
+        Verdict::Pass,
+        Verdict::Fail,
+        Verdict::SoftFail,
+        Verdict::Neutral,
+        Verdict::None,
+        Verdict::TempError,
+        Verdict::PermError,
+        Verdict::Policy,
+    ];
+
+    /// The verdict's place in `ALL`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The verdict `as_str` writes.
     pub fn parse(word: &str) -> Option<Verdict> {
         Some(match word {

@@ -50,6 +50,18 @@ pub(super) fn check_consistency(config: &Config) -> Result<(), Error> {
                 .to_string(),
         ));
     }
+    if config.spam_reject_score.is_some() && config.rspamd.is_none() {
+        return Err(Error::Inconsistent(
+            "--spam-reject-score needs --rspamd: the score comes from rspamd".to_string(),
+        ));
+    }
+    if config.dnsbl.len() > crate::auth::DNSBL_ZONES_MAX {
+        return Err(Error::Inconsistent(format!(
+            "{} --dnsbl zones given; at most {} are asked about a client",
+            config.dnsbl.len(),
+            crate::auth::DNSBL_ZONES_MAX
+        )));
+    }
     let listeners = [
         ("--smtp", Some(config.smtp_addr)),
         ("--http", Some(config.http_addr)),

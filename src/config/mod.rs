@@ -36,6 +36,7 @@
 //! loading end to end.
 
 mod checks;
+mod dnsbl;
 #[cfg(test)]
 mod docs;
 mod domains;
@@ -43,6 +44,7 @@ mod file;
 mod ip_range;
 mod layers;
 mod machine;
+mod modes;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -54,8 +56,10 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use dnsbl::DnsblSite;
 pub use domains::DomainPolicy;
 pub use ip_range::IpRange;
+pub use modes::{Durability, VerifySenders};
 pub use values::{format_duration, format_size, parse_duration, parse_size};
 
 use domains::{validate_dns_name, validate_domain};
@@ -67,7 +71,7 @@ use machine::{
 };
 use table::settings;
 use values::{
-    check_memory, check_message_size, parse_bool, parse_path, parse_socket_addr,
+    check_memory, check_message_size, parse_bool, parse_path, parse_score, parse_socket_addr,
     validate_log_filter,
 };
 
@@ -518,6 +522,59 @@ settings! {
         help: "How long a message's sender checks may take before its reply; unfinished checks \
                are temperror and the message is accepted anyway",
     },
+    /// DNS blocklists asked about every connecting client (RFC 5782), each with its
+    /// weight; a client whose listings weigh `dnsbl_threshold` or more gets `554 5.7.1`
+    /// instead of the greeting (Postfix postscreen's `zone*weight` and threshold).
+    dnsbl: Vec<DnsblSite> = dnsbl {
+        shape: List,
+        value: "ZONE[*WEIGHT]",
+        default: (empty "empty: no blocklist is asked", std::convert::identity),
+        bounds: Other("DNS zones, each with an optional weight from -100 to 100 (default 1), at most 16"),
+        parse: DnsblSite::parse,
+        help: "DNS blocklist zone asked about every connecting client before the greeting, \
+               with an optional weight (zen.example*2; a negative weight marks an allowlist). \
+               Repeat for more zones",
+    },
+    /// The summed weight of a client's listings at which it is refused.
+    dnsbl_threshold: usize = dnsbl_threshold {
+        shape: Text,
+        value: "N",
+        default: "1",
+        bounds: Count(1..=1_000),
+        help: "A client whose --dnsbl listings weigh this much or more gets \"554 5.7.1\" \
+               instead of the greeting",
+    },
+    /// The rspamd a spam verdict is asked of for every message; `None`: no spam filter.
+    rspamd: Option<crate::spam::Endpoint> = rspamd {
+        shape: Text,
+        value: "URL",
+        default: (none "no spam filter"),
+        bounds: Other("http://HOST[:PORT][/PATH], port 11333 when none is given"),
+        parse: crate::spam::Endpoint::parse,
+        help: "Ask this rspamd (its normal worker, e.g. http://127.0.0.1:11333) for a spam \
+               verdict on every message, written as X-Spam-* headers and in the message JSON",
+    },
+    /// How long rspamd may take with one message; past it the message is stored without
+    /// a verdict.
+    rspamd_timeout: Duration = rspamd_timeout {
+        shape: Text,
+        value: "DURATION",
+        default: "2s",
+        bounds: Duration(TIMEOUT_RANGE),
+        help: "How long rspamd may take with one message before its reply; past it the message \
+               is accepted without a verdict",
+    },
+    /// The rspamd score at which the end of DATA answers `550 5.7.1` and nothing is
+    /// stored; `None`: every verdict is only recorded.
+    spam_reject_score: Option<f64> = spam_reject_score {
+        shape: Text,
+        value: "SCORE",
+        default: (none "never reject: verdicts are only recorded"),
+        bounds: Other("a number from -1000 to 1000"),
+        parse: parse_score,
+        help: "Refuse mail whose rspamd score is this or more with \"550 5.7.1\" at the end of \
+               DATA (needs --rspamd)",
+    },
     /// Where the POP3 listener (RFC 1939, STLS when a certificate is given) binds; `None`:
     /// no POP3.
     pop3_addr: Option<SocketAddr> = pop3 {
@@ -612,56 +669,6 @@ settings! {
         help: "POP3 and IMAP: how long a whole command (its line and literals) may take once \
                its first byte arrived",
     },
-}
-
-/// What `--verify-senders` does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerifySenders {
-    /// No checks: nothing is looked up, nothing added.
-    Off,
-    /// Check and record the results in an `Authentication-Results` header; refuse nothing.
-    Annotate,
-}
-
-impl VerifySenders {
-    fn parse(text: &str) -> Result<VerifySenders, String> {
-        match text {
-            "off" => Ok(VerifySenders::Off),
-            "annotate" => Ok(VerifySenders::Annotate),
-            _ => Err("expected off or annotate".to_string()),
-        }
-    }
-}
-
-/// What survives a restart (`--durability`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Memory only.
-    None,
-    /// Each shard writes what it holds every `--snapshot-interval` and on SIGTERM.
-    Snapshot,
-    /// Each shard journals every message and delete before answering it.
-    Journal,
-}
-
-impl Durability {
-    fn parse(text: &str) -> Result<Durability, String> {
-        match text {
-            "none" => Ok(Durability::None),
-            "snapshot" => Ok(Durability::Snapshot),
-            "journal" => Ok(Durability::Journal),
-            _ => Err("expected none, snapshot or journal".to_string()),
-        }
-    }
-
-    /// The word the flag takes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Durability::None => "none",
-            Durability::Snapshot => "snapshot",
-            Durability::Journal => "journal",
-        }
-    }
 }
 
 /// How often snapshots may be written, at most and at least.

@@ -316,6 +316,14 @@ pub(super) fn validate_log_filter(text: &str) -> Result<(), String> {
         .map_err(|err| format!("{err}: expected a filter such as info or mayfly=debug,warn"))
 }
 
+/// An rspamd score (`--spam-reject-score`): a finite number within rspamd's range of use.
+pub(super) fn parse_score(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(score) if score.is_finite() && score.abs() <= 1_000.0 => Ok(score),
+        _ => Err(format!("{text:?}: expected a number from -1000 to 1000")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -12,6 +12,7 @@
 
 pub mod client_limits;
 pub mod conns;
+pub mod http_client;
 pub mod http_conn;
 pub mod imap_conn;
 pub mod listen;
@@ -141,6 +142,8 @@ pub enum NotDurable {
     Temporary,
     /// A shard's store cannot hold it: `552 5.3.4`.
     TooLarge,
+    /// Not stored at all: rspamd's score reached `--spam-reject-score`, `550 5.7.1`.
+    Spam,
 }
 
 /// What one executor's socket loops share.
@@ -175,8 +178,8 @@ pub struct NetCtx<S> {
     queue_seq: Cell<u64>,
     /// Process start, part of every queue id.
     boot_micros: u64,
-    /// With `--verify-senders annotate`: where each message's sender checks go.
-    pub verifier: Option<crate::auth::Verifier>,
+    /// Sender checks, blocklists and the spam filter, as configured.
+    pub checks: smtp_conn::checks::Checks,
     /// Our authserv-id (`--hostname`), shared by every check's request.
     pub authserv_id: Arc<str>,
 }
@@ -195,7 +198,7 @@ impl<S: Shards> NetCtx<S> {
         tls: Option<Arc<TlsCerts>>,
         counters: Rc<Counters>,
         boot_micros: u64,
-        verifier: Option<crate::auth::Verifier>,
+        resolver: Option<crate::auth::Verifier>,
     ) -> NetCtx<S> {
         let starttls = tls.is_some();
         let session_config = Rc::new(SessionConfig {
@@ -236,10 +239,10 @@ impl<S: Shards> NetCtx<S> {
                 tls_required: config.tls_required,
             }),
             authserv_id: Arc::from(config.hostname.as_str()),
+            checks: smtp_conn::checks::Checks::new(&config, resolver),
             config,
             queue_seq: Cell::new(0),
             boot_micros,
-            verifier,
         }
     }
 

@@ -136,9 +136,11 @@ pub fn run(
     } else {
         STARTUP_WAIT
     };
-    let verifier = match config.verify_senders {
-        crate::config::VerifySenders::Off => None,
-        crate::config::VerifySenders::Annotate => Some(
+    // One resolver thread serves both the sender checks and the blocklists.
+    let needs_resolver =
+        config.verify_senders == crate::config::VerifySenders::Annotate || !config.dnsbl.is_empty();
+    let verifier = if needs_resolver {
+        Some(
             crate::auth::Verifier::start(crate::auth::VerifierConfig {
                 resolver: match config.dns_resolver {
                     Some(addr) => crate::auth::DnsResolver::At(addr),
@@ -146,8 +148,10 @@ pub fn run(
                 },
                 deadline: config.auth_timeout,
             })
-            .map_err(|error| anyhow::anyhow!("--verify-senders annotate: {error}"))?,
-        ),
+            .map_err(|error| anyhow::anyhow!("--verify-senders annotate or --dnsbl: {error}"))?,
+        )
+    } else {
+        None
     };
     let start = Arc::new(Start {
         config: Arc::new(config),

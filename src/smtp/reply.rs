@@ -125,6 +125,18 @@ pub const IDLE_CUT_UNDER_STRESS: &[u8] =
 /// MAIL from a client over `--max-messages-per-ip-per-minute`; the connection closes.
 pub const TOO_MANY_MESSAGES_FROM_CLIENT: &[u8] =
     b"421 4.7.0 Too many messages from your address, try again later\r\n";
+/// rspamd scored the message at or above `--spam-reject-score`; nothing was stored.
+pub const SPAM_REJECTED: &[u8] = b"550 5.7.1 Message rejected as spam\r\n";
+/// Every command but QUIT from a client refused before the greeting (RFC 5321 3.1: after
+/// a 554 greeting the server answers 503 until the client quits).
+pub const REFUSED_SESSION: &[u8] = b"503 5.5.1 No service for you, send QUIT\r\n";
+
+/// Sent instead of the greeting to a client the `--dnsbl` lists weigh over the
+/// threshold (RFC 5321 3.1's 554 greeting; RFC 5782 leaves the text to us). Names the
+/// zone, as Postfix does, so the sender's operator knows which list to ask.
+pub fn blocklisted(zone: &str) -> Vec<u8> {
+    format!("554 5.7.1 Service unavailable; client blocked using {zone}\r\n").into_bytes()
+}
 
 /// The `501` usage reply for a command whose arguments did not parse.
 pub fn syntax_error(verb: Verb) -> &'static [u8] {
@@ -261,6 +273,8 @@ mod tests {
             (TOO_MANY_SESSIONS_FROM_CLIENT, "421 4.7.0 "),
             (IDLE_CUT_UNDER_STRESS, "421 4.7.0 "),
             (TOO_MANY_MESSAGES_FROM_CLIENT, "421 4.7.0 "),
+            (SPAM_REJECTED, "550 5.7.1 "),
+            (REFUSED_SESSION, "503 5.5.1 "),
         ];
         for verb in ALL_VERBS {
             table.push((syntax_error(verb), "501 5.5.4 "));

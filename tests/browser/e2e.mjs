@@ -220,6 +220,10 @@ try {
   await page.locator('#reader-meta').getByText('Expires').waitFor();
   check((await page.textContent('#reader-title')) === RICH_SUBJECT, 'the reader shows the subject');
   check((await page.textContent('#reader-meta')).includes('hello@shop.test'), 'the reader shows the sender');
+  // The server runs the sender checks against a DNS server that never answers.
+  const spfBadge = page.locator('#reader-meta [data-check="spf"]');
+  check((await spfBadge.textContent()) === 'SPF temperror', `the SPF check shows as a badge (${await spfBadge.textContent()})`);
+  check(await page.locator('#reader-meta .badge').count() === 5, 'one badge per sender check');
   await page.getByRole('button', { name: 'Copy', exact: true }).waitFor();
   await screenshot(page, 'page-desktop.png');
 
@@ -276,6 +280,12 @@ try {
   await messageItem(page, TEXT_SUBJECT).getByRole('button').click();
   await page.locator('#body-slot pre', { hasText: TEXT_PHRASE }).waitFor();
   check(await frameElement.count() === 0, 'a text-only message is shown as text, without a frame');
+  // Its one-time code is shown with a button that copies it.
+  await page.locator('#reader-meta code', { hasText: '493817' }).waitFor();
+  await desktop.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: baseUrl });
+  await page.getByRole('button', { name: 'Copy code' }).click();
+  await page.getByText('Copied 493817.').waitFor();
+  check((await page.evaluate(() => navigator.clipboard.readText())) === '493817', 'Copy code puts the code on the clipboard');
   check(await fitsHorizontally(page), 'desktop: nothing overflows horizontally');
 
   // A reload shows what the desktop left; then empty the inbox (two clicks: arm, confirm).
@@ -300,8 +310,13 @@ try {
   socketPage.setDefaultTimeout(STEP_TIMEOUT_MS);
   watch(socketPage);
   const socketAddress = `socket-${Date.now()}@example.test`;
+  // When the socket opens the page lists what arrived meanwhile (?after=) and drops what
+  // the server does not hold; a summary pushed before that answer would be dropped again.
+  const firstCatchUp = socketPage.waitForResponse((response) =>
+    response.url().includes(`${encodeURIComponent(socketAddress)}?after=`));
   await socketPage.goto(`${baseUrl}/#${socketAddress}`);
   await socketPage.locator('#live-status', { hasText: /^Live$/ }).waitFor();
+  await firstCatchUp;
   check(sockets.length === 1 && new URL(sockets[0].url()).pathname === `/api/v1/inboxes/${encodeURIComponent(socketAddress)}/ws`,
     `the page opened the inbox's WebSocket (${sockets.map((socket) => socket.url()).join(', ')})`);
   const now = Date.now();

@@ -173,6 +173,10 @@ pub(super) struct MessageJson<'a> {
     /// (we prepend it before our Received header; a sender's own come later).
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<crate::auth::AuthResults>,
+    /// rspamd's verdict (`--rspamd`), read back from our `X-Spam-*` fields, which sit
+    /// above our Received header (a sender's own come below it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spam: Option<crate::spam::Verdict>,
     /// Likely one-time codes, most likely first, and every http(s) link.
     codes: &'a [crate::mail::extract::Code],
     links: &'a [crate::mail::extract::Link],
@@ -191,6 +195,13 @@ impl<'a> MessageJson<'a> {
                 .next()
                 .filter(|(name, _)| name.eq_ignore_ascii_case("Authentication-Results"))
                 .and_then(|(_, value)| crate::auth::header::parse_ours(&value)),
+            spam: {
+                let ours: Vec<(Cow<'a, str>, String)> = parsed
+                    .headers(message.raw)
+                    .take_while(|(name, _)| !name.eq_ignore_ascii_case("Received"))
+                    .collect();
+                crate::spam::parse_ours(ours.iter().map(|(name, value)| (&**name, value.as_str())))
+            },
             headers: parsed.headers(message.raw).collect(),
             codes: &parsed.extracted().codes,
             links: &parsed.extracted().links,

@@ -594,7 +594,8 @@
       ['Expires', `${localTime(message.expires_at)} (${expiresIn(message.expires_at).replace('expires ', '')})`],
     ];
     ui.meta.replaceChildren(...rows.filter(([, value]) => value)
-      .flatMap(([name, value]) => [node('dt', null, name), node('dd', null, value)]));
+      .flatMap(([name, value]) => [node('dt', null, name), node('dd', null, value)]),
+    ...checkRows(message), ...codeRows(message));
 
     const base = messagePath(address, message.id);
     ui.raw.href = `${base}/raw`;
@@ -624,6 +625,57 @@
       ui.reader.scrollIntoView({ block: 'start' });
       ui.title.focus({ preventScroll: true });
     }
+  }
+
+  /** How a check's result looks: good, bad, or neither (none, neutral, temperror...). */
+  function verdictClass(result) {
+    if (result === 'pass') return 'badge good';
+    if (['fail', 'softfail', 'permerror', 'policy'].includes(result)) return 'badge bad';
+    return 'badge';
+  }
+
+  /** The sender checks as one badge per check, and rspamd's score, when the server made
+   *  them (--verify-senders annotate, --rspamd). */
+  function checkRows(message) {
+    const rows = [];
+    const auth = message.auth;
+    if (auth) {
+      const dkim = auth.dkim.length === 0 ? 'none'
+        : (auth.dkim.find((check) => check.result === 'pass') || auth.dkim[0]).result;
+      const checks = [['SPF', auth.spf.result], ['DKIM', dkim], ['DMARC', auth.dmarc.result],
+        ['ARC', auth.arc.result], ['iprev', auth.iprev.result]];
+      rows.push(node('dt', null, 'Checks'), node('dd', { class: 'badges' },
+        ...checks.map(([name, result]) => node('span', {
+          class: verdictClass(result), title: `${name}: ${result}`, 'data-check': name.toLowerCase(),
+        }, `${name} ${result}`))));
+    }
+    const spam = message.spam;
+    if (spam) {
+      const top = spam.symbols.filter((symbol) => symbol.score !== 0).slice(0, 5)
+        .map((symbol) => `${symbol.name} ${symbol.score}`).join(', ');
+      rows.push(node('dt', null, 'Spam'), node('dd', { class: 'badges' }, node('span', {
+        class: spam.is_spam ? 'badge bad' : 'badge good',
+        title: top || 'no rule matched',
+        'data-check': 'spam',
+      }, `${spam.score.toFixed(1)} / ${spam.required_score.toFixed(1)}`), ` ${spam.action}`));
+    }
+    return rows;
+  }
+
+  /** The likeliest one-time code, with a button that copies it. */
+  function codeRows(message) {
+    const code = (message.codes || [])[0];
+    if (!code) return [];
+    const copy = node('button', { type: 'button', class: 'copy', title: 'Copy the code' }, 'Copy code');
+    copy.addEventListener('click', async () => {
+      try {
+        await navigator.clipboard.writeText(code.value);
+        notice(`Copied ${code.value}.`);
+      } catch {
+        notice('Could not copy: the browser refused the clipboard.', true);
+      }
+    });
+    return [node('dt', null, 'Code'), node('dd', { class: 'code' }, node('code', null, code.value), ' ', copy)];
   }
 
   /** The document shown in the frame: the sanitized HTML behind a CSP of its own. */

@@ -16,7 +16,6 @@ use std::io::ErrorKind;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +26,8 @@ use crate::net::conns::{ConnGuard, Kind};
 use crate::net::tls::{self, Conn};
 use crate::net::{Durability, NetCtx, NotDurable, Shards};
 use crate::smtp::{Delivery, Event, Session, Transaction, reply};
+
+pub mod checks;
 
 /// Read buffer per session. `Session::advance` consumes every body byte and leaves less than
 /// one command line (512 octets) unconsumed, so this never needs to grow for what we read
@@ -149,6 +150,15 @@ async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: b
     };
     Counters::add(&ctx.counters.smtp_sessions_open, 1);
     let _ = stream.set_nodelay(true);
+    if let (Some(dnsbl), Some(ip)) = (&ctx.checks.dnsbl, peer_ip)
+        && !ctx.config.is_client_limit_exempt(ip)
+        && let Some(refusal) = dnsbl.refusal(ip, &ctx.counters).await
+    {
+        Counters::add(&ctx.counters.smtp_sessions_blocklisted_total, 1);
+        checks::refuse_listed(stream, implicit_tls, &refusal).await;
+        Counters::sub(&ctx.counters.smtp_sessions_open, 1);
+        return;
+    }
     let client_ip = if ctx.config.log_client_ip {
         peer_ip
     } else {
@@ -220,14 +230,17 @@ impl<S: Shards> Connection<S> {
             let replacement = match why {
                 NotDurable::Temporary => reply::TEMPORARY_FAILURE,
                 NotDurable::TooLarge => reply::STORE_TOO_BIG,
+                NotDurable::Spam => reply::SPAM_REJECTED,
             };
             let start = range.start.saturating_add_signed(shift);
             let end = range.end.saturating_add_signed(shift);
             self.out.splice(start..end, replacement.iter().copied());
             shift += replacement.len() as isize - range.len() as isize;
-            tracing::warn!(
-                "a stored message could not be made durable; it gets {why:?} instead of 250"
-            );
+            if why != NotDurable::Spam {
+                tracing::warn!(
+                    "a stored message could not be made durable; it gets {why:?} instead of 250"
+                );
+            }
         }
     }
 
@@ -445,8 +458,8 @@ impl<S: Shards> Connection<S> {
 
     /// Stores the finished transaction and writes its reply into `out`.
     async fn deliver(&mut self) {
-        if let (Some(verifier), Some(peer_ip)) = (self.ctx.verifier.clone(), self.peer_ip) {
-            self.deliver_verified(&verifier, peer_ip);
+        if self.ctx.checks.checks_messages() {
+            self.deliver_checked();
             return;
         }
         let ctx = &self.ctx;
@@ -486,111 +499,6 @@ impl<S: Shards> Connection<S> {
         self.refuse_mail_if_over_rate();
     }
 }
-
-impl<S: Shards> Connection<S> {
-    /// With `--verify-senders annotate`: hands the message to the sender checks and goes
-    /// on with the session at once. Its 250 is written now but held in `out` (as for the
-    /// journal) until the checks are done, their `Authentication-Results` header is
-    /// prepended and every copy is stored; `settle` replaces it if storing fails. Pipelined
-    /// transactions after it are served meanwhile, and their checks run concurrently.
-    fn deliver_verified(&mut self, verifier: &crate::auth::Verifier, peer_ip: IpAddr) {
-        let ctx = self.ctx.clone();
-        ctx.next_queue_id(&mut self.queue_id);
-        self.received_header.clear();
-        let now = SystemTime::now();
-        self.session
-            .write_received_header(&self.queue_id, now, &mut self.received_header);
-        let transaction = self.session.transaction();
-        // One copy, shared by the resolver thread and the stores: the session's body
-        // buffer is reused by the next transaction before this one is stored.
-        let message: Arc<[u8]> = Arc::from(transaction.body);
-        let mail_from = transaction.mail_from.to_string();
-        let rcpts_text = transaction.rcpts_text().to_string();
-        let n_rcpts = transaction.n_rcpts();
-        let request = crate::auth::VerifyRequest {
-            client_ip: peer_ip,
-            helo: self.session.helo().to_string(),
-            mail_from: mail_from.clone(),
-            authserv_id: ctx.authserv_id.clone(),
-            message: message.clone(),
-            include_client_ip: ctx.config.log_client_ip,
-        };
-        let fallback = crate::auth::AuthResults::temperror(&request);
-        let answer = verifier.verify(request);
-        let deadline = verifier.deadline() + AUTH_ANSWER_MARGIN;
-        let queue_id = self.queue_id.clone();
-        let mut received_header = std::mem::take(&mut self.received_header);
-        self.received_header = Vec::with_capacity(RECEIVED_HEADER_BYTES_EXPECTED);
-        let client_ip = self.client_ip;
-        let peer = self.peer_ip;
-        let reply_start = self.out.len();
-        self.session.delivered(
-            Delivery::Stored {
-                queue_id: &queue_id,
-            },
-            &mut self.out,
-        );
-        let reply = reply_start..self.out.len();
-        let settled = async move {
-            let results = match futures_lite::future::or(async { answer.await.ok() }, async {
-                glommio::timer::sleep(deadline).await;
-                None
-            })
-            .await
-            {
-                Some(results) => results,
-                None => fallback,
-            };
-            let authserv_id = &ctx.authserv_id;
-            let mut prefix = crate::auth::header::authentication_results(
-                authserv_id,
-                &results,
-                ctx.config.log_client_ip,
-            )
-            .into_bytes();
-            prefix.extend_from_slice(&received_header);
-            crate::alloc::wipe_vec(&mut received_header);
-            let stripped = crate::auth::header::strip_forged(&message, authserv_id);
-            let body: &[u8] = stripped.as_deref().unwrap_or(&message);
-            let transaction = Transaction::from_parts(&mail_from, &rcpts_text, n_rcpts, body);
-            let started = Instant::now();
-            let (delivery, durability) = ctx
-                .shards
-                .deliver(&transaction, &prefix, &queue_id, now)
-                .await;
-            let delivery_latency = started.elapsed();
-            ctx.counters.smtp_delivery_latency.record(delivery_latency);
-            log_transaction(
-                &transaction,
-                &queue_id,
-                &delivery,
-                delivery_latency,
-                client_ip,
-                ctx.config.log_envelope,
-            );
-            crate::alloc::wipe_vec(&mut prefix);
-            let outcome = match delivery {
-                Delivery::Stored { .. } => match durability {
-                    Some(durability) => durability.await,
-                    None => Ok(()),
-                },
-                Delivery::TooLarge => Err(NotDurable::TooLarge),
-                Delivery::TemporaryFailure => Err(NotDurable::Temporary),
-            };
-            if outcome.is_ok() {
-                ctx.client_limits.count_message(peer, Instant::now());
-            }
-            outcome
-        };
-        self.pending.push((reply, Box::pin(settled)));
-        self.refuse_mail_if_over_rate();
-    }
-}
-
-/// How long past the checks' own deadline the session waits for their answer before it
-/// stores the message with `temperror` results: the resolver thread answers every request
-/// by its deadline, so this only matters if that thread is stuck.
-const AUTH_ANSWER_MARGIN: Duration = Duration::from_millis(500);
 
 /// Writes the pending replies; false when the client is gone.
 async fn flush<S, C: Conn>(ctx: &NetCtx<S>, stream: &mut C, out: &mut Vec<u8>) -> bool {
