@@ -11,9 +11,53 @@
 //! The check and the fold are one function, [`InboxKey::new`], so they cannot drift.
 //! Nearly every address is lowercase ASCII already: that case borrows and allocates
 //! nothing.
+//!
+//! With `--plus-addressing` the fold also drops a `+tag` from the local part
+//! (`alice+signup@d` is the inbox `alice@d`), for every protocol alike; the tag stays in
+//! the address as written, which the store keeps with each message ([`plus_tag`]). The
+//! switch is process-wide and set once at start, before any address is folded: an
+//! inbox's key must not depend on who asks.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `--plus-addressing`, set once by `set_plus_addressing` at start.
+static PLUS_ADDRESSING: AtomicBool = AtomicBool::new(false);
+
+/// Turns plus-addressing on or off for the process. Call it once at start, before any
+/// address is folded (the runtime does, from the configuration).
+pub fn set_plus_addressing(on: bool) {
+    PLUS_ADDRESSING.store(on, Ordering::Relaxed);
+}
+
+/// Whether `+tag` is dropped from local parts.
+pub fn plus_addressing() -> bool {
+    PLUS_ADDRESSING.load(Ordering::Relaxed)
+}
+
+/// The tag of an address as written (`signup` in `alice+signup@d`) when plus-addressing
+/// is on; `None` when it is off, or the address has no tag.
+pub fn plus_tag(written: &str) -> Option<&str> {
+    if !plus_addressing() {
+        return None;
+    }
+    tag_range(written)
+        .map(|range| &written[range])
+        .filter(|tag| !tag.is_empty())
+}
+
+/// Where the tag is in `address`: after the first `+` of a local part that has something
+/// before it, up to the last `@` (or the end). A quoted local part (`"a+b"@d`) has none.
+fn tag_range(address: &str) -> Option<std::ops::Range<usize>> {
+    let local_end = address.rfind('@').unwrap_or(address.len());
+    let local = &address[..local_end];
+    if local.starts_with('"') {
+        return None;
+    }
+    let plus_idx = local.find('+').filter(|&idx| idx > 0)?;
+    Some(plus_idx + 1..local_end)
+}
 
 /// The inbox an address names: lowercase, with an ASCII (punycode) domain.
 ///
@@ -39,6 +83,28 @@ impl<'a> InboxKey<'a> {
     /// # Errors
     /// A control character anywhere, or a non-ASCII domain UTS-46 cannot map.
     pub fn new(address: &'a str) -> Result<InboxKey<'a>, AddressError> {
+        let key = InboxKey::fold(address)?;
+        if !plus_addressing() {
+            return Ok(key);
+        }
+        Ok(key.without_tag())
+    }
+
+    /// The key with its `+tag` dropped (`alice+x@d` -> `alice@d`).
+    fn without_tag(self) -> InboxKey<'a> {
+        match tag_range(&self.0) {
+            // The `+` goes too.
+            Some(range) => InboxKey(Cow::Owned(format!(
+                "{}{}",
+                &self.0[..range.start - 1],
+                &self.0[range.end..]
+            ))),
+            None => self,
+        }
+    }
+
+    /// Case and domain folding, without plus-addressing.
+    fn fold(address: &'a str) -> Result<InboxKey<'a>, AddressError> {
         if address.is_ascii() {
             if address.bytes().any(|b| b.is_ascii_control()) {
                 return Err(AddressError::ControlCharacter);
@@ -143,6 +209,37 @@ mod tests {
         ];
         for (address, expected) in cases {
             assert_eq!(key(address).as_deref(), Ok(expected), "{address}");
+        }
+    }
+
+    #[test]
+    fn tags_are_found_in_unquoted_local_parts_only() {
+        let cases = [
+            (
+                "alice+signup@example.test",
+                Some("signup"),
+                "alice@example.test",
+            ),
+            (
+                "Alice+Sign.Up@Example.test",
+                Some("sign.up"),
+                "alice@example.test",
+            ),
+            ("alice+a+b@example.test", Some("a+b"), "alice@example.test"),
+            ("alice+@example.test", Some(""), "alice@example.test"),
+            ("+tag@example.test", None, "+tag@example.test"),
+            ("\"a+b\"@example.test", None, "\"a+b\"@example.test"),
+            ("alice@exa+mple.test", None, "alice@exa+mple.test"),
+            ("alice", None, "alice"),
+        ];
+        for (address, tag, key) in cases {
+            let folded = InboxKey::fold(address).unwrap();
+            assert_eq!(
+                tag_range(folded.as_str()).map(|range| &folded.as_str()[range]),
+                tag,
+                "{address}"
+            );
+            assert_eq!(folded.without_tag().as_str(), key, "{address}");
         }
     }
 

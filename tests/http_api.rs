@@ -928,3 +928,53 @@ fn a_long_poll_whose_client_hangs_up_frees_its_slot_at_once() {
         server.wait_metric_total("mayfly_http_long_polls_waiting", 0);
     }
 }
+
+/// `--plus-addressing`: `alice+tag@d` is the inbox `alice@d` for SMTP and HTTP alike, and
+/// each message keeps the tag it was sent with; without the flag a tagged address is an
+/// inbox of its own.
+#[test]
+fn plus_addressing_delivers_tagged_mail_to_one_inbox_with_its_tag() {
+    let server = Server::start(&["--plus-addressing"]);
+    deliver(
+        &server,
+        &["alice+signup@example.test"],
+        b"Subject: one\r\n\r\n1\r\n",
+    );
+    deliver(
+        &server,
+        &["Alice+News@example.test"],
+        b"Subject: two\r\n\r\n2\r\n",
+    );
+    deliver(
+        &server,
+        &["alice@example.test"],
+        b"Subject: three\r\n\r\n3\r\n",
+    );
+    let inbox = server.wait_inbox_total("alice@example.test", 3);
+    let tags: Vec<&Value> = inbox["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|message| &message["tag"])
+        .collect();
+    assert_eq!(
+        tags,
+        [&Value::Null, &Value::from("News"), &Value::from("signup")],
+        "the tag as written"
+    );
+    assert_eq!(inbox["messages"][2]["to"][0], "alice+signup@example.test");
+    // The tagged address reads the same inbox.
+    let tagged = server.inbox("alice+whatever@example.test");
+    assert_eq!(tagged["total"], 3, "{tagged}");
+    assert_eq!(tagged["address"], "alice@example.test", "{tagged}");
+
+    let plain = Server::start(&[]);
+    deliver(
+        &plain,
+        &["alice+signup@example.test"],
+        b"Subject: one\r\n\r\n1\r\n",
+    );
+    let own = plain.wait_inbox_total("alice+signup@example.test", 1);
+    assert_eq!(own["messages"][0]["tag"], Value::Null);
+    assert_eq!(plain.inbox("alice@example.test")["total"], 0);
+}

@@ -340,6 +340,17 @@ settings! {
         help: "Zero every heap block when it is freed, and each session's buffers after each \
                message, so message bytes do not linger in memory (true or false)",
     },
+    /// Whether `alice+tag@d` is delivered to (and read as) the inbox `alice@d`, with the
+    /// tag kept per message (`address::plus_tag`).
+    plus_addressing: bool = plus_addressing {
+        shape: Switch,
+        value: "",
+        default: "false",
+        bounds: Other("on-only flag; true or false in TOML and environment"),
+        parse: parse_bool,
+        help: "Deliver alice+tag@domain to the inbox alice@domain, keeping the tag per message \
+               (the message summary's tag, and the search key tag:)",
+    },
     /// Whether the client's IP address may appear in logs and Received headers.
     log_client_ip: bool = log_client_ip {
         shape: Switch,

@@ -108,6 +108,9 @@ pub fn run(
     on_ready: impl FnOnce(Ready),
 ) -> anyhow::Result<()> {
     let n_shards = config.cores;
+    // Before anything folds an address (the restore included): a key must not change
+    // while the process runs.
+    crate::address::set_plus_addressing(config.plus_addressing);
     anyhow::ensure!(
         tls.is_some()
             || [

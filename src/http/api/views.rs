@@ -41,6 +41,9 @@ pub(super) struct SummaryJson<'a> {
     size: usize,
     preview: &'a str,
     seen: bool,
+    /// The `+tag` of the address the message came to (`--plus-addressing`); `null`
+    /// without one.
+    tag: Option<&'a str>,
 }
 
 impl<'a> SummaryJson<'a> {
@@ -56,6 +59,7 @@ impl<'a> SummaryJson<'a> {
             size: message.raw.len(),
             preview: &summary.preview,
             seen: message.seen,
+            tag: message.rcpts().find_map(crate::address::plus_tag),
         }
     }
 }

@@ -157,6 +157,7 @@ fn lists_summaries_newest_first() {
             "size": RECEIVED.len() + first_message.len(),
             "preview": "Hello world",
             "seen": false,
+            "tag": null,
         })
     );
 
