@@ -9,6 +9,7 @@
 //! - `store`: one shard's ring buffer and inbox index, and routing of inboxes to shards.
 //! - `mail`: the parsed views of a stored message and their cache; HTML sanitizing.
 //! - `auth`: SPF, DKIM, DMARC, ARC, iprev and DNSBL checks on a resolver thread of their own.
+//! - `token`: the per-inbox tokens of `--private-inboxes`, derived from a secret, never stored.
 //! - `http`: HTTP/1.1 request parsing, routing and JSON rendering, with no IO.
 //! - `mailbox`: an inbox as POP3 and IMAP clients see it (UIDs, sizes, seen flags).
 //! - `pop3`: the POP3 protocol (RFC 1939, CAPA, STLS, AUTH PLAIN) as a state machine, no IO.
@@ -41,4 +42,5 @@ pub mod pop3;
 pub mod runtime;
 pub mod smtp;
 pub mod store;
+pub mod token;
 pub mod watch;
