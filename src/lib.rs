@@ -10,6 +10,7 @@
 //! - `mail`: the parsed views of a stored message and their cache; HTML sanitizing.
 //! - `auth`: SPF, DKIM, DMARC, ARC, iprev and DNSBL checks on a resolver thread of their own.
 //! - `spam`: rspamd's protocol (request, verdict, our X-Spam-* header block), no IO.
+//! - `token`: the per-inbox tokens of `--private-inboxes`, derived from a secret, never stored.
 //! - `http`: HTTP/1.1 request parsing, routing and JSON rendering, with no IO.
 //! - `mailbox`: an inbox as POP3 and IMAP clients see it (UIDs, sizes, seen flags).
 //! - `pop3`: the POP3 protocol (RFC 1939, CAPA, STLS, AUTH PLAIN) as a state machine, no IO.
@@ -43,4 +44,5 @@ pub mod runtime;
 pub mod smtp;
 pub mod spam;
 pub mod store;
+pub mod token;
 pub mod watch;

@@ -3,6 +3,9 @@
 //! playwright-core) uses it, and this test sends the mail with lettre while the page is
 //! watching the inbox.
 //!
+//! The script runs twice: against a server as most are, and against one with
+//! `--private-inboxes`, where the page must carry each inbox's token (kept in the URL
+//! fragment) on every request; the other checks hold either way.
 //! The script prints `MAYFLY-E2E address=<address>` once the page made an address and is
 //! live; this test then sends a rich message (text and HTML, an inline `cid:` image, an
 //! attachment, and hostile script that must not run) and a text-only one, and waits for
@@ -81,11 +84,21 @@ fn the_page_shows_live_mail_safely_in_chromium() {
     let chromium = std::env::var(CHROMIUM_ENV).unwrap_or_else(|_| CHROMIUM_DEFAULT.into());
     check_prerequisites(&browser_dir, &chromium);
 
+    // One run as most servers are, then one with private inboxes, where the page must
+    // carry each inbox's token everywhere (one after the other: two browsers at once are
+    // too much for a small machine).
+    for private_inboxes in [false, true] {
+        run_script(&browser_dir, &chromium, private_inboxes);
+    }
+}
+
+/// Starts a server and runs `e2e.mjs` against it (with `--private` for private inboxes).
+fn run_script(browser_dir: &Path, chromium: &str, private_inboxes: bool) {
     // Sender checks on, against a DNS server that never answers: every check ends as
     // temperror after --auth-timeout, which the page shows as one badge per check.
     let silent_dns = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
     let resolver = silent_dns.local_addr().expect("addr").to_string();
-    let server = Server::start(&[
+    let mut args = vec![
         "--domain",
         DOMAIN,
         "--verify-senders",
@@ -94,17 +107,23 @@ fn the_page_shows_live_mail_safely_in_chromium() {
         &resolver,
         "--auth-timeout",
         "300ms",
-    ]);
+    ];
+    if private_inboxes {
+        args.push("--private-inboxes");
+    }
+    let server = Server::start(&args);
     let url = format!("http://{}", server.http_addr);
     let mut command = Command::new("node");
     command
         .arg(browser_dir.join("e2e.mjs"))
         .arg(&url)
-        .env(CHROMIUM_ENV, &chromium)
+        .env(CHROMIUM_ENV, chromium)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(dir) = std::env::var_os(SCREENSHOTS_ENV) {
+    if private_inboxes {
+        command.arg("--private");
+    } else if let Some(dir) = std::env::var_os(SCREENSHOTS_ENV) {
         command.arg("--screenshots").arg(dir);
     }
     let mut child = command

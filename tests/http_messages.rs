@@ -468,6 +468,7 @@ fn openapi_json_describes_exactly_the_routing_table() {
                 Vec::new()
             },
             websocket: None,
+            bearer_token: None,
         };
         match route(&request, &domains) {
             Ok(_) => {}

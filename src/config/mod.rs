@@ -261,6 +261,28 @@ settings! {
         bounds: Count(0..=1_000_000),
         help: "HTTP requests per second per client IP per core (burst twice that); 0 = no limit",
     },
+    /// Whether reading an inbox (HTTP, WebSocket, POP3, IMAP) needs its token
+    /// (`token::InboxTokens`); off, the address alone opens it.
+    private_inboxes: bool = private_inboxes {
+        shape: Switch,
+        value: "",
+        default: "false",
+        bounds: Other("on-only flag; true or false in TOML and environment"),
+        parse: parse_bool,
+        help: "Reading an inbox needs its token (POST /api/v1/addresses hands it out; Bearer \
+               over HTTP, the password over POP3 and IMAP); others get 404",
+    },
+    /// The secret inbox tokens are derived from; `None`: `DATA_DIR/token-secret` (written
+    /// on the first start), or random per process without `data_dir`.
+    token_secret_file: Option<PathBuf> = token_secret_file {
+        shape: Text,
+        value: "FILE",
+        default: (none "DATA_DIR/token-secret (made on first start), else random per process"),
+        bounds: Other("path to a file of at least 32 random bytes"),
+        parse: parse_path,
+        help: "Secret for inbox tokens, at least 32 random bytes [default: DATA_DIR/token-secret, \
+               written on first start; without --data-dir, random per process]",
+    },
     /// How long a whole SMTP command line may take to arrive: a deadline for the line, not
     /// per read. RFC 5321 4.5.3.2.7 recommends 5 minutes (the default).
     command_timeout: Duration = command_timeout {

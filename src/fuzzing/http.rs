@@ -1,5 +1,6 @@
 //! The `http_request` target: `http::request::parse` at every split of the stream, with
-//! pipelined requests, then `http::api::route` under two domain policies.
+//! pipelined requests, then `http::api::route` under two domain policies, and
+//! `http::api::authorize` with and without private inboxes.
 
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -9,6 +10,7 @@ use crate::fuzzing::DOMAINS;
 use crate::http::api::{self, Route};
 use crate::http::request::{self, Limits, Request};
 use crate::http::response::Response;
+use crate::token::{InboxTokens, SecretSource};
 
 /// The HTTP server's request limits.
 pub const HTTP_LIMITS: Limits = crate::net::http_conn::LIMITS;
@@ -28,7 +30,9 @@ const HTTP_SAMPLED_SPLITS: usize = 48;
 /// configured domain list and a catch-all policy, and every response (routing errors and
 /// parse errors) serialises into a head that parses back with the same status and a
 /// `Content-Length` that matches the body. Routed inboxes are accepted domains in
-/// canonical form, and a WebSocket route's accept value is the one RFC 6455 derives.
+/// canonical form, and a WebSocket route's accept value is the one RFC 6455 derives. With
+/// private inboxes a route passes unchanged or, if it names an inbox, is refused with
+/// exactly `no_such_inbox`; without them every route passes.
 pub fn http_request(data: &[u8]) {
     let policies = [DomainPolicy::new(&DOMAINS), DomainPolicy::new::<&str>(&[])];
     let mut buf = data;
@@ -125,6 +129,7 @@ fn check_route(request: &Request, policy: &DomainPolicy) {
             return;
         }
     };
+    check_authorize(request, &route);
     let check_key = |key: &InboxKey<'_>| {
         let again = InboxKey::new(key.as_str()).expect("a routed inbox is a valid key");
         assert_eq!(
@@ -152,13 +157,39 @@ fn check_route(request: &Request, policy: &DomainPolicy) {
             );
             assert_eq!(accept, derive_accept_key(upgrade.key.as_bytes()));
         }
-        Route::CreateAddress { domain } => {
+        Route::CreateAddress { domain, address } => {
+            assert!(
+                domain.is_none() || address.is_none(),
+                "both a domain and an address"
+            );
             if let Some(domain) = domain {
                 assert_eq!(domain, domain.to_lowercase());
                 assert!(policy.accepts(&domain), "address at unserved {domain:?}");
             }
+            if let Some(address) = address {
+                check_key(&address);
+            }
         }
         Route::Asset(_) | Route::Healthz | Route::Metrics => {}
+    }
+}
+
+/// `api::authorize` on a routed request; see `http_request`.
+fn check_authorize(request: &Request, route: &Route) {
+    let secret = [b'k'; crate::token::SECRET_BYTES_MIN];
+    for required in [false, true] {
+        let tokens = InboxTokens::new(&secret, required, SecretSource::Process);
+        match api::authorize(route.clone(), request, &tokens) {
+            Ok(passed) => assert_eq!(&passed, route, "authorize changed the route"),
+            Err(refusal) => {
+                assert!(required, "refused without private inboxes");
+                assert!(
+                    matches!(route, Route::Inbox(_) | Route::WebSocket { .. }),
+                    "refused a route that names no inbox"
+                );
+                assert_eq!(refusal, api::no_such_inbox());
+            }
+        }
     }
 }
 

@@ -77,6 +77,10 @@ pub struct Request {
     /// Present when the request asks to switch to WebSocket: `Upgrade: websocket` and a
     /// `Connection` field with the `upgrade` token. Routing checks the rest (RFC 6455 4.2.1).
     pub websocket: Option<WebSocketUpgrade>,
+    /// The credentials of `Authorization: Bearer <token>` (scheme in any case), as sent;
+    /// `None` without that field or with another scheme. Routing checks it against the
+    /// inbox (`token::InboxTokens`).
+    pub bearer_token: Option<String>,
 }
 
 /// The WebSocket handshake fields of a request, as sent (checked by routing).
@@ -163,6 +167,8 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, Re
     let mut connection_upgrade = false;
     let mut upgrade_websocket = false;
     let mut websocket = WebSocketUpgrade::default();
+    let mut n_authorizations = 0;
+    let mut bearer_token = None;
     for header in parsed.headers.iter() {
         if header.name.eq_ignore_ascii_case("content-length") {
             let value = parse_content_length(header.value)
@@ -195,7 +201,14 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, Re
             websocket.key = String::from_utf8_lossy(header.value.trim_ascii()).into_owned();
         } else if header.name.eq_ignore_ascii_case("sec-websocket-version") {
             websocket.version = String::from_utf8_lossy(header.value.trim_ascii()).into_owned();
+        } else if header.name.eq_ignore_ascii_case("authorization") {
+            n_authorizations += 1;
+            bearer_token = bearer_credentials(header.value);
         }
+    }
+    // Two sets of credentials would leave it to chance which one is checked.
+    if n_authorizations > 1 {
+        return Err(bad_request("more than one Authorization header"));
     }
     // RFC 9112 section 3.2: exactly one Host in HTTP/1.1.
     if version == 1 && n_hosts != 1 {
@@ -231,8 +244,21 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, Re
         keep_alive,
         body: body.to_vec(),
         websocket: (connection_upgrade && upgrade_websocket).then_some(websocket),
+        bearer_token,
     };
     Ok(Some((request, request_bytes)))
+}
+
+/// The token of an `Authorization` value `Bearer <token>` (RFC 6750 section 2.1; the
+/// scheme is case-insensitive, RFC 9110 section 11.1); None for another scheme or no token.
+fn bearer_credentials(value: &[u8]) -> Option<String> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim_start();
+    (!token.is_empty()).then(|| token.to_string())
 }
 
 fn bad_request(message: &str) -> Response {
@@ -295,6 +321,7 @@ mod tests {
             keep_alive,
             body: body.to_vec(),
             websocket: None,
+            bearer_token: None,
         }
     }
 
@@ -353,6 +380,35 @@ mod tests {
                 .expect("valid")
                 .expect("complete");
             assert_eq!(request.websocket, expected, "{fields:?}");
+        }
+    }
+
+    /// `Authorization: Bearer` in any case gives its token; other schemes give none; two
+    /// Authorization fields are a 400, whatever they hold.
+    #[test]
+    fn reads_bearer_tokens() {
+        let cases: [(&str, Result<Option<&str>, u16>); 8] = [
+            ("Authorization: Bearer abc_-9\r\n", Ok(Some("abc_-9"))),
+            ("authorization: bEARER   abc\r\n", Ok(Some("abc"))),
+            ("Authorization: Basic YTpi\r\n", Ok(None)),
+            ("Authorization: Bearer\r\n", Ok(None)),
+            ("Authorization: Bearer    \r\n", Ok(None)),
+            ("Authorization: Bearerabc\r\n", Ok(None)),
+            ("", Ok(None)),
+            (
+                "Authorization: Bearer a\r\nAuthorization: Bearer b\r\n",
+                Err(400),
+            ),
+        ];
+        for (fields, expected) in cases {
+            let input = format!("GET /api/v1/inboxes/a@x.test HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
+            let parsed = parse_all_splits(input.as_bytes(), &Limits::default())
+                .map(|(request, _)| request.bearer_token);
+            assert_eq!(
+                parsed,
+                expected.map(|token| token.map(String::from)),
+                "{fields:?}"
+            );
         }
     }
 

@@ -192,7 +192,9 @@ async fn serve_requests<S: Shards, C: Conn>(
         let keep_alive = request.keep_alive && !ctx.shards.is_shutting_down();
         let started = Instant::now();
         let limited = client_ip.and_then(|ip| ctx.http_rate_limiter.check(ip, started).err());
-        let response = match (limited, api::route(&request, &ctx.config.domains)) {
+        let routed = api::route(&request, &ctx.config.domains)
+            .and_then(|route| api::authorize(route, &request, &ctx.tokens));
+        let response = match (limited, routed) {
             (Some(retry_after), _) => rate_limited(retry_after),
             (None, Ok(Route::WebSocket { key, accept })) => {
                 // The connection is a WebSocket from here on; the HTTP buffers go first,
@@ -327,9 +329,11 @@ async fn respond<S: Shards>(ctx: &NetCtx<S>, route: Route) -> Response {
                 body: metrics::render(&snapshots).into_bytes(),
             }
         }
-        Route::CreateAddress { domain } => api::create_address(
+        Route::CreateAddress { domain, address } => api::create_address(
             domain.as_deref(),
+            address.as_ref(),
             &ctx.config.domains,
+            &ctx.tokens,
             ctx.config.ttl.as_secs(),
             now_ms(),
         ),

@@ -188,9 +188,9 @@ impl<S: Shards> Connection<S> {
                         Read::Closed | Read::Failed => return End::Close,
                     }
                 }
-                Event::Login { user, password } => {
-                    drop(password);
-                    let result = self.login(&user);
+                Event::Login { user, mut password } => {
+                    let result = self.login(&user, &password);
+                    crate::alloc::wipe_str(&mut password);
                     let mut out = std::mem::take(&mut self.out);
                     self.session().logged_in(result, &mut out);
                     self.out = out;
@@ -349,8 +349,8 @@ impl<S: Shards> Connection<S> {
         }
     }
 
-    fn login(&mut self, user: &str) -> Result<(), LoginRefused> {
-        match mail_client::check_login(&self.ctx, user, self.peer_ip) {
+    fn login(&mut self, user: &str, password: &str) -> Result<(), LoginRefused> {
+        match mail_client::check_login(&self.ctx, user, password, self.peer_ip) {
             Ok(key) => {
                 Counters::add(&self.ctx.counters.imap_logins_total, 1);
                 self.key = Some(key);

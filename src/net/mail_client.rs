@@ -127,12 +127,15 @@ pub enum LoginCheck {
     TryLater,
 }
 
-/// Checks a login: the user name must be an address this server accepts mail for (the
-/// password is not checked: the address is the secret, as on the web page), and the
-/// client must be under `--max-logins-per-ip-per-minute`. Counts the attempt.
+/// Checks a login: the user name must be an address this server accepts mail for, and
+/// the client must be under `--max-logins-per-ip-per-minute`. Counts the attempt. The
+/// password is the inbox's token with `--private-inboxes` (a wrong one is refused like an
+/// unknown user); without it the password is not checked: the address is the secret, as
+/// on the web page.
 pub fn check_login<S>(
     ctx: &NetCtx<S>,
     user: &str,
+    password: &str,
     peer_ip: Option<IpAddr>,
 ) -> Result<InboxKey<'static>, LoginCheck> {
     let now = Instant::now();
@@ -147,7 +150,8 @@ pub fn check_login<S>(
         Some((local_part, domain))
             if !local_part.is_empty()
                 && !domain.is_empty()
-                && ctx.config.domains.accepts(domain) =>
+                && ctx.config.domains.accepts(domain)
+                && ctx.tokens.admits(&key, Some(password)) =>
         {
             Ok(key)
         }

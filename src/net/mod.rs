@@ -182,6 +182,9 @@ pub struct NetCtx<S> {
     pub checks: smtp_conn::checks::Checks,
     /// Our authserv-id (`--hostname`), shared by every check's request.
     pub authserv_id: Arc<str>,
+    /// Inbox tokens: issued by `POST /api/v1/addresses`, required with `--private-inboxes`
+    /// by every inbox request, WebSocket and mail-client login. One secret for every core.
+    pub tokens: Arc<crate::token::InboxTokens>,
 }
 
 /// The accept loops of one executor; `stop` ends them.
@@ -191,6 +194,11 @@ pub struct Accepting {
 
 impl<S: Shards> NetCtx<S> {
     /// The socket context of executor `shard_idx`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per thing the runtime shares with every executor's loops; a \
+                  struct for them would be built only to be taken apart here"
+    )]
     pub fn new(
         shards: Rc<S>,
         shard_idx: usize,
@@ -199,6 +207,7 @@ impl<S: Shards> NetCtx<S> {
         counters: Rc<Counters>,
         boot_micros: u64,
         resolver: Option<crate::auth::Verifier>,
+        tokens: Arc<crate::token::InboxTokens>,
     ) -> NetCtx<S> {
         let starttls = tls.is_some();
         let session_config = Rc::new(SessionConfig {
@@ -243,6 +252,7 @@ impl<S: Shards> NetCtx<S> {
             config,
             queue_seq: Cell::new(0),
             boot_micros,
+            tokens,
         }
     }
 

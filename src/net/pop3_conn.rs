@@ -144,9 +144,9 @@ impl<S: Shards> Connection<S> {
                         Read::Closed | Read::Failed => return End::Close,
                     }
                 }
-                Event::Login { user, password } => {
-                    let result = self.login(&user).await;
-                    drop(password);
+                Event::Login { user, mut password } => {
+                    let result = self.login(&user, &password).await;
+                    crate::alloc::wipe_str(&mut password);
                     self.session.logged_in(result, &mut self.out);
                 }
                 Event::Retrieve {
@@ -198,8 +198,8 @@ impl<S: Shards> Connection<S> {
     }
 
     /// Checks a login and opens the maildrop (the snapshot RFC 1939 numbers messages in).
-    async fn login(&mut self, user: &str) -> Result<Mailbox, LoginRefused> {
-        let checked = mail_client::check_login(&self.ctx, user, self.peer_ip);
+    async fn login(&mut self, user: &str, password: &str) -> Result<Mailbox, LoginRefused> {
+        let checked = mail_client::check_login(&self.ctx, user, password, self.peer_ip);
         let key = match checked {
             Ok(key) => key,
             Err(why) => {

@@ -93,6 +93,8 @@ struct Start {
     /// With `--verify-senders annotate`: the one resolver thread every executor hands
     /// its sender checks to.
     verifier: Option<crate::auth::Verifier>,
+    /// Inbox tokens, from the one secret every executor uses.
+    tokens: Arc<crate::token::InboxTokens>,
 }
 
 /// Runs the server until `shutdown` is triggered and every shard has finished.
@@ -124,6 +126,11 @@ pub fn run(
         "--smtps, --https, --pop3s and --imaps need a certificate (--tls-cert and --tls-key, or \
          --tls-self-signed)"
     );
+    // Before any socket is bound: a secret that cannot be had stops the start.
+    let tokens = Arc::new(crate::token::InboxTokens::load(&config)?);
+    if tokens.required() {
+        tracing::info!("private inboxes: token secret {}", tokens.source());
+    }
     let listeners = Arc::new(Listeners::bind(&config, n_shards)?);
     let addrs = listeners.addrs();
     if config.domains.is_catch_all() {
@@ -168,6 +175,7 @@ pub fn run(
         started: started_tx,
         durable,
         verifier,
+        tokens,
     });
     let mesh = MeshBuilder::full(n_shards, MESH_CHANNEL_CAPACITY);
 
@@ -462,6 +470,7 @@ async fn shard_main(start: Arc<Start>, mesh: MeshBuilder<ShardMsg, Full>) -> any
         shard.counters.clone(),
         start.boot_micros,
         start.verifier.clone(),
+        start.tokens.clone(),
     ));
 
     let mut peer_tasks = Vec::new();

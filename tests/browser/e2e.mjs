@@ -1,12 +1,15 @@
 // End-to-end test of Mayfly's web page in headless Chromium (Debian's /usr/bin/chromium,
 // driven by playwright-core; Playwright's own browser download is never used).
 //
-//   node tests/browser/e2e.mjs <http-url> [--screenshots DIR]
+//   node tests/browser/e2e.mjs <http-url> [--private] [--screenshots DIR]
 //
 // The script makes an address on the page, prints `MAYFLY-E2E address=<address>` on
 // stdout and then waits for two messages that somebody else sends to it over SMTP:
 // tests/browser.rs does that with lettre as soon as it reads the line. The messages are
 // described by the constants below; keep them in step with tests/browser.rs.
+//
+// With --private the server runs with --private-inboxes: the page must carry each inbox's
+// token (kept in the URL fragment) on every request, and a link without it opens nothing.
 //
 // It exits 0 when every check passed and 1 with the reason otherwise; each step is
 // logged so that a failure says how far it got.
@@ -42,7 +45,7 @@ const CHROMIUM_ARGS = [
 ];
 
 function usage() {
-  console.error('usage: node e2e.mjs <http-url> [--screenshots DIR]');
+  console.error('usage: node e2e.mjs <http-url> [--private] [--screenshots DIR]');
   process.exit(2);
 }
 
@@ -51,8 +54,11 @@ if (args.length < 1 || !/^https?:\/\//.test(args[0])) usage();
 const baseUrl = args[0].replace(/\/$/, '');
 const origin = new URL(baseUrl).origin;
 let screenshotDir = null;
+let privateInboxes = false;
 for (let i = 1; i < args.length; i += 1) {
-  if (args[i] === '--screenshots' && args[i + 1]) {
+  if (args[i] === '--private') {
+    privateInboxes = true;
+  } else if (args[i] === '--screenshots' && args[i + 1]) {
     screenshotDir = args[i + 1];
     i += 1;
   } else {
@@ -123,6 +129,12 @@ async function screenshot(page, name, dir = outDir) {
   check(bytes.length > 1000 && bytes.subarray(1, 4).toString() === 'PNG', `screenshot ${file} written`);
 }
 
+/** The token in a page URL's fragment (`#address&token=...`), or null. */
+function tokenOf(url) {
+  const [, ...params] = new URL(url).hash.slice(1).split('&');
+  return new URLSearchParams(params.join('&')).get('token');
+}
+
 function messageItem(page, subject) {
   return page.locator('#message-list li', { hasText: subject });
 }
@@ -168,7 +180,11 @@ try {
   await page.getByRole('button', { name: 'New address' }).click();
   await page.waitForFunction(() => /^[a-z0-9]+@/.test(document.getElementById('address-input').value));
   const address = await page.inputValue('#address-input');
-  check(new URL(page.url()).hash === `#${address}`, `address ${address} is in the URL fragment`);
+  const hash = new URL(page.url()).hash;
+  const token = tokenOf(page.url());
+  check(hash === `#${address}&token=${token}` && /^[A-Za-z0-9_-]{43}$/.test(token),
+    `address ${address} and its token are in the URL fragment (${hash})`);
+  const bearer = { Authorization: `Bearer ${token}` };
 
   // The copy button puts exactly the address on the clipboard.
   await page.getByRole('button', { name: 'Copy' }).click();
@@ -211,7 +227,8 @@ try {
   const inline = frame.locator('img[alt="Example logo"]');
   await inline.waitFor();
   const inlineSrc = await inline.getAttribute('src');
-  check(inlineSrc.startsWith('/api/v1/inboxes/'), `the cid: image points at its attachment (${inlineSrc})`);
+  check(inlineSrc.startsWith('/api/v1/inboxes/') && inlineSrc.endsWith(`?token=${token}`),
+    `the cid: image points at its attachment, with the token (${inlineSrc})`);
   const inlineWidth = await inline.evaluate((img) => (img.complete ? img.naturalWidth : 0));
   check(inlineWidth === 192, `the inline image (192 px wide) loaded from its attachment URL (${inlineWidth})`);
   // The mail's own (sanitized) style attributes apply inside the frame.
@@ -237,11 +254,23 @@ try {
   const phonePage = await phone.newPage();
   phonePage.setDefaultTimeout(STEP_TIMEOUT_MS);
   watch(phonePage);
+  if (privateInboxes) {
+    // The address alone opens nothing on a server with private inboxes.
+    const consoleErrorsBefore = seen.consoleErrors.length;
+    await phonePage.goto(`${baseUrl}/#${address}`);
+    await phonePage.locator('#live-status', { hasText: 'Not watching' }).waitFor();
+    check(/private/.test(await phonePage.textContent('#notice'))
+      && await messageItem(phonePage, RICH_SUBJECT).count() === 0,
+      'phone: a link without the token lists nothing and says the inbox may be private');
+    // The browser logs that refused listing; it is the one error expected.
+    const refusals = seen.consoleErrors.splice(consoleErrorsBefore);
+    check(refusals.length === 1 && /404/.test(refusals[0]), `the refused listing was a 404 (${refusals.join('; ')})`);
+  }
   // A shared link reopens the inbox.
-  await phonePage.goto(`${baseUrl}/#${address}`);
+  await phonePage.goto(`${baseUrl}/${hash}`);
   await messageItem(phonePage, RICH_SUBJECT).waitFor();
   await messageItem(phonePage, TEXT_SUBJECT).waitFor();
-  check((await phonePage.inputValue('#address-input')) === address, 'phone: the link #address opens that inbox');
+  check((await phonePage.inputValue('#address-input')) === address, 'phone: the link #address&token= opens that inbox');
   check(await fitsHorizontally(phonePage), 'phone: the inbox fits 375 px without horizontal scrolling');
   await screenshot(phonePage, 'page-phone-inbox.png', scratch);
   await messageItem(phonePage, RICH_SUBJECT).getByRole('button').click();
@@ -271,6 +300,13 @@ try {
 
   // Delete it: it leaves the list, and the server no longer has it.
   const messageUrl = await page.getAttribute('#raw-link', 'href');
+  check(messageUrl.endsWith(`/raw?token=${token}`)
+    && (await page.request.get(`${baseUrl}${messageUrl}`)).status() === 200,
+    `the raw download link carries the token and works (${messageUrl})`);
+  if (privateInboxes) {
+    const bare = messageUrl.replace(/\?token=.*/, '');
+    check((await page.request.get(`${baseUrl}${bare}`)).status() === 404, 'without its token the raw message is a 404');
+  }
   await page.getByRole('button', { name: 'Delete' }).click();
   await messageItem(page, RICH_SUBJECT).waitFor({ state: 'detached' });
   check((await page.request.get(`${baseUrl}${messageUrl}`)).status() === 404, 'the deleted message is gone on the server');
@@ -296,7 +332,7 @@ try {
   await phonePage.getByRole('button', { name: 'Really empty?' }).click();
   await messageItem(phonePage, TEXT_SUBJECT).waitFor({ state: 'detached' });
   check((await phonePage.textContent('#inbox-count')) === '0 messages', 'phone: Empty inbox empties it');
-  const listing = await (await phonePage.request.get(`${baseUrl}/api/v1/inboxes/${encodeURIComponent(address)}`)).json();
+  const listing = await (await phonePage.request.get(`${baseUrl}/api/v1/inboxes/${encodeURIComponent(address)}`, { headers: bearer })).json();
   check(listing.total === 0, 'the server holds no message for the address any more');
 
   // ---------------------------------------------------------------- WebSocket
@@ -305,20 +341,24 @@ try {
   // long poll and is tried again later.
   const socketContext = await browser.newContext({ viewport: DESKTOP });
   const sockets = [];
-  await socketContext.routeWebSocket(/\/ws$/, (socket) => { sockets.push(socket); });
+  await socketContext.routeWebSocket(/\/ws(\?|$)/, (socket) => { sockets.push(socket); });
   const socketPage = await socketContext.newPage();
   socketPage.setDefaultTimeout(STEP_TIMEOUT_MS);
   watch(socketPage);
-  const socketAddress = `socket-${Date.now()}@example.test`;
+  // An address the server made (so it has a token), opened from its link.
+  const created = await (await socketPage.request.post(`${baseUrl}/api/v1/addresses`)).json();
+  const socketAddress = created.address;
   // When the socket opens the page lists what arrived meanwhile (?after=) and drops what
   // the server does not hold; a summary pushed before that answer would be dropped again.
   const firstCatchUp = socketPage.waitForResponse((response) =>
     response.url().includes(`${encodeURIComponent(socketAddress)}?after=`));
-  await socketPage.goto(`${baseUrl}/#${socketAddress}`);
+  await socketPage.goto(`${baseUrl}/#${socketAddress}&token=${created.token}`);
   await socketPage.locator('#live-status', { hasText: /^Live$/ }).waitFor();
   await firstCatchUp;
-  check(sockets.length === 1 && new URL(sockets[0].url()).pathname === `/api/v1/inboxes/${encodeURIComponent(socketAddress)}/ws`,
-    `the page opened the inbox's WebSocket (${sockets.map((socket) => socket.url()).join(', ')})`);
+  const socketUrl = sockets.length ? new URL(sockets[0].url()) : null;
+  check(sockets.length === 1 && socketUrl.pathname === `/api/v1/inboxes/${encodeURIComponent(socketAddress)}/ws`
+    && socketUrl.searchParams.get('token') === created.token,
+    `the page opened the inbox's WebSocket with its token (${sockets.map((socket) => socket.url()).join(', ')})`);
   const now = Date.now();
   const hostileSubject = '<img src=x onerror="window.e2ePwned=1">Pushed & escaped';
   sockets[0].send(JSON.stringify({

@@ -2,11 +2,16 @@
 """Reads an inbox over IMAP with Python's imaplib and prints what it saw as JSON.
 
 Usage: imap_imaplib.py HOST PORT plain|starttls|ssl USER [--expunge-first] [--search CRITERIA]
+                      [--password P] [--sasl] [--report-refusal]
 
 Logs in, lists mailboxes, SELECTs INBOX, fetches every message (UID, FLAGS, RFC822.SIZE,
 INTERNALDATE, ENVELOPE, BODYSTRUCTURE, BODY.PEEK[]) and STATUS; optionally searches, and
 with --expunge-first flags the first message \\Deleted and expunges it. Certificates are
 not verified (the test server's is self-signed). Message bytes are hex-encoded.
+
+The password is "any password" unless --password gives one (the inbox's token with
+--private-inboxes); --sasl logs in with AUTHENTICATE PLAIN instead of LOGIN. A refused login
+fails the script, or with --report-refusal prints {"refused": "<the server's NO text>"}.
 """
 import imaplib
 import json
@@ -26,7 +31,19 @@ def main():
     report = {"capabilities": sorted(c.decode() if isinstance(c, bytes) else c for c in imap.capabilities)}
     if mode == "starttls":
         report["starttls"] = imap.starttls(ssl_context=context)[0]
-    report["login"] = imap.login(user, "any password")[0]
+    password = rest[rest.index("--password") + 1] if "--password" in rest else "any password"
+    try:
+        if "--sasl" in rest:
+            plain = b"\0" + user.encode() + b"\0" + password.encode()
+            report["login"] = imap.authenticate("PLAIN", lambda _challenge: plain)[0]
+        else:
+            report["login"] = imap.login(user, password)[0]
+    except imaplib.IMAP4.error as error:
+        if "--report-refusal" not in rest:
+            raise
+        print(json.dumps({"refused": str(error)}))
+        imap.logout()
+        return
     typ, boxes = imap.list()
     report["list"] = [b.decode() for b in boxes if b]
     typ, data = imap.select("INBOX")

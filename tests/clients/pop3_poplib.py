@@ -2,12 +2,18 @@
 """Reads an inbox over POP3 with Python's poplib and prints what it saw as JSON.
 
 Usage: pop3_poplib.py HOST PORT plain|stls|ssl USER [--dele] [--top N] [--apop-none]
+                     [--password P] [--sasl] [--report-refusal]
 
 Retrieves every message (RETR), lists sizes and UIDLs, optionally TOP N of the first, and
 with --dele marks every message deleted before QUIT. Certificates are not verified (the
 test server's is self-signed). Message bytes are returned hex-encoded, CRLF line ends
 restored (poplib strips them).
+
+The password is "any password" unless --password gives one (the inbox's token with
+--private-inboxes); --sasl logs in with AUTH PLAIN instead of USER/PASS. A refused login
+fails the script, or with --report-refusal prints {"refused": "<the server's -ERR line>"}.
 """
+import base64
 import json
 import poplib
 import ssl
@@ -27,8 +33,20 @@ def main():
     if mode == "stls":
         report["stls"] = pop.stls(context=context).decode()
         report["capa_after_stls"] = sorted(pop.capa().keys())
-    pop.user(user)
-    pop.pass_("any password")
+    password = rest[rest.index("--password") + 1] if "--password" in rest else "any password"
+    try:
+        if "--sasl" in rest:
+            plain = b"\0" + user.encode() + b"\0" + password.encode()
+            pop._shortcmd("AUTH PLAIN " + base64.b64encode(plain).decode())
+        else:
+            pop.user(user)
+            pop.pass_(password)
+    except poplib.error_proto as error:
+        if "--report-refusal" not in rest:
+            raise
+        print(json.dumps({"refused": error.args[0].decode()}))
+        pop.quit()
+        return
     count, size = pop.stat()
     report["stat"] = [count, size]
     report["list"] = [line.decode() for line in pop.list()[1]]

@@ -29,7 +29,14 @@
 //! - An attachment index that is not a plain decimal number is a 404, like one out of range.
 //! - `GET .../ws` without a WebSocket handshake is a 426; with one it routes to
 //!   `Route::WebSocket` and the connection loop takes the socket over.
+//! - `POST /api/v1/addresses {"address": ...}` (an address the client chose) is a 201 with
+//!   `"token": null` without `--private-inboxes`, and a 403 with it: a chosen name's token
+//!   would let anyone who guesses a name read it, and Mayfly stores no owner to ask. An
+//!   operator who lets users pick names derives their tokens in its own backend
+//!   (`token` has the formula). Its token is withheld without the switch too, so that
+//!   turning the switch on later hands no stranger a valid token.
 
+mod access;
 mod views;
 
 use serde_json::{Value, json};
@@ -41,6 +48,8 @@ use crate::http::request::{Method, Request, WebSocketUpgrade};
 use crate::http::response::Response;
 use crate::mail::ViewCache;
 use crate::store::{MessageId, Shard};
+use crate::token::InboxTokens;
+pub use access::{TOKEN_PARAMETER, authorize, no_such_inbox};
 pub use views::{FILENAME_CHARS_MAX, attachments_path, rfc3339, summary_text};
 use views::{IdJson, ListingJson, MessageJson, SummaryJson, attachment_response};
 
@@ -57,6 +66,9 @@ pub const LOCAL_PART_CHARS: usize = 20;
 pub const DOMAIN_BYTES_MAX: usize = 253;
 /// Longest label of a domain name (RFC 1035).
 pub const DOMAIN_LABEL_BYTES_MAX: usize = 63;
+/// Longest address a client may choose (RFC 5321 4.5.3.1.3: a path of 256 octets, less
+/// its angle brackets), so a chosen address is one SMTP can deliver to.
+pub const ADDRESS_BYTES_MAX: usize = 254;
 /// Path segments a known route has at most (`/api/v1/inboxes/{a}/messages/{id}/attachments/{n}`).
 const PATH_SEGMENTS_MAX: usize = 9;
 /// Characters of generated local parts.
@@ -106,8 +118,12 @@ pub enum Route {
     Healthz,
     /// `GET /metrics`.
     Metrics,
-    /// `POST /api/v1/addresses`; `domain` is validated, lowercase, and accepted.
-    CreateAddress { domain: Option<String> },
+    /// `POST /api/v1/addresses`; `domain` is validated, lowercase, and accepted; `address`
+    /// is one the client chose (at an accepted domain), never given with `domain`.
+    CreateAddress {
+        domain: Option<String>,
+        address: Option<InboxKey<'static>>,
+    },
     /// Anything under `/api/v1/inboxes/{address}`: run `execute` on the inbox's shard.
     Inbox(InboxRequest),
     /// `GET /api/v1/inboxes/{address}/ws` with a valid handshake: answer 101 with
@@ -208,8 +224,8 @@ pub fn route(request: &Request, domains: &DomainPolicy) -> Result<Route, Respons
         ["", "metrics"] => allow(method, Allowed::GetHead).map(|_| Route::Metrics),
         ["", "api", "v1", "addresses"] => {
             allow(method, Allowed::Post)?;
-            let domain = requested_domain(&request.body, domains)?;
-            Ok(Route::CreateAddress { domain })
+            let (domain, address) = requested_address(&request.body, domains)?;
+            Ok(Route::CreateAddress { domain, address })
         }
         ["", "api", "v1", "inboxes", address] => {
             let is_delete = allow(method, Allowed::GetHeadDelete)?;
@@ -451,14 +467,41 @@ pub fn execute(
 }
 
 /// Answers `POST /api/v1/addresses`: 201 with a fresh random address at `domain` (or the
-/// first configured domain). 400 if the domain is not accepted, or if none was asked on a
-/// catch-all server; 500 if the system's random generator fails.
+/// first configured domain) and its token, or with the address the client `chose` (and no
+/// token; 403 with `--private-inboxes`, see the module notes). 400 if the domain is not
+/// accepted, or if none was asked on a catch-all server; 500 if the system's random
+/// generator fails.
 pub fn create_address(
     domain: Option<&str>,
+    chosen: Option<&InboxKey<'_>>,
     domains: &DomainPolicy,
+    tokens: &InboxTokens,
     ttl_secs: u64,
     now_ms: u64,
 ) -> Response {
+    if let Some(chosen) = chosen {
+        if tokens.required() {
+            return Response::error(
+                403,
+                "forbidden",
+                "this server has private inboxes and chooses their addresses: send no \"address\"",
+            );
+        }
+        let domain = chosen
+            .as_str()
+            .rsplit_once('@')
+            .map_or("", |(_, domain)| domain);
+        return Response::json(
+            201,
+            &json!({
+                "address": chosen.as_str(),
+                "domain": domain,
+                "created_at": rfc3339(now_ms),
+                "ttl_seconds": ttl_secs,
+                "token": null,
+            }),
+        );
+    }
     let domain = match domain {
         Some(domain) => match checked_domain(domain, domains) {
             Ok(domain) => domain,
@@ -485,13 +528,22 @@ pub fn create_address(
             );
         }
     };
+    let address = format!("{local_part}@{domain}");
+    let token = match InboxKey::new(&address) {
+        Ok(key) => tokens.token(&key),
+        // Cannot happen: the local part is [a-z0-9] and the domain was checked.
+        Err(_) => {
+            return Response::error(500, "internal_error", "generated an invalid address");
+        }
+    };
     Response::json(
         201,
         &json!({
-            "address": format!("{local_part}@{domain}"),
+            "address": address,
             "domain": domain,
             "created_at": rfc3339(now_ms),
             "ttl_seconds": ttl_secs,
+            "token": token,
         }),
     )
 }
@@ -617,8 +669,6 @@ fn list_op(query: &str) -> Result<InboxOp, Response> {
     })
 }
 
-/// The `domain` of a `POST /api/v1/addresses` body: empty, or a JSON object whose optional
-/// `domain` is a string (or null).
 /// The `seen` of a `PATCH .../messages/{id}` body: `{"seen": true|false}`, nothing else.
 fn requested_seen(body: &[u8]) -> Result<bool, Response> {
     let bad = |message: &str| Response::error(400, "bad_request", message);
@@ -639,23 +689,60 @@ fn requested_seen(body: &[u8]) -> Result<bool, Response> {
     }
 }
 
-fn requested_domain(body: &[u8], domains: &DomainPolicy) -> Result<Option<String>, Response> {
+/// The `domain` and `address` of a `POST /api/v1/addresses` body: empty, or a JSON object
+/// whose optional `domain` and `address` are strings (or null), not both given.
+type AddressRequest = (Option<String>, Option<InboxKey<'static>>);
+
+fn requested_address(body: &[u8], domains: &DomainPolicy) -> Result<AddressRequest, Response> {
     let bad = |message: &str| Response::error(400, "bad_request", message);
     if body.trim_ascii().is_empty() {
-        return Ok(None);
+        return Ok((None, None));
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|error| bad(&format!("the body is not JSON: {error}")))?;
     let Value::Object(object) = value else {
         return Err(bad("the body must be a JSON object"));
     };
-    match object.get("domain") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(domain)) => checked_domain(domain, domains)
-            .map(Some)
-            .map_err(|message| bad(&message)),
-        Some(_) => Err(bad("domain must be a string")),
+    let domain = match object.get("domain") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(domain)) => {
+            Some(checked_domain(domain, domains).map_err(|message| bad(&message))?)
+        }
+        Some(_) => return Err(bad("domain must be a string")),
+    };
+    let address = match object.get("address") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(address)) => {
+            Some(chosen_address(address, domains).map_err(|message| bad(&message))?)
+        }
+        Some(_) => return Err(bad("address must be a string")),
+    };
+    if domain.is_some() && address.is_some() {
+        return Err(bad("give an address or a domain, not both"));
     }
+    Ok((domain, address))
+}
+
+/// The inbox of an address a client chose, if SMTP could deliver to it: at most
+/// `ADDRESS_BYTES_MAX` bytes, a local part, and a well-formed domain the server accepts.
+fn chosen_address(address: &str, domains: &DomainPolicy) -> Result<InboxKey<'static>, String> {
+    let address = address.trim();
+    let key = InboxKey::new(address)
+        .map_err(|error| format!("{address:?} is not an address: {error}"))?
+        .into_owned();
+    let Some((local_part, domain)) = key.as_str().rsplit_once('@') else {
+        return Err(format!("{address:?} is not an address: it has no @"));
+    };
+    if local_part.is_empty() || key.as_str().len() > ADDRESS_BYTES_MAX {
+        return Err(format!(
+            "{address:?} is not an address: a local part and at most {ADDRESS_BYTES_MAX} bytes"
+        ));
+    }
+    // The domain as every other path spells it (`example.test.` is `example.test`).
+    let domain = checked_domain(domain, domains)?;
+    InboxKey::new(&format!("{local_part}@{domain}"))
+        .map(InboxKey::into_owned)
+        .map_err(|error| format!("{address:?} is not an address: {error}"))
 }
 
 /// A domain name in lowercase without a trailing dot, if it is well-formed (ASCII letters,

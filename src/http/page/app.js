@@ -10,6 +10,12 @@
 // Live updates: a WebSocket (`/ws`, one JSON summary per new message) when the server
 // offers one; when it cannot be opened or closes, a long poll (`?wait=`) takes over, with
 // exponential backoff on errors, and the WebSocket is tried again later.
+//
+// Private inboxes (`--private-inboxes`): the inbox's token, which the server hands out with
+// a new address, lives in the URL fragment beside the address (`#address&token=...`; the
+// fragment is never sent to a server) and goes with every request for that inbox: as
+// `Authorization: Bearer` on API calls, and as `?token=` where no header can be set (the
+// WebSocket, download links, the message's inline images).
 'use strict';
 
 (() => {
@@ -63,6 +69,8 @@
   const state = {
     /** The inbox being watched (lowercase), or null. */
     address: null,
+    /** Its token, from the fragment or the server's generator; null if none is known. */
+    token: null,
     /** Bumped whenever the address changes; async work started for an older one stops. */
     generation: 0,
     /** id -> summary of every message listed. */
@@ -116,12 +124,29 @@
     }
   }
 
-  /** fetch + JSON, turning the API's error body into an ApiError. */
+  /** `url` with the open inbox's token as `?token=`, for what cannot send a header. */
+  function withToken(url) {
+    if (!state.token) return url;
+    return `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(state.token)}`;
+  }
+
+  /** The message's HTML with the token on its inline images, which point at this inbox's
+   *  attachment URLs (the only `src` the server's sanitizer leaves). */
+  function withTokenOnImages(html) {
+    if (!state.token) return html;
+    return html.replace(/(\ssrc=")(\/api\/v1\/inboxes\/[^"?#]*\/attachments\/\d+)"/g,
+      (_, before, url) => `${before}${withToken(url)}"`);
+  }
+
+  /** fetch + JSON, turning the API's error body into an ApiError. Calls for an inbox
+   *  carry the open inbox's token (every such call is for the open inbox). */
   async function api(path, options) {
+    const headers = { Accept: 'application/json', ...((options && options.headers) || {}) };
+    if (state.token && path.startsWith(`${API}/inboxes/`)) headers.Authorization = `Bearer ${state.token}`;
     const response = await fetch(path, {
-      headers: { Accept: 'application/json' },
       cache: 'no-store',
       ...options,
+      headers,
     });
     if (response.status === 204) return null;
     let body = null;
@@ -204,24 +229,32 @@
     return address.toLowerCase();
   }
 
-  function addressFromHash() {
+  /** The address and token of the fragment, `#address` or `#address&token=...` (the
+   *  address is percent-encoded, so its own `&` never shows). */
+  function fromHash() {
     const fragment = location.hash.slice(1);
     if (!fragment) return null;
+    const [encoded, ...params] = fragment.split('&');
     try {
-      return normalizeAddress(decodeURIComponent(fragment));
+      const address = normalizeAddress(decodeURIComponent(encoded));
+      if (!address) return null;
+      const token = new URLSearchParams(params.join('&')).get('token');
+      return { address, token: token || null };
     } catch (_) {
       return null;
     }
   }
 
-  function hashFor(address) {
-    return `#${encodeURIComponent(address).replace(/%40/g, '@')}`;
+  function hashFor(address, token) {
+    const hash = `#${encodeURIComponent(address).replace(/%40/g, '@')}`;
+    return token ? `${hash}&token=${encodeURIComponent(token)}` : hash;
   }
 
-  function openAddress(address) {
-    if (address === state.address) return;
+  function openAddress(address, token) {
+    if (address === state.address && token === state.token) return;
     state.address = address;
-    if (location.hash !== hashFor(address)) history.replaceState(null, '', hashFor(address));
+    state.token = token;
+    if (location.hash !== hashFor(address, token)) history.replaceState(null, '', hashFor(address, token));
     ui.input.value = address;
     ui.copy.disabled = false;
     ui.empty.disabled = false;
@@ -240,7 +273,7 @@
         headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
         body: domain ? JSON.stringify({ domain }) : '',
       });
-      openAddress(created.address.toLowerCase());
+      openAddress(created.address.toLowerCase(), typeof created.token === 'string' ? created.token : null);
       notice(`New address ready. Each message is kept for ${formatSpan(created.ttl_seconds * 1000)}.`);
     } catch (error) {
       if (error instanceof ApiError && error.status === 400 && !domain) {
@@ -324,7 +357,9 @@
         if (generation !== state.generation) return;
         if (error instanceof ApiError && error.status === 404) {
           setLive('idle', 'Not watching');
-          notice(`This server does not take mail for ${state.address}.`, true);
+          notice(state.token
+            ? `This server does not take mail for ${state.address}, or this token is not its own.`
+            : `This server does not take mail for ${state.address}, or its inboxes are private: open it with the link that has its token.`, true);
           return;
         }
         setLive('waiting', `Offline, retrying in ${Math.round(backoff / 1000)} s`);
@@ -343,7 +378,7 @@
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     let ws;
     try {
-      ws = new WebSocket(`${scheme}//${location.host}${inboxPath(state.address)}/ws`);
+      ws = new WebSocket(withToken(`${scheme}//${location.host}${inboxPath(state.address)}/ws`));
     } catch (_) {
       startPolling(generation);
       return;
@@ -598,7 +633,7 @@
     ...checkRows(message), ...codeRows(message));
 
     const base = messagePath(address, message.id);
-    ui.raw.href = `${base}/raw`;
+    ui.raw.href = withToken(`${base}/raw`);
     ui.raw.setAttribute('download', `message-${message.id}.eml`);
     ui.raw.title = `The message as received (${formatSize(message.size)})`;
 
@@ -606,7 +641,7 @@
     ui.attachmentList.replaceChildren(...attachments.map((attachment) => {
       const name = attachment.filename || `attachment-${attachment.index}`;
       return node('li', null, node('a', {
-        href: `${base}/attachments/${attachment.index}`,
+        href: withToken(`${base}/attachments/${attachment.index}`),
         download: name,
         title: `${name} (${attachment.content_type})`,
       }, `${name} `, node('small', null, `${attachment.content_type.split(';')[0]}, ${formatSize(attachment.size)}`)));
@@ -721,7 +756,7 @@
         sandbox: 'allow-popups allow-popups-to-escape-sandbox',
         referrerpolicy: 'no-referrer',
       });
-      frame.srcdoc = mailDocument(message.html);
+      frame.srcdoc = mailDocument(withTokenOnImages(message.html));
       ui.body.replaceChildren(frame);
     } else if (typeof message.text === 'string') {
       ui.body.replaceChildren(...omittedNote(message), node('pre', { tabindex: '0' }, message.text));
@@ -795,7 +830,8 @@
       return;
     }
     notice('');
-    openAddress(address);
+    // A typed address has no token, unless it is the open one.
+    openAddress(address, address === state.address ? state.token : null);
   });
   ui.create.addEventListener('click', createAddress);
   ui.copy.addEventListener('click', copyAddress);
@@ -813,12 +849,12 @@
     if (event.key === 'Escape' && state.openId && ui.main.classList.contains('reading')) ui.back.click();
   });
   window.addEventListener('hashchange', () => {
-    const address = addressFromHash();
-    if (address) openAddress(address);
+    const opened = fromHash();
+    if (opened) openAddress(opened.address, opened.token);
   });
   setInterval(() => { if (state.address) renderList(); }, TICK_MS);
 
-  const initial = addressFromHash();
-  if (initial) openAddress(initial);
+  const initial = fromHash();
+  if (initial) openAddress(initial.address, initial.token);
   else renderList();
 })();

@@ -522,8 +522,9 @@ fn creates_random_addresses() {
         (Some("anything.test"), &catch_all, Ok("anything.test")),
         (Some("-bad.test"), &catch_all, Err(400)),
     ];
+    let tokens = tokens(false);
     for (domain, policy, expected) in cases {
-        let response = create_address(domain, policy, 3600, NOW_MS);
+        let response = create_address(domain, None, policy, &tokens, 3600, NOW_MS);
         let body: Value = serde_json::from_slice(&response.body).expect("JSON");
         match expected {
             Ok(expected_domain) => {
@@ -540,6 +541,10 @@ fn creates_random_addresses() {
                         .bytes()
                         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
                 );
+                // The token of the address, the same whether the switch is on or not.
+                let token = body["token"].as_str().expect("a token");
+                assert!(tokens.verify(&key(address), token));
+                assert!(super::tokens(true).verify(&key(address), token));
             }
             Err(status) => {
                 assert_eq!(response.status, status, "{domain:?}");
@@ -555,6 +560,34 @@ fn creates_random_addresses() {
     let seen: std::collections::HashSet<char> =
         local_parts.iter().flat_map(|part| part.chars()).collect();
     assert_eq!(seen.len(), 36);
+}
+
+/// A chosen address is given back canonical and without a token; with private inboxes it
+/// is refused, the same for every address.
+#[test]
+fn chosen_addresses_get_no_token() {
+    let chosen = key("signup-7@example.test");
+    let response = create_address(None, Some(&chosen), &domains(), &tokens(false), 60, NOW_MS);
+    assert_eq!(response.status, 201);
+    let body: Value = serde_json::from_slice(&response.body).expect("JSON");
+    assert_eq!(body["address"], "signup-7@example.test");
+    assert_eq!(body["domain"], "example.test");
+    assert_eq!(body["ttl_seconds"], 60);
+    assert_eq!(body["token"], Value::Null);
+
+    let refused = create_address(None, Some(&chosen), &domains(), &tokens(true), 60, NOW_MS);
+    assert_eq!(refused.status, 403);
+    let body: Value = serde_json::from_slice(&refused.body).expect("JSON");
+    assert_eq!(body["error"]["code"], "forbidden");
+    let other = create_address(
+        None,
+        Some(&key("x@example.test")),
+        &domains(),
+        &tokens(true),
+        60,
+        NOW_MS,
+    );
+    assert_eq!(other.body, refused.body);
 }
 
 #[test]
@@ -602,7 +635,7 @@ proptest! {
         query in "[ -~]{0,40}",
         body in proptest::collection::vec(any::<u8>(), 0..40),
     ) {
-        let request = Request { method, path, query, keep_alive: true, body, websocket: None };
+        let request = Request { method, path, query, keep_alive: true, body, websocket: None, bearer_token: None };
         let _ = route(&request, &domains());
         let _ = route(&request, &DomainPolicy::new::<&str>(&[]));
     }
@@ -615,7 +648,7 @@ proptest! {
     ) {
         let mut shard = shard();
         deliver(&mut shard, &["a@example.test"], "Subject: x\r\n\r\nbody", NOW_MS);
-        let request = Request { method, path, query, keep_alive: true, body: Vec::new(), websocket: None };
+        let request = Request { method, path, query, keep_alive: true, body: Vec::new(), websocket: None, bearer_token: None };
         if let Ok(Route::Inbox(inbox_request)) = route(&request, &domains()) {
             let _ = execute_at(&mut shard, &inbox_request, NOW_MS, false);
         }

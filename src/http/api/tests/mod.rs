@@ -24,6 +24,7 @@ pub(super) fn get(method: Method, target: &str, body: &str) -> Request {
         keep_alive: true,
         body: body.into(),
         websocket: None,
+        bearer_token: None,
     }
 }
 
@@ -50,4 +51,9 @@ pub(super) fn list(after: Option<MessageId>, limit: usize, wait_secs: u64) -> In
         limit,
         wait_secs,
     }
+}
+
+/// Inbox tokens under a fixed secret; `required`: `--private-inboxes`.
+pub(super) fn tokens(required: bool) -> InboxTokens {
+    InboxTokens::new(&[42u8; 32], required, crate::token::SecretSource::Process)
 }

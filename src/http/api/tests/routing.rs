@@ -259,19 +259,28 @@ fn routes_every_endpoint() {
             Post,
             "/api/v1/addresses".into(),
             "",
-            Ok(Route::CreateAddress { domain: None }),
+            Ok(Route::CreateAddress {
+                domain: None,
+                address: None,
+            }),
         ),
         (
             Post,
             "/api/v1/addresses".into(),
             " {} ",
-            Ok(Route::CreateAddress { domain: None }),
+            Ok(Route::CreateAddress {
+                domain: None,
+                address: None,
+            }),
         ),
         (
             Post,
             "/api/v1/addresses".into(),
             r#"{"domain": null}"#,
-            Ok(Route::CreateAddress { domain: None }),
+            Ok(Route::CreateAddress {
+                domain: None,
+                address: None,
+            }),
         ),
         (
             Post,
@@ -279,7 +288,60 @@ fn routes_every_endpoint() {
             r#"{"domain": "X.Wild.Test.", "other": 1}"#,
             Ok(Route::CreateAddress {
                 domain: Some("x.wild.test".into()),
+                address: None,
             }),
+        ),
+        // Choosing an address: canonical, at an accepted domain, never with a domain.
+        (
+            Post,
+            "/api/v1/addresses".into(),
+            r#"{"address": " Signup-7@X.Wild.Test. ", "domain": null}"#,
+            Ok(Route::CreateAddress {
+                domain: None,
+                address: Some(key("signup-7@x.wild.test")),
+            }),
+        ),
+        (
+            Post,
+            "/api/v1/addresses".into(),
+            r#"{"address": "a@example.test", "domain": "example.test"}"#,
+            Err(400),
+        ),
+        (
+            Post,
+            "/api/v1/addresses".into(),
+            r#"{"address": "a@other.test"}"#,
+            Err(400),
+        ),
+        (
+            Post,
+            "/api/v1/addresses".into(),
+            r#"{"address": "@example.test"}"#,
+            Err(400),
+        ),
+        (
+            Post,
+            "/api/v1/addresses".into(),
+            r#"{"address": "no-at-sign"}"#,
+            Err(400),
+        ),
+        (
+            Post,
+            "/api/v1/addresses".into(),
+            r#"{"address": "a\u0000b@example.test"}"#,
+            Err(400),
+        ),
+        (
+            Post,
+            "/api/v1/addresses".into(),
+            format!(r#"{{"address": "{}@example.test"}}"#, "a".repeat(250)).leak(),
+            Err(400),
+        ),
+        (
+            Post,
+            "/api/v1/addresses".into(),
+            r#"{"address": 7}"#,
+            Err(400),
         ),
         (
             Post,
@@ -368,4 +430,99 @@ fn errors_follow_the_contract() {
             .map(|(_, value)| value.as_str());
         assert_eq!(got_allow, allow_header, "{target}");
     }
+}
+
+/// With private inboxes, every inbox route and the WebSocket need the inbox's token, as a
+/// Bearer token or (when there is no Authorization field) `?token=`; without it, or with
+/// another inbox's, the answer is the same 404 for every address and route. Without the
+/// switch nothing is checked. Routes that name no inbox never need one.
+#[test]
+fn private_inboxes_need_their_token() {
+    let (private, public) = (tokens(true), tokens(false));
+    let alice = private.token(&key("alice@example.test"));
+    let bob = private.token(&key("bob@example.test"));
+    let id = "0000000000000000000000001";
+    let sample_key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let inbox_targets = [
+        "/api/v1/inboxes/Alice%40Example.test".to_string(),
+        "/api/v1/inboxes/alice@example.test?wait=5&after=".to_string(),
+        format!("/api/v1/inboxes/alice@example.test/messages/{id}"),
+        format!("/api/v1/inboxes/alice@example.test/messages/{id}/raw"),
+        format!("/api/v1/inboxes/alice@example.test/messages/{id}/codes"),
+        format!("/api/v1/inboxes/alice@example.test/messages/{id}/attachments/0"),
+        "/api/v1/inboxes/alice@example.test/messages/not-an-id".to_string(),
+    ];
+    let mut requests = Vec::new();
+    for target in &inbox_targets {
+        requests.push(get(Method::Get, target, ""));
+        requests.push(get(Method::Head, target, ""));
+        requests.push(get(Method::Delete, target, ""));
+    }
+    requests.push(get(
+        Method::Patch,
+        &format!("/api/v1/inboxes/alice@example.test/messages/{id}"),
+        r#"{"seen": true}"#,
+    ));
+    requests.push(upgrade(
+        "/api/v1/inboxes/alice@example.test/ws",
+        sample_key,
+        "13",
+    ));
+    let refusal = no_such_inbox();
+    let mut n_routed = 0;
+    for request in requests {
+        // DELETE is only for an inbox and a message (405 elsewhere, before any token).
+        let Ok(routed) = route(&request, &domains()) else {
+            assert_eq!(request.method, Method::Delete, "{request:?}");
+            continue;
+        };
+        n_routed += 1;
+        let with = |bearer: Option<&str>, query_token: Option<&str>| {
+            let mut request = request.clone();
+            request.bearer_token = bearer.map(String::from);
+            if let Some(token) = query_token {
+                let separator = if request.query.is_empty() { "" } else { "&" };
+                request.query = format!("{}{separator}token={token}", request.query);
+            }
+            request
+        };
+        // Admitted: the right token in the header, or in the query without a header.
+        for admitted in [with(Some(&alice), None), with(None, Some(&alice))] {
+            assert_eq!(
+                authorize(routed.clone(), &admitted, &private),
+                Ok(routed.clone())
+            );
+        }
+        // Refused: none, another inbox's, a wrong header beside a right query, garbage.
+        let wrong = format!("{}A", &alice[..alice.len() - 1]);
+        for refused in [
+            with(None, None),
+            with(Some(&bob), None),
+            with(None, Some(&bob)),
+            with(Some(&bob), Some(&alice)),
+            with(Some(&wrong), None),
+            with(None, Some("%zz")),
+            with(Some(""), None),
+        ] {
+            let answer = authorize(routed.clone(), &refused, &private);
+            assert_eq!(answer, Err(refusal.clone()), "{refused:?}");
+            // Without the switch, the same request goes through.
+            assert_eq!(
+                authorize(routed.clone(), &refused, &public),
+                Ok(routed.clone())
+            );
+        }
+    }
+    assert_eq!(n_routed, 7 * 2 + 4 + 1 + 1);
+    // What names no inbox needs no token.
+    for request in [
+        get(Method::Post, "/api/v1/addresses", ""),
+        get(Method::Get, "/healthz", ""),
+        get(Method::Get, "/metrics", ""),
+        get(Method::Get, "/", ""),
+    ] {
+        let routed = route(&request, &domains()).expect("routes");
+        assert_eq!(authorize(routed.clone(), &request, &private), Ok(routed));
+    }
+    assert_eq!(refusal.status, 404);
 }
