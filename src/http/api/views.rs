@@ -86,23 +86,9 @@ pub(super) struct Rfc3339([u8; 20]);
 impl Rfc3339 {
     /// Years outside 0000-9999 (which RFC 3339 cannot express) give `None`.
     pub fn of_secs(unix_secs: i64) -> Option<Rfc3339> {
-        // Days to civil date: Howard Hinnant's algorithm (proleptic Gregorian, UTC).
         let days = unix_secs.div_euclid(86_400);
         let second_of_day = unix_secs.rem_euclid(86_400);
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let day_of_era = z.rem_euclid(146_097);
-        let year_of_era =
-            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-        let month_index = (5 * day_of_year + 2) / 153;
-        let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-        let month = if month_index < 10 {
-            month_index + 3
-        } else {
-            month_index - 9
-        };
-        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = crate::clock::civil_from_days(days);
         if !(0..=9999).contains(&year) {
             return None;
         }
@@ -115,8 +101,8 @@ impl Rfc3339 {
             }
         };
         put(0, year, 4);
-        put(5, month, 2);
-        put(8, day, 2);
+        put(5, i64::from(month), 2);
+        put(8, i64::from(day), 2);
         put(11, second_of_day / 3600, 2);
         put(14, second_of_day / 60 % 60, 2);
         put(17, second_of_day % 60, 2);
