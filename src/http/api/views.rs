@@ -33,6 +33,7 @@ pub(super) struct ListingJson<'a> {
 pub(super) struct SummaryJson<'a> {
     id: IdJson,
     from: &'a str,
+    header_from: Option<HeaderFromJson<'a>>,
     to: RcptsJson<'a>,
     subject: &'a str,
     date: Option<Rfc3339>,
@@ -48,6 +49,10 @@ impl<'a> SummaryJson<'a> {
         SummaryJson {
             id: IdJson(message.id),
             from: message.mail_from,
+            header_from: (!summary.from_address.is_empty()).then(|| HeaderFromJson {
+                name: (!summary.from_name.is_empty()).then_some(summary.from_name.as_str()),
+                address: &summary.from_address,
+            }),
             to: RcptsJson(*message),
             subject: &summary.subject,
             date: summary.date_unix_secs.and_then(Rfc3339::of_secs),
@@ -58,6 +63,13 @@ impl<'a> SummaryJson<'a> {
             seen: message.seen,
         }
     }
+}
+
+/// The From header's first mailbox in a `<summary>`.
+#[derive(serde::Serialize)]
+struct HeaderFromJson<'a> {
+    name: Option<&'a str>,
+    address: &'a str,
 }
 
 /// A message id as its text form, written without an intermediate `String`.

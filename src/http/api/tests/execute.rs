@@ -149,6 +149,7 @@ fn lists_summaries_newest_first() {
         json!({
             "id": first.to_string(),
             "from": "bob@sender.test",
+            "header_from": null,
             "to": ["A@example.test", "a@example.test"],
             "subject": "Hej då",
             "date": "2026-11-27T22:15:44Z",
