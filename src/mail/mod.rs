@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod extract;
 pub mod sanitize;
+pub mod search;
 
 pub use cache::ViewCache;
 

@@ -49,5 +49,6 @@ pub(super) fn list(after: Option<MessageId>, limit: usize, wait_secs: u64) -> In
         after,
         limit,
         wait_secs,
+        query: None,
     }
 }
