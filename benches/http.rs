@@ -22,6 +22,7 @@ use mayfly::http::api::{self, InboxOp, InboxRequest, Outcome, Route};
 use mayfly::http::request::{self, Limits, Method};
 use mayfly::http::response::Response;
 use mayfly::mail::ViewCache;
+use mayfly::mail::search::SearchState;
 use mayfly::store::{Incoming, Rcpt, Shard, ShardConfig};
 
 /// The server's allocator (`src/main.rs`), so allocation costs are the ones it pays.
@@ -132,13 +133,21 @@ fn list_request(limit: usize) -> InboxRequest {
             after: None,
             limit,
             wait_secs: 0,
+            query: None,
         },
     }
 }
 
 /// Runs `request` and returns the 200 response, or panics.
 fn execute_list(request: &InboxRequest, (shard, views): &mut Inbox) -> Response {
-    let outcome = api::execute(request, shard, views, NOW_MS, false);
+    let outcome = api::execute(
+        request,
+        shard,
+        views,
+        NOW_MS,
+        false,
+        &mut SearchState::default(),
+    );
     views.sync(shard);
     match outcome {
         Outcome::Ready(response) if response.status == 200 => response,
@@ -149,6 +158,7 @@ fn execute_list(request: &InboxRequest, (shard, views): &mut Inbox) -> Response 
         ),
         Outcome::Wait => panic!("a listing with messages waited"),
         Outcome::Parse(id) => panic!("a listing asked to parse {id}"),
+        Outcome::ParseBatch(_) | Outcome::Yield => panic!("a plain listing searched"),
     }
 }
 

@@ -963,6 +963,18 @@ fn plus_addressing_delivers_tagged_mail_to_one_inbox_with_its_tag() {
         "the tag as written"
     );
     assert_eq!(inbox["messages"][2]["to"][0], "alice+signup@example.test");
+    // tag: finds the mail of one tag, whole and case-insensitively.
+    let signup = server.inbox_query("alice@example.test", "q=tag:SIGNUP");
+    assert_eq!(
+        signup["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{signup}"
+    );
+    assert_eq!(signup["messages"][0]["tag"], "signup");
+    let none = server.inbox_query("alice@example.test", "q=tag:sign");
+    assert_eq!(none["messages"].as_array().map(Vec::len), Some(0), "{none}");
+    let untagged = server.inbox_query("alice@example.test", "q=-tag:signup+-tag:news");
+    assert_eq!(untagged["messages"][0]["subject"], "three", "{untagged}");
     // The tagged address reads the same inbox.
     let tagged = server.inbox("alice+whatever@example.test");
     assert_eq!(tagged["total"], 3, "{tagged}");

@@ -3,7 +3,7 @@
 //! Each message carries unique random markers: in the envelope sender, the subject, the
 //! text body, an HTML part, an attachment's file name and its content (base64 in the
 //! message, decoded in the download). The test sends it over SMTP, reads it (or not)
-//! over HTTP, deletes it or lets its TTL pass, closes every connection, and then reads
+//! over HTTP (searches included), deletes it or lets its TTL pass, closes every connection, and then reads
 //! the server's whole writable memory through `/proc/PID/mem` (the test runs as the
 //! server's parent, so the kernel lets it) looking for any marker.
 //!
@@ -249,6 +249,21 @@ fn read_everything(server: &Server, inbox: &str, total: u64, markers: &Markers) 
         .expect("summary has an id")
         .to_string();
     let message_path = format!("{}/messages/{id}", inbox_path(inbox));
+
+    // A search reads the summary and, to rule a phrase out, the text body (a search view
+    // parsed off the executor, fields folded into buffers): none of it may outlive the mail.
+    let query = format!(
+        "q=subject:{}+-%22{}-absent%22",
+        markers.subject(),
+        markers.text()
+    );
+    let found = server.inbox_query(inbox, &query);
+    assert!(
+        found["messages"]
+            .as_array()
+            .is_some_and(|found| found.iter().any(|summary| summary["id"] == id.as_str())),
+        "the search {query} did not find {id}: {found}"
+    );
 
     let opened = server.get(&message_path);
     assert_eq!(

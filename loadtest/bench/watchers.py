@@ -6,7 +6,8 @@ server while SMTP load runs. It opens --websockets WebSockets on
 /api/v1/inboxes/user<k>@DOMAIN/ws and --long-polls long polls on
 /api/v1/inboxes/user<k>@DOMAIN?wait=60 (k counting on from the WebSockets, so every
 watcher has its own inbox, the inboxes smtp-blaster sends to with --inboxes), paced so the
-listen backlog never overflows.
+listen backlog never overflows. With --query, the long polls wait for a match of that
+search (`&q=`, percent-encoded here).
 
 It prints "ready <websockets open> <long polls open> <failed>" on stdout once every
 watcher is connected, then serves them: answers pings (masked pongs, as RFC 6455 wants
@@ -25,6 +26,7 @@ import socket
 import struct
 import sys
 import time
+import urllib.parse
 
 CONNECT_BATCH = 200
 CONNECT_PAUSE_SECS = 0.005
@@ -51,8 +53,10 @@ def ws_request(host, address):
             f"Sec-WebSocket-Key: {key}\r\n\r\n").encode()
 
 
-def poll_request(host, address, after):
+def poll_request(host, address, after, search=None):
     query = f"wait={LONG_POLL_SECS}&limit=1000" + (f"&after={after}" if after else "")
+    if search:
+        query += "&q=" + urllib.parse.quote(search, safe="")
     return f"GET /api/v1/inboxes/{address}?{query} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
 
 
@@ -113,6 +117,8 @@ def main():
                     help="first inbox number k (user<k>); the blaster sends to user0..user<inboxes-1>")
     ap.add_argument("--max-secs", type=float, default=600.0)
     ap.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    ap.add_argument("--query", default=None,
+                    help="long polls wait for a message matching this search (q=)")
     args = ap.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
@@ -200,7 +206,7 @@ def main():
                     counts["poll_answers"] += 1
                     counts["poll_messages"] += len(listing["messages"])
                     w.after = listing["next_after"] or w.after
-                w.sock.sendall(poll_request(host, w.address, w.after))
+                w.sock.sendall(poll_request(host, w.address, w.after, args.query))
 
     def on_event(w, events):
         """A connect that finished (send the request) or bytes to read."""
@@ -209,7 +215,7 @@ def main():
                 fail(w)
                 return
             request = (ws_request(host, w.address) if w.kind == "ws"
-                       else poll_request(host, w.address, None))
+                       else poll_request(host, w.address, None, args.query))
             w.sock.sendall(request)
             sel.modify(w.sock, selectors.EVENT_READ, w)
         elif events & selectors.EVENT_READ:

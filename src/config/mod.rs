@@ -776,4 +776,3 @@ impl Config {
             .any(|range| range.contains(ip))
     }
 }
-

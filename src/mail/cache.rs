@@ -1,21 +1,25 @@
 //! One shard's cache of what readers parsed: summaries for listings, message views for
-//! the message page. It sits beside the store, not in it, and has its own byte budget, so
-//! reading mail can never push mail out of the ring.
+//! the message page, search views (text body and attachment flag) for text searches. It
+//! sits beside the store, not in it, and has its own byte budget, so reading mail can never
+//! push mail out of the ring.
 //!
 //! Entries are keyed by message id (ids are never reused) and evicted oldest-inserted
 //! first when the budget is exceeded. Inserting never evicts: a listing or view inserts
 //! what it needs, renders from borrowed entries, and then the owner calls `sync`, which
 //! wipes what the store released and trims to the budget. So the cache exceeds its budget
-//! by at most one request's worth (a listing of `api::LIMIT_MAX` summaries, or one view)
-//! between a request and its `sync`.
+//! by at most one request's worth (a listing of `api::LIMIT_MAX` summaries, one view, or
+//! one search step: the summaries of `search::STEP_BYTES_MAX` of mail and one parse job's
+//! search views) between a request and its `sync`.
 //!
 //! Everything cached is message content, so everything dropped is wiped first
-//! (`Summary::wipe`, `ParsedMessage::wipe`), and the store is told which messages have
+//! (`Summary::wipe`, `ParsedMessage::wipe`, `SearchView::wipe`), and the store is told which messages have
 //! something cached (`MessageRef::mark_cached`) so that it reports them when they go,
 //! whatever removes them (`Shard::take_released_cached`).
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::mail::search::{BodyRef, SearchView};
 use crate::mail::{ParsedMessage, Summary};
 use crate::store::{MessageId, MessageRef, Shard};
 
@@ -31,13 +35,49 @@ pub const VIEW_CACHE_BYTES_MIN: usize = 4 << 20;
 const ENTRY_OVERHEAD_BYTES: usize =
     size_of::<(MessageId, Entry)>() * 5 / 4 + 2 * size_of::<MessageId>();
 
+/// A map keyed by message id, hashed with `IdHasher`.
+pub type IdMap<V> = HashMap<MessageId, V, BuildHasherDefault<IdHasher>>;
+
+/// Hashes message ids for a shard's own maps. Ids are made by the server (process start,
+/// shard, sequence number), never chosen by a client, so a multiplicative hash cannot be
+/// driven into collisions, and it costs a few cycles where SipHash costs dozens: a search
+/// looks up every message of an inbox.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: the high bits (hashbrown's tag) mix every input bit, and the
+        // low bits (its bucket index) differ for consecutive sequence numbers.
+        self.0 = (self.0.rotate_left(29) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
 /// The summaries and message views of one shard's messages.
 ///
 /// Invariant: `bytes` is the sum of `Entry::bytes`, and `order` holds each key of
 /// `entries` exactly once (ids leave `order` lazily: a forgotten id stays there until it
 /// reaches the front, where `trim` skips it).
 pub struct ViewCache {
-    entries: HashMap<MessageId, Entry>,
+    entries: IdMap<Entry>,
     /// Insertion order, for eviction.
     order: VecDeque<MessageId>,
     bytes: usize,
@@ -49,6 +89,7 @@ pub struct ViewCache {
 struct Entry {
     summary: Option<Summary>,
     view: Option<Box<ParsedMessage>>,
+    search: Option<SearchView>,
     /// Estimated heap bytes of this entry, overhead included.
     bytes: usize,
 }
@@ -57,7 +98,7 @@ impl ViewCache {
     /// An empty cache with a budget of `bytes_max` heap bytes.
     pub fn new(bytes_max: usize) -> ViewCache {
         ViewCache {
-            entries: HashMap::new(),
+            entries: IdMap::default(),
             order: VecDeque::new(),
             bytes: 0,
             bytes_max,
@@ -128,6 +169,34 @@ impl ViewCache {
         self.bytes += added;
     }
 
+    /// Caches the search view of `message`, parsed elsewhere (off the executor) from a
+    /// copy of `message.raw`. A search view already cached stays, and `view` is wiped.
+    pub fn insert_search_view(&mut self, message: &MessageRef<'_>, view: SearchView) {
+        let entry = self.entry(message);
+        if entry.search.is_some() {
+            view.wipe();
+            return;
+        }
+        let added = size_of::<SearchView>() + view.heap_bytes();
+        entry.search = Some(view);
+        entry.bytes += added;
+        self.bytes += added;
+    }
+
+    /// What a search reads of `id`, in one lookup: its summary, and where its body is: its
+    /// message view if cached (it has the same text), else its search view, if cached.
+    pub fn search_parts(&self, id: MessageId) -> (Option<&Summary>, Option<BodyRef<'_>>) {
+        let Some(entry) = self.entries.get(&id) else {
+            return (None, None);
+        };
+        let body = match (&entry.view, &entry.search) {
+            (Some(view), _) => Some(BodyRef::Full(view)),
+            (None, Some(search)) => Some(BodyRef::Search(search)),
+            (None, None) => None,
+        };
+        (entry.summary.as_ref(), body)
+    }
+
     /// Wipes what the store released since the last call (messages gone for any reason),
     /// then evicts the oldest entries until the cache fits its budget.
     pub fn sync(&mut self, store: &mut Shard) {
@@ -155,6 +224,9 @@ impl ViewCache {
         }
         if let Some(view) = entry.view {
             view.wipe();
+        }
+        if let Some(search) = entry.search {
+            search.wipe();
         }
         // `order` is cleaned lazily; keep it from growing past twice the live entries.
         if self.order.len() > 2 * self.entries.len() + 64 {

@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod extract;
 pub mod sanitize;
+pub mod search;
 
 pub use cache::ViewCache;
 
@@ -40,6 +41,9 @@ use crate::mail::sanitize::{
 pub const SUMMARY_PARSE_BYTES_MAX: usize = 64 * 1024;
 /// Longest preview, in characters (the API contract says "up to 200").
 pub const PREVIEW_CHARS_MAX: usize = 200;
+/// Most bytes of the To and Cc header fields a summary keeps for `to:` searches (cut at a
+/// character boundary): enough for any real recipient list, bounded for a hostile one.
+pub const TO_CC_BYTES_MAX: usize = 2048;
 /// Content type of an attachment whose part names none (RFC 2045 would say text/plain
 /// for a part without Content-Type, but a part listed as an attachment is a file).
 pub const CONTENT_TYPE_DEFAULT: &str = "application/octet-stream";
@@ -53,6 +57,16 @@ pub struct Summary {
     pub date_unix_secs: Option<i64>,
     /// First characters of the text body, whitespace runs collapsed to one space.
     pub preview: String,
+    /// The From header's first mailbox: its display name (RFC 2047 decoded; empty when it
+    /// has none) and address (empty when the header is absent or names no address).
+    pub from_name: String,
+    pub from_address: String,
+    /// The To and Cc header fields' mailboxes as `name <address>, ...`, at most
+    /// `TO_CC_BYTES_MAX` bytes: what `to:` searches besides the envelope.
+    pub to_cc: String,
+    /// Whether the message view lists attachments; `None` for a message longer than what a
+    /// summary reads (`SUMMARY_PARSE_BYTES_MAX`): a search then reads the whole.
+    pub has_attachments: Option<bool>,
 }
 
 /// The message view of a stored message: everything beyond the `Summary`. Offsets refer
@@ -148,22 +162,45 @@ impl Summary {
     /// Parses the start of `raw` (a whole stored message, of which at most
     /// `SUMMARY_PARSE_BYTES_MAX` bytes are read); never fails: unparseable parts stay empty.
     pub fn parse(raw: &[u8]) -> Summary {
+        let is_whole = raw.len() <= SUMMARY_PARSE_BYTES_MAX;
         let raw = &raw[..raw.len().min(SUMMARY_PARSE_BYTES_MAX)];
         match MessageParser::default().parse(raw) {
-            Some(message) => Summary::of(&message),
-            None => Summary::default(),
+            Some(message) => {
+                let mut summary = Summary::of(&message);
+                // A cut message says nothing either way: mail-parser lists the text part
+                // the cut leaves unclosed as an attachment, and the rest is unread.
+                if !is_whole {
+                    summary.has_attachments = None;
+                }
+                summary
+            }
+            None => Summary {
+                has_attachments: is_whole.then_some(false),
+                ..Summary::default()
+            },
         }
     }
 
     /// Heap bytes this summary's strings hold, for the cache's budget.
     pub fn heap_bytes(&self) -> usize {
-        self.subject.capacity() + self.preview.capacity()
+        self.subject.capacity()
+            + self.preview.capacity()
+            + self.from_name.capacity()
+            + self.from_address.capacity()
+            + self.to_cc.capacity()
     }
 
     /// Overwrites the summary's text, which is message content, and frees it.
     pub fn wipe(self) {
-        wipe_bytes(self.subject.into_bytes());
-        wipe_bytes(self.preview.into_bytes());
+        for text in [
+            self.subject,
+            self.preview,
+            self.from_name,
+            self.from_address,
+            self.to_cc,
+        ] {
+            wipe_bytes(text.into_bytes());
+        }
     }
 
     fn of(message: &Message<'_>) -> Summary {
@@ -189,10 +226,46 @@ impl Summary {
                 }
             }
         }
+        let from = message.from().and_then(|from| from.first());
+        let mut to_cc = String::new();
+        for addr in message
+            .to()
+            .into_iter()
+            .chain(message.cc())
+            .flat_map(|address| address.iter())
+        {
+            let entry = match (addr.name(), addr.address()) {
+                (Some(name), Some(address)) => format!("{name} <{address}>"),
+                (Some(text), None) | (None, Some(text)) => text.to_string(),
+                (None, None) => continue,
+            };
+            if !to_cc.is_empty() {
+                to_cc.push_str(", ");
+            }
+            to_cc.push_str(&entry);
+            if to_cc.len() >= TO_CC_BYTES_MAX {
+                let mut cut = TO_CC_BYTES_MAX;
+                while !to_cc.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                to_cc.truncate(cut);
+                break;
+            }
+        }
         Summary {
             subject,
             date_unix_secs,
             preview,
+            from_name: from
+                .and_then(|from| from.name())
+                .unwrap_or_default()
+                .to_string(),
+            from_address: from
+                .and_then(|from| from.address())
+                .unwrap_or_default()
+                .to_string(),
+            to_cc,
+            has_attachments: Some(!message.attachments.is_empty()),
         }
     }
 }
@@ -221,13 +294,7 @@ impl ParsedMessage {
                 })
             })
             .collect();
-        let text = message.body_text(0).map(|text| match text {
-            Cow::Borrowed(slice) => match range_in(raw, slice.as_bytes()) {
-                Some(range) => Body::Raw(range),
-                None => Body::Decoded(slice.into()),
-            },
-            Cow::Owned(decoded) => Body::Decoded(decoded.into_boxed_str()),
-        });
+        let text = Body::text_of(raw, &message);
         let attachments: Vec<Attachment> = message
             .attachments
             .iter()
@@ -298,10 +365,7 @@ impl ParsedMessage {
 
     /// The text body, if the message has one.
     pub fn text<'s>(&'s self, raw: &'s [u8]) -> Option<Cow<'s, str>> {
-        match self.text.as_ref()? {
-            Body::Raw(range) => Some(String::from_utf8_lossy(slice(raw, range))),
-            Body::Decoded(text) => Some(Cow::Borrowed(text)),
-        }
+        Some(self.text.as_ref()?.text(raw))
     }
 
     /// The sanitized HTML body, if the message has one, with inline images pointing at
@@ -339,10 +403,7 @@ impl ParsedMessage {
 
     /// Heap bytes this message view holds, for the store's metadata budget.
     pub fn heap_bytes(&self) -> usize {
-        let text_bytes = match &self.text {
-            Some(Body::Decoded(text)) => text.len(),
-            _ => 0,
-        };
+        let text_bytes = self.text.as_ref().map_or(0, Body::heap_bytes);
         let attachment_bytes: usize = self
             .attachments
             .iter()
@@ -366,8 +427,8 @@ impl ParsedMessage {
     /// Overwrites everything the view copied out of the message, and frees it.
     pub fn wipe(self) {
         self.extracted.wipe();
-        if let Some(Body::Decoded(text)) = self.text {
-            wipe_bytes(text.into_boxed_bytes().into_vec());
+        if let Some(text) = self.text {
+            text.wipe();
         }
         if let Some(html) = self.html {
             wipe_bytes(html.into_boxed_bytes().into_vec());
@@ -379,6 +440,47 @@ impl ParsedMessage {
             if let AttachmentBody::Decoded(bytes) = attachment.body {
                 wipe_bytes(bytes.into_vec());
             }
+        }
+    }
+}
+
+impl Body {
+    /// The first text body of `message` (parsed from `raw`), as the message view shows it.
+    fn text_of(raw: &[u8], message: &Message<'_>) -> Option<Body> {
+        message.body_text(0).map(|text| match text {
+            Cow::Borrowed(slice) => match range_in(raw, slice.as_bytes()) {
+                Some(range) => Body::Raw(range),
+                None => Body::Decoded(slice.into()),
+            },
+            Cow::Owned(decoded) => Body::Decoded(decoded.into_boxed_str()),
+        })
+    }
+
+    /// The text, from `raw` (the bytes it was parsed from) or its decoded copy.
+    fn text<'s>(&'s self, raw: &'s [u8]) -> Cow<'s, str> {
+        match self {
+            // `from_utf8` checks ASCII a word at a time; `from_utf8_lossy` goes byte by
+            // byte even when every byte is valid, which a text search over an inbox feels.
+            Body::Raw(range) => match std::str::from_utf8(slice(raw, range)) {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(slice(raw, range)),
+            },
+            Body::Decoded(text) => Cow::Borrowed(text),
+        }
+    }
+
+    /// Heap bytes of the decoded copy, if any.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Body::Raw(_) => 0,
+            Body::Decoded(text) => text.len(),
+        }
+    }
+
+    /// Overwrites the decoded copy, if any, and frees it.
+    fn wipe(self) {
+        if let Body::Decoded(text) = self {
+            wipe_bytes(text.into_boxed_bytes().into_vec());
         }
     }
 }
@@ -613,6 +715,69 @@ mod tests {
         assert_eq!(parsed.attachment_bytes(MIXED, 4), None);
         // Offsets, not copies: only the decoded text and the HTML are owned.
         assert!(parsed.heap_bytes() < 600, "{}", parsed.heap_bytes());
+    }
+
+    #[test]
+    fn summaries_know_the_from_header_recipients_and_attachments() {
+        let summary = Summary::parse(MIXED);
+        assert_eq!(
+            (summary.from_name.as_str(), summary.from_address.as_str()),
+            ("Jörg", "j@x.test")
+        );
+        assert_eq!(summary.to_cc, "");
+        assert_eq!(summary.has_attachments, Some(true));
+
+        let raw = b"From: bare@x.test\r\nTo: =?utf-8?q?J=C3=B6rg?= <j@x.test>, k@x.test\r\n\
+            Cc: Team: a@x.test, b@x.test;\r\n\r\nhi\r\n";
+        let summary = Summary::parse(raw);
+        assert_eq!(
+            (summary.from_name.as_str(), summary.from_address.as_str()),
+            ("", "bare@x.test")
+        );
+        assert_eq!(
+            summary.to_cc,
+            "Jörg <j@x.test>, k@x.test, a@x.test, b@x.test"
+        );
+        assert_eq!(summary.has_attachments, Some(false));
+        assert_eq!(ParsedMessage::parse(raw).0, summary);
+
+        // Past the part a summary reads, nothing is known: a text part cut open reads as
+        // an attachment, and the rest is unread.
+        let filler = "x".repeat(SUMMARY_PARSE_BYTES_MAX);
+        let long = format!("Subject: long\r\n\r\n{filler}\r\n");
+        assert_eq!(Summary::parse(long.as_bytes()).has_attachments, None);
+        let attached_late = format!(
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n{filler}\r\n--b\r\n\
+             Content-Disposition: attachment; filename=a.bin\r\n\r\nAAAA\r\n--b--\r\n"
+        );
+        assert_eq!(
+            Summary::parse(attached_late.as_bytes()).has_attachments,
+            None
+        );
+        let (_, parsed) = ParsedMessage::parse(attached_late.as_bytes());
+        assert_eq!(parsed.attachments().len(), 1);
+        let attached_early = format!(
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+             Content-Disposition: attachment; filename=a.bin\r\n\r\nAAAA\r\n--b\r\n\r\n{filler}\r\n--b--\r\n"
+        );
+        assert_eq!(
+            Summary::parse(attached_early.as_bytes()).has_attachments,
+            None
+        );
+
+        // A hostile To header is cut at a character boundary.
+        let many: Vec<String> = (0..500)
+            .map(|n| format!("Ünal {n} <u{n}@x.test>"))
+            .collect();
+        let raw = format!("To: {}\r\n\r\n", many.join(", "));
+        let summary = Summary::parse(raw.as_bytes());
+        assert!(summary.to_cc.len() <= TO_CC_BYTES_MAX);
+        assert!(summary.to_cc.len() > TO_CC_BYTES_MAX - 30);
+        assert!(
+            summary
+                .to_cc
+                .starts_with("Ünal 0 <u0@x.test>, Ünal 1 <u1@x.test>")
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::http::api::{self, InboxOp, InboxRequest, Outcome};
 use crate::http::response::Response;
 use crate::journal::record::{IdRecord, RcptRecord, Record};
 use crate::journal::{Journal, NotDurable};
+use crate::mail::search::SearchState;
 use crate::mail::{ParsedMessage, ViewCache};
 use crate::metrics::{Counters, Snapshot};
 use crate::net::{Durability, MailboxAnswer, MailboxOp, NotDurable as NotAcknowledged, Shards};
@@ -278,6 +279,7 @@ impl ShardCtx {
         };
         let deadline = Instant::now() + wait;
         let mut parsed_once = false;
+        let mut search = SearchState::default();
         loop {
             // Past the per-core cap a long poll is answered at once; the client polls again.
             let may_wait = !self.shutting_down.get()
@@ -288,7 +290,8 @@ impl ShardCtx {
                 let now = now_ms();
                 let mut store = self.store.borrow_mut();
                 let mut views = self.views.borrow_mut();
-                let outcome = api::execute(&request, &mut store, &mut views, now, may_wait);
+                let outcome =
+                    api::execute(&request, &mut store, &mut views, now, may_wait, &mut search);
                 views.sync(&mut store);
                 outcome
             };
@@ -342,6 +345,15 @@ impl ShardCtx {
                     parsed_once = true;
                     self.parse_view(&request.key, id).await;
                 }
+                Outcome::ParseBatch(batch) => {
+                    // The same bound as message views: at most PARSES_IN_FLIGHT_MAX jobs,
+                    // each holding copies of at most `search::BATCH_BYTES_MAX` of mail.
+                    let _permit = self.parses.acquire_permit(1).await;
+                    let job = batch.job(&self.store.borrow(), &request.key);
+                    let parsed = glommio::executor().spawn_blocking(move || job.run()).await;
+                    search.absorb(parsed);
+                }
+                Outcome::Yield => futures_lite::future::yield_now().await,
             }
         }
     }

@@ -35,6 +35,9 @@
 //!   operator who lets users pick names derives their tokens in its own backend
 //!   (`token` has the formula). Its token is withheld without the switch too, so that
 //!   turning the switch on later hands no stranger a valid token.
+//! - `q=` (a search, `mail::search`) is parsed here, so a bad query is a 400 before the
+//!   request travels to the shard; `+` in its value is a space (as form encoders write it),
+//!   and an empty or blank `q` is a plain listing.
 
 mod access;
 mod views;
@@ -47,7 +50,8 @@ use crate::http::page;
 use crate::http::request::{Method, Request, WebSocketUpgrade};
 use crate::http::response::Response;
 use crate::mail::ViewCache;
-use crate::store::{MessageId, Shard};
+use crate::mail::search::{ParseBatch, Query, SearchState, Step};
+use crate::store::{Listing, MessageId, Shard};
 use crate::token::InboxTokens;
 pub use access::{TOKEN_PARAMETER, authorize, no_such_inbox};
 pub use views::{FILENAME_CHARS_MAX, attachments_path, rfc3339, summary_text};
@@ -146,11 +150,13 @@ pub struct InboxRequest {
 /// such an operation answers 404, as for a message that is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InboxOp {
-    /// `GET /api/v1/inboxes/{address}?after=&limit=&wait=`.
+    /// `GET /api/v1/inboxes/{address}?after=&limit=&wait=&q=`.
     List {
         after: Option<MessageId>,
         limit: usize,
         wait_secs: u64,
+        /// `q=`: list only the messages that match; `None` for all.
+        query: Option<Query>,
     },
     /// `GET .../messages/{id}`.
     Message { id: Option<MessageId> },
@@ -183,6 +189,13 @@ pub enum Outcome {
     /// The message view of this message is not in the cache: parse it (off the executor:
     /// it may be large and its HTML is sanitized), put it in the cache, and execute again.
     Parse(MessageId),
+    /// A search needs these messages' search views: parse them off the executor
+    /// (`ParseBatch::job`, `ParseJob::run`), give the result to the request's
+    /// `SearchState::absorb`, and execute again.
+    ParseBatch(ParseBatch),
+    /// A search spent its step's budget of executor time: let other tasks run, then execute
+    /// again (its progress is in the request's `SearchState`).
+    Yield,
 }
 
 /// Methods a route accepts, for matching and for the `Allow` header of a 405.
@@ -343,13 +356,15 @@ fn is_websocket_key(key: &str) -> bool {
 /// Runs an inbox operation on the shard that owns the inbox, against its store and view
 /// cache. Expired messages are dropped first, so an answer never shows a message past its
 /// `expires_at`. The caller runs `ViewCache::sync` afterwards (what this deleted, and
-/// what it cached, is settled there).
+/// what it cached, is settled there). `search` is the request's own, kept across the
+/// calls of one request (a search goes in steps, see `Outcome::ParseBatch`).
 pub fn execute(
     request: &InboxRequest,
     store: &mut Shard,
     views: &mut ViewCache,
     now_ms: u64,
     may_wait: bool,
+    search: &mut SearchState,
 ) -> Outcome {
     store.expire(now_ms);
     let key = &request.key;
@@ -358,32 +373,26 @@ pub fn execute(
             after,
             limit,
             wait_secs,
+            ref query,
         } => {
-            let listing = store.list(key, after, limit);
+            let store = &*store;
+            let listing = match query {
+                None => store.list(key, after, limit),
+                Some(query) => match search.step(query, store, views, key, after, limit) {
+                    Step::Done(matches) => Listing {
+                        messages: matches,
+                        ..store.list(key, None, 0)
+                    },
+                    Step::Parse(batch) => return Outcome::ParseBatch(batch),
+                    Step::Yield => return Outcome::Yield,
+                },
+            };
             if listing.messages.is_empty() && wait_secs > 0 && may_wait {
+                // Searched up to here without a match: after a wake, only newer mail is.
+                search.set_floor(listing.newest);
                 return Outcome::Wait;
             }
-            for message in &listing.messages {
-                views.ensure_summary(message);
-            }
-            let views = &*views;
-            let messages = listing
-                .messages
-                .iter()
-                .filter_map(|message| Some(SummaryJson::of(message, views.summary(message.id)?)))
-                .collect();
-            // The newest id in the inbox, or `after` if that is newer (nothing newer arrived,
-            // or the inbox emptied): a client passing it back never goes backwards.
-            let next_after = listing.newest.max(after);
-            Response::json_from(
-                200,
-                &ListingJson {
-                    address: key.as_str(),
-                    total: listing.total,
-                    messages,
-                    next_after: next_after.map(IdJson),
-                },
-            )
+            listing_response(key, &listing, after, views)
         }
         InboxOp::Message { id } => match id.and_then(|id| {
             // Opening a message reads it, for mail clients too (IMAP \Seen, `seen` here).
@@ -464,6 +473,37 @@ pub fn execute(
         }
     };
     Outcome::Ready(response)
+}
+
+/// The answer to a listing, plain or searched, with the summaries of its messages parsed
+/// here if the cache lacks them.
+fn listing_response(
+    key: &InboxKey<'_>,
+    listing: &Listing<'_>,
+    after: Option<MessageId>,
+    views: &mut ViewCache,
+) -> Response {
+    for message in &listing.messages {
+        views.ensure_summary(message);
+    }
+    let views = &*views;
+    let messages = listing
+        .messages
+        .iter()
+        .filter_map(|message| Some(SummaryJson::of(message, views.summary(message.id)?)))
+        .collect();
+    // The newest id in the inbox, or `after` if that is newer (nothing newer arrived, or
+    // the inbox emptied): a client passing it back never goes backwards.
+    let next_after = listing.newest.max(after);
+    Response::json_from(
+        200,
+        &ListingJson {
+            address: key.as_str(),
+            total: listing.total,
+            messages,
+            next_after: next_after.map(IdJson),
+        },
+    )
 }
 
 /// Answers `POST /api/v1/addresses`: 201 with a fresh random address at `domain` (or the
@@ -626,12 +666,18 @@ fn attachment_index(segment: &str) -> Option<usize> {
 
 /// The `List` operation of a query string.
 fn list_op(query: &str) -> Result<InboxOp, Response> {
-    let (mut after, mut limit, mut wait_secs) = (None, LIMIT_DEFAULT, 0);
+    let (mut after, mut limit, mut wait_secs, mut search) = (None, LIMIT_DEFAULT, 0, None);
     let bad = |message: &str| Response::error(400, "bad_request", message);
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value =
-            percent_decode(value).ok_or_else(|| bad("bad percent-encoding in the query"))?;
+        // In `q`, `+` is a space, as HTML forms, `URLSearchParams` and Python's `urlencode`
+        // write one (they write a `+` as `%2B`).
+        let value = if name == "q" {
+            percent_decode(&value.replace('+', " "))
+        } else {
+            percent_decode(value)
+        };
+        let value = value.ok_or_else(|| bad("bad percent-encoding in the query"))?;
         match name {
             "after" => {
                 after = match value.as_str() {
@@ -659,6 +705,10 @@ fn list_op(query: &str) -> Result<InboxOp, Response> {
                         ))
                     })?;
             }
+            "q" => {
+                let parsed = Query::parse(&value).map_err(|error| bad(&error.to_string()))?;
+                search = (!parsed.is_empty()).then_some(parsed);
+            }
             _ => {}
         }
     }
@@ -666,6 +716,7 @@ fn list_op(query: &str) -> Result<InboxOp, Response> {
         after,
         limit,
         wait_secs,
+        query: search,
     })
 }
 

@@ -33,6 +33,7 @@ pub(super) struct ListingJson<'a> {
 pub(super) struct SummaryJson<'a> {
     id: IdJson,
     from: &'a str,
+    header_from: Option<HeaderFromJson<'a>>,
     to: RcptsJson<'a>,
     subject: &'a str,
     date: Option<Rfc3339>,
@@ -51,6 +52,10 @@ impl<'a> SummaryJson<'a> {
         SummaryJson {
             id: IdJson(message.id),
             from: message.mail_from,
+            header_from: (!summary.from_address.is_empty()).then(|| HeaderFromJson {
+                name: (!summary.from_name.is_empty()).then_some(summary.from_name.as_str()),
+                address: &summary.from_address,
+            }),
             to: RcptsJson(*message),
             subject: &summary.subject,
             date: summary.date_unix_secs.and_then(Rfc3339::of_secs),
@@ -62,6 +67,13 @@ impl<'a> SummaryJson<'a> {
             tag: message.rcpts().find_map(crate::address::plus_tag),
         }
     }
+}
+
+/// The From header's first mailbox in a `<summary>`.
+#[derive(serde::Serialize)]
+struct HeaderFromJson<'a> {
+    name: Option<&'a str>,
+    address: &'a str,
 }
 
 /// A message id as its text form, written without an intermediate `String`.
@@ -90,23 +102,9 @@ pub(super) struct Rfc3339([u8; 20]);
 impl Rfc3339 {
     /// Years outside 0000-9999 (which RFC 3339 cannot express) give `None`.
     pub fn of_secs(unix_secs: i64) -> Option<Rfc3339> {
-        // Days to civil date: Howard Hinnant's algorithm (proleptic Gregorian, UTC).
         let days = unix_secs.div_euclid(86_400);
         let second_of_day = unix_secs.rem_euclid(86_400);
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let day_of_era = z.rem_euclid(146_097);
-        let year_of_era =
-            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-        let month_index = (5 * day_of_year + 2) / 153;
-        let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-        let month = if month_index < 10 {
-            month_index + 3
-        } else {
-            month_index - 9
-        };
-        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = crate::clock::civil_from_days(days);
         if !(0..=9999).contains(&year) {
             return None;
         }
@@ -119,8 +117,8 @@ impl Rfc3339 {
             }
         };
         put(0, year, 4);
-        put(5, month, 2);
-        put(8, day, 2);
+        put(5, i64::from(month), 2);
+        put(8, i64::from(day), 2);
         put(11, second_of_day / 3600, 2);
         put(14, second_of_day / 60 % 60, 2);
         put(17, second_of_day % 60, 2);

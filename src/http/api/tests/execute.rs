@@ -77,6 +77,7 @@ fn execute_at(
     may_wait: bool,
 ) -> Outcome {
     let mut n_parses = 0;
+    let mut search = SearchState::default();
     loop {
         let outcome = execute(
             request,
@@ -84,10 +85,17 @@ fn execute_at(
             &mut shard.views,
             now_ms,
             may_wait,
+            &mut search,
         );
         shard.views.sync(&mut shard.store);
-        let Outcome::Parse(id) = outcome else {
-            return outcome;
+        let id = match outcome {
+            Outcome::Parse(id) => id,
+            Outcome::ParseBatch(batch) => {
+                search.absorb(batch.job(&shard.store, &request.key).run());
+                continue;
+            }
+            Outcome::Yield => continue,
+            outcome => return outcome,
         };
         n_parses += 1;
         assert_eq!(n_parses, 1, "a parsed view is used, not parsed again");
@@ -149,6 +157,7 @@ fn lists_summaries_newest_first() {
         json!({
             "id": first.to_string(),
             "from": "bob@sender.test",
+            "header_from": null,
             "to": ["A@example.test", "a@example.test"],
             "subject": "Hej då",
             "date": "2026-11-27T22:15:44Z",
@@ -653,4 +662,92 @@ proptest! {
             let _ = execute_at(&mut shard, &inbox_request, NOW_MS, false);
         }
     }
+}
+
+#[test]
+fn searches_answer_like_listings() {
+    let mut shard = shard();
+    let a = "a@example.test";
+    let code = deliver(
+        &mut shard,
+        &[a],
+        "From: \"Service\" <no-reply@service.test>\r\nSubject: Your code\r\n\r\n\
+         Hello,\r\nyour sign-up code is\r\n 482913\r\n",
+        NOW_MS,
+    );
+    let news = deliver(
+        &mut shard,
+        &[a],
+        "From: news@service.test\r\nSubject: News\r\n\r\nnothing to see\r\n",
+        NOW_MS + 1000,
+    );
+    let search = |text: &str, after: Option<MessageId>, wait_secs: u64| InboxOp::List {
+        after,
+        limit: 50,
+        wait_secs,
+        query: Some(Query::parse(text).expect("valid")),
+    };
+    let ids = |body: &Value| -> Vec<String> {
+        body["messages"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let body = ready_json(
+        run(&mut shard, a, search("\"code is 482913\"", None, 0), true),
+        200,
+    );
+    // `total` and `next_after` are the inbox's, as in a plain listing.
+    assert_eq!(body["total"], 2);
+    assert_eq!(body["next_after"], news.to_string());
+    assert_eq!(ids(&body), [code.to_string()]);
+    assert_eq!(
+        body["messages"][0]["header_from"],
+        json!({"name": "Service", "address": "no-reply@service.test"})
+    );
+    let body = ready_json(
+        run(&mut shard, a, search("from:service.test", None, 0), true),
+        200,
+    );
+    assert_eq!(ids(&body), [news.to_string(), code.to_string()]);
+    assert_eq!(
+        body["messages"][0]["header_from"],
+        json!({"name": null, "address": "news@service.test"})
+    );
+
+    // Nothing matches: a long poll waits, also when newer mail does not match either.
+    let waiting = search("subject:welcome", None, 5);
+    assert_eq!(run(&mut shard, a, waiting.clone(), true), Outcome::Wait);
+    let body = ready_json(run(&mut shard, a, waiting, false), 200);
+    assert_eq!(ids(&body), Vec::<String>::new());
+    assert_eq!(body["next_after"], news.to_string());
+    let request = InboxRequest {
+        key: key(a),
+        op: search("subject:welcome", None, 5),
+    };
+    let mut search_state = SearchState::default();
+    let execute_now = |shard: &mut TestShard, search_state: &mut SearchState| {
+        let outcome = execute(
+            &request,
+            &mut shard.store,
+            &mut shard.views,
+            NOW_MS,
+            true,
+            search_state,
+        );
+        shard.views.sync(&mut shard.store);
+        outcome
+    };
+    assert_eq!(execute_now(&mut shard, &mut search_state), Outcome::Wait);
+    deliver(&mut shard, &[a], "Subject: not it\r\n\r\n", NOW_MS + 2000);
+    assert_eq!(execute_now(&mut shard, &mut search_state), Outcome::Wait);
+    let welcome = deliver(&mut shard, &[a], "Subject: Welcome!\r\n\r\n", NOW_MS + 3000);
+    let Outcome::Ready(response) = execute_now(&mut shard, &mut search_state) else {
+        panic!("a matching message ends the wait");
+    };
+    let body: Value = serde_json::from_slice(&response.body).expect("JSON");
+    assert_eq!(ids(&body), [welcome.to_string()]);
+    assert_eq!(body["total"], 4);
 }

@@ -50,6 +50,7 @@ pub(super) fn list(after: Option<MessageId>, limit: usize, wait_secs: u64) -> In
         after,
         limit,
         wait_secs,
+        query: None,
     }
 }
 

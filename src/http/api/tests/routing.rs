@@ -526,3 +526,54 @@ fn private_inboxes_need_their_token() {
     }
     assert_eq!(refusal.status, 404);
 }
+
+#[test]
+fn routes_search_queries() {
+    let searched = |text: &str| {
+        let query = Query::parse(text).expect("a valid query");
+        inbox(
+            "a@example.test",
+            InboxOp::List {
+                after: None,
+                limit: 50,
+                wait_secs: 30,
+                query: Some(query),
+            },
+        )
+    };
+    let cases: Vec<(&str, Result<Route, u16>)> = vec![
+        ("q=subject:code&wait=30", searched("subject:code")),
+        // `+` is a space in `q` (form encoding), `%2B` a plus.
+        (
+            "q=from:alice%2Bsignup%40x.test+is:unread&wait=30",
+            searched("from:alice+signup@x.test is:unread"),
+        ),
+        (
+            "wait=30&q=%22your%20code%22+-news",
+            searched("\"your code\" -news"),
+        ),
+        // Empty or blank: a plain listing.
+        ("q=&wait=30", inbox("a@example.test", list(None, 50, 30))),
+        ("q=++&wait=30", inbox("a@example.test", list(None, 50, 30))),
+        ("q=form:x&wait=30", Err(400)),
+        ("q=%22open&wait=30", Err(400)),
+        ("q=%FF&wait=30", Err(400)),
+    ];
+    for (query, expected) in cases {
+        let target = format!("/api/v1/inboxes/a@example.test?{query}");
+        let got = route(&get(Method::Get, &target, ""), &domains()).map_err(|r| r.status);
+        assert_eq!(got, expected, "{query}");
+    }
+    // The 400 says what is wrong.
+    let response = route(
+        &get(Method::Get, "/api/v1/inboxes/a@example.test?q=is:new", ""),
+        &domains(),
+    )
+    .expect_err("a bad query");
+    let body: Value = serde_json::from_slice(&response.body).expect("JSON");
+    assert_eq!(body["error"]["code"], "bad_request");
+    assert_eq!(
+        body["error"]["message"],
+        "q: is: takes \"read\" or \"unread\", not \"new\""
+    );
+}
