@@ -257,3 +257,57 @@ fn wait_for_match_times_out_empty_and_answers_at_once_when_a_match_is_there() {
         started.elapsed()
     );
 }
+
+/// The README's QA example, run for real: a Python script with `requests` makes a private
+/// address, waits for the sign-up mail with one `q=...&wait=` request, and reads the code
+/// and the verification link; a mail that does not match does not end its wait.
+#[test]
+fn a_qa_script_waits_for_its_code_with_one_request() {
+    use std::io::{BufRead, BufReader};
+    let server = Server::start(&["--private-inboxes", "--domain", "example.test"]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/qa_wait_code.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(format!("http://{}", server.http_addr))
+        .arg("subject:\"verify your\" from:acme")
+        .arg("30")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (tests/run.sh installs requests)");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("text");
+    let address = first
+        .strip_prefix("address=")
+        .expect("address=...")
+        .to_string();
+    server.wait_metric_total("mayfly_http_long_polls_waiting", 1);
+
+    deliver_from(
+        &server,
+        "news@letters.test",
+        &[&address],
+        "Subject: Verify your newsletter settings\r\n\r\nNothing to enter.\r\n",
+    );
+    server.wait_metric_total("mayfly_messages_accepted_total", 1);
+    server.wait_metric_total("mayfly_http_long_polls_waiting", 1);
+    deliver_from(
+        &server,
+        "accounts@acme.test",
+        &[&address],
+        "From: Acme <accounts@acme.test>\r\nSubject: Verify your Acme account\r\n\r\n\
+         Your verification code is 482913.\r\n\r\n\
+         Or confirm here: https://acme.test/confirm?t=Zx81Qm2Lp4\r\n",
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("the script ends");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(status.success(), "{status}: {rest:?}\n{stderr}");
+    assert_eq!(
+        rest,
+        ["code=482913", "link=https://acme.test/confirm?t=Zx81Qm2Lp4"],
+        "{stderr}"
+    );
+}

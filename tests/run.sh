@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 need_apt=()
+if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # Mail clients for the POP3 and IMAP tests.
@@ -26,9 +27,14 @@ if [ "${MAYFLY_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing ${need_apt[*]} for the integration tests" >&2
-    if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# The README's QA example (tests/clients/qa_wait_code.py) uses requests.
+if ! python3 -c 'import requests' >/dev/null 2>&1; then
+    echo "installing requests (pip) for the QA example test" >&2
+    python3 -m pip install --quiet requests ||
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq python3-requests >/dev/null
 fi
 browser_dir=tests/browser
 if [ "${MAYFLY_SKIP_BROWSER:-}" != 1 ] && {

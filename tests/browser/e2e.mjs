@@ -211,6 +211,17 @@ try {
   check(/expires in/.test(await messageItem(page, RICH_SUBJECT).textContent()), 'the list shows the expiry');
   log(`live updates after arrival: ${await page.textContent('#live-status')}`);
 
+  // The search box asks the server (?q=) and lists only what it found; empty lists all.
+  await page.fill('#search-input', 'subject:"login code"');
+  await page.press('#search-input', 'Enter');
+  await messageItem(page, RICH_SUBJECT).waitFor({ state: 'detached' });
+  check((await page.textContent('#inbox-count')) === '1 message found', 'a search lists what matches');
+  check(await messageItem(page, TEXT_SUBJECT).count() === 1, 'the matching message stays listed');
+  await page.fill('#search-input', '');
+  await page.press('#search-input', 'Enter');
+  await messageItem(page, RICH_SUBJECT).waitFor();
+  check((await page.textContent('#inbox-count')) === '2 messages', 'an empty search lists every message again');
+
   // Open the rich message: sanitized HTML in a sandboxed frame, with its inline image.
   await messageItem(page, RICH_SUBJECT).getByRole('button').click();
   const frameElement = page.locator('#body-slot iframe');

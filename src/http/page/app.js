@@ -64,11 +64,17 @@
     viewText: $('view-text'),
     body: $('body-slot'),
     headerRows: document.querySelector('#header-table tbody'),
+    search: $('search-form'),
+    searchInput: $('search-input'),
   };
 
   const state = {
     /** The inbox being watched (lowercase), or null. */
     address: null,
+    /** The search typed into the box (`?q=`), and the ids the server found for it; null
+     *  when no search is active (then every message is listed). */
+    query: '',
+    matches: null,
     /** Its token, from the fragment or the server's generator; null if none is known. */
     token: null,
     /** Bumped whenever the address changes; async work started for an older one stops. */
@@ -256,6 +262,10 @@
     state.token = token;
     if (location.hash !== hashFor(address, token)) history.replaceState(null, '', hashFor(address, token));
     ui.input.value = address;
+    state.query = '';
+    state.matches = null;
+    ui.searchInput.value = '';
+    ui.searchInput.disabled = false;
     ui.copy.disabled = false;
     ui.empty.disabled = false;
     document.title = `${address} · Mayfly`;
@@ -504,6 +514,34 @@
       added = true;
     }
     if (added) renderList();
+    // A new arrival may match the active search: ask the server again.
+    if (added && state.matches) runSearch();
+  }
+
+  /** Runs the search box's query at the server (`?q=`, the same syntax as the API) and
+   *  lists only what it found; an empty box lists everything again. */
+  async function runSearch() {
+    const query = state.query.trim();
+    const address = state.address;
+    if (!query || !address) {
+      state.matches = null;
+      renderList();
+      return;
+    }
+    try {
+      const listing = await api(`${inboxPath(address)}?q=${encodeURIComponent(query)}&limit=${LIST_LIMIT}`);
+      if (address !== state.address || query !== state.query.trim()) return;
+      state.matches = new Set(listing.messages.map((summary) => summary.id));
+      ui.searchInput.setCustomValidity('');
+    } catch (error) {
+      if (address !== state.address) return;
+      // A query that does not parse: the server's 400 says what and where.
+      const why = error instanceof ApiError && error.status === 400 ? error.message : 'the search failed';
+      ui.searchInput.setCustomValidity(why);
+      notice(`Search: ${why}`, true);
+      state.matches = new Set();
+    }
+    renderList();
   }
 
   function forget(id) {
@@ -533,9 +571,11 @@
     for (const [id, summary] of state.messages) {
       if (Date.parse(summary.expires_at) <= now) forget(id);
     }
-    const ordered = [...state.messages.values()].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    const ordered = [...state.messages.values()]
+      .filter((summary) => !state.matches || state.matches.has(summary.id))
+      .sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
     for (const [id, item] of state.items) {
-      if (!state.messages.has(id)) {
+      if (!state.messages.has(id) || (state.matches && !state.matches.has(id))) {
         item.remove();
         state.items.delete(id);
       }
@@ -561,8 +601,11 @@
       ui.count.textContent = 'No address yet';
       ui.emptyHint.textContent = 'Open or create an address to see its mail here.';
     } else {
-      ui.count.textContent = total === 1 ? '1 message' : `${total} messages`;
-      ui.emptyHint.textContent = 'No mail yet. New messages show up here by themselves.';
+      const counted = total === 1 ? '1 message' : `${total} messages`;
+      ui.count.textContent = state.matches ? `${counted} found` : counted;
+      ui.emptyHint.textContent = state.matches
+        ? 'Nothing matches the search.'
+        : 'No mail yet. New messages show up here by themselves.';
       ui.readerEmptyText.textContent = total ? 'Pick a message to read it.' : `Mail to ${state.address} shows up as it arrives.`;
     }
     ui.emptyHint.hidden = total > 0;
@@ -820,6 +863,22 @@
 
   // ---------------------------------------------------------------------------------
   // Wiring.
+
+  let searchTimer = null;
+  ui.search.addEventListener('submit', (event) => {
+    event.preventDefault();
+    clearTimeout(searchTimer);
+    state.query = ui.searchInput.value;
+    runSearch();
+  });
+  ui.searchInput.addEventListener('input', () => {
+    // Search as the user types, once they pause.
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      state.query = ui.searchInput.value;
+      runSearch();
+    }, 300);
+  });
 
   ui.form.addEventListener('submit', (event) => {
     event.preventDefault();
