@@ -174,12 +174,14 @@ pub async fn run<O: Outbox>(
 
 /// Sends one attempt; true when the receiver answered 2xx.
 async fn post(client: &Client, lane: &Lane, attempt: &Attempt, timeout: Duration) -> bool {
-    let head = webhook::request_head(&lane.url, attempt, true);
-    let body = [attempt.body.as_bytes()];
+    // Head and body in one buffer: one write and, with TCP_NODELAY, one segment, rather
+    // than a small segment for the head that the receiver wakes up for on its own.
+    let mut request = webhook::request_head(&lane.url, attempt, true);
+    request.extend_from_slice(attempt.body.as_bytes());
     let deadline = Instant::now() + timeout;
     let exchange = async {
         if let Some(mut stream) = take_idle(lane) {
-            match http_client::send(&mut stream, &head, &body, REPLY_BYTES_MAX).await {
+            match http_client::send(&mut stream, &request, &[], REPLY_BYTES_MAX).await {
                 Ok(response) => return Ok((response, stream)),
                 // The receiver closed it while it was idle: try once on a new connection.
                 Err(http_client::Error::Closed | http_client::Error::Io(_)) => {}
@@ -192,7 +194,7 @@ async fn post(client: &Client, lane: &Lane, attempt: &Attempt, timeout: Duration
         };
         let connect_timeout = deadline.saturating_duration_since(Instant::now());
         let mut stream = http_client::connect(lane.url.addr, tls, connect_timeout).await?;
-        let response = http_client::send(&mut stream, &head, &body, REPLY_BYTES_MAX).await?;
+        let response = http_client::send(&mut stream, &request, &[], REPLY_BYTES_MAX).await?;
         Ok((response, stream))
     };
     match http_client::within(deadline, exchange).await {
