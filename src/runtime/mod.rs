@@ -6,6 +6,7 @@
 mod durable;
 mod mailbox;
 mod shard;
+mod webhooks;
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -32,7 +32,7 @@ use crate::runtime::Shutdown;
 use crate::smtp::{Delivery, Transaction};
 use crate::store::{self, Incoming, MessageId, Rcpt, Shard, StoreError};
 use crate::watch::Watchers;
-use crate::webhook::{self, Attempt};
+use crate::webhook;
 
 /// Message views parsed at once per shard (each holds a copy of its message while it is
 /// parsed off the executor, so this bounds that memory to this many messages).
@@ -248,20 +248,7 @@ impl ShardCtx {
         self.watchers
             .borrow_mut()
             .stored(incoming.rcpts.iter().map(|rcpt| &rcpt.key));
-        if let Some(webhooks) = &self.webhooks {
-            let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX);
-            let expires_at_ms = incoming.received_at_ms.saturating_add(ttl_ms);
-            let mut webhooks = webhooks.borrow_mut();
-            for (rcpt_idx, rcpt) in incoming.rcpts.iter().enumerate() {
-                // Two spellings of one inbox are one inbox: one event.
-                if !incoming.rcpts[..rcpt_idx]
-                    .iter()
-                    .any(|seen| seen.key == rcpt.key)
-                {
-                    webhooks.stored(&rcpt.key, id, expires_at_ms);
-                }
-            }
-        }
+        self.webhooks_stored(incoming, id);
         Ok(durable)
     }
 
@@ -472,26 +459,7 @@ impl ShardCtx {
                 .journal_commit_latency
                 .set(stats.commit_latency.snapshot());
         }
-        if let Some(webhooks) = &self.webhooks {
-            let queue = webhooks.borrow();
-            let (stats, counters) = (queue.stats(), &self.counters);
-            counters.webhook_deliveries_total.set(stats.delivered);
-            counters.webhook_retries_total.set(stats.retried);
-            counters
-                .webhook_dropped_queue_full_total
-                .set(stats.dropped_queue_full);
-            counters
-                .webhook_dropped_expired_total
-                .set(stats.dropped_expired);
-            counters
-                .webhook_dropped_attempts_total
-                .set(stats.dropped_attempts);
-            counters.webhook_dropped_gone_total.set(stats.dropped_gone);
-            counters.webhook_queue_length.set(queue.len() as u64);
-            counters
-                .webhook_requests_in_flight
-                .set(queue.in_flight() as u64);
-        }
+        self.copy_webhook_stats();
         self.counters.snapshot(stats)
     }
 
@@ -560,43 +528,6 @@ impl ShardCtx {
                 }
             }
         }
-    }
-}
-
-impl crate::net::webhook::Outbox for ShardCtx {
-    fn take_due(&self, now_ms: u64) -> Vec<Attempt> {
-        let Some(webhooks) = &self.webhooks else {
-            return Vec::new();
-        };
-        let mut due = Vec::new();
-        let mut store = self.store.borrow_mut();
-        let mut views = self.views.borrow_mut();
-        {
-            let mut queue = webhooks.borrow_mut();
-            // The body is the listing entry, from the summary cached for readers (parsed
-            // here, from at most the message's first 64 KiB, if nobody read it yet).
-            let mut summary = |key: &InboxKey<'_>, id: MessageId| {
-                let message = store.get(key, id)?;
-                views.ensure_summary(&message);
-                let summary = views.summary(id)?;
-                Some(api::summary_text(&message, summary))
-            };
-            while let Some(attempt) = queue.next(now_ms, &mut summary) {
-                due.push(attempt);
-            }
-        }
-        views.sync(&mut store);
-        due
-    }
-
-    fn finish(&self, attempt: Attempt, delivered: bool, now_ms: u64) {
-        if let Some(webhooks) = &self.webhooks {
-            webhooks.borrow_mut().finish(attempt, delivered, now_ms);
-        }
-    }
-
-    fn next_retry_ms(&self) -> Option<u64> {
-        self.webhooks.as_ref()?.borrow().next_retry_ms()
     }
 }
 
