@@ -16,6 +16,7 @@
 //! - `pop3`: the POP3 protocol (RFC 1939, CAPA, STLS, AUTH PLAIN) as a state machine, no IO.
 //! - `imap`: the IMAP protocol (one INBOX per address) as a state machine over bytes, with no IO.
 //! - `watch`: long polls and WebSocket subscriptions, parked at the owning shard.
+//! - `webhook`: the per-shard queue of webhook events, their bodies, signatures and retries, no IO.
 //! - `net`: the socket loops, listeners, TLS, per-client limits; the only code with sockets.
 //! - `runtime`: executors, the shard mesh, delivery, housekeeping and shutdown.
 //! - `metrics`: per-shard counters and their Prometheus rendering.
@@ -46,3 +47,4 @@ pub mod spam;
 pub mod store;
 pub mod token;
 pub mod watch;
+pub mod webhook;

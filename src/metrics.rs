@@ -268,10 +268,17 @@ plain_metrics! {
             "Messages refused with 550 5.7.1 because rspamd scored them at or above --spam-reject-score (nothing stored).",
         mailbox_timeouts_total:
             "POP3 and IMAP sessions closed because a command did not arrive whole in time, or the session idled past --mailbox-idle-timeout.",
+        webhook_deliveries_total: "Webhook requests a receiver answered with 2xx (--webhook).",
+        webhook_retries_total:
+            "Webhook requests that failed (no 2xx within --webhook-timeout) and were scheduled again.",
     }
     labelled_counters {
         http_responses_4xx_total: "HTTP 4xx responses (mayfly_http_responses_errors_total{class=\"4xx\"}).",
         http_responses_5xx_total: "HTTP 5xx responses (mayfly_http_responses_errors_total{class=\"5xx\"}).",
+        webhook_dropped_queue_full_total: "Webhook events dropped because their queue was full.",
+        webhook_dropped_expired_total: "Webhook events dropped because their message expired first.",
+        webhook_dropped_attempts_total: "Webhook events dropped after their last attempt failed.",
+        webhook_dropped_gone_total: "Webhook events dropped because their message was gone before it was sent.",
     }
     gauges {
         restore_duration_ms: "How long this shard's restore took at start, in milliseconds.",
@@ -283,6 +290,8 @@ plain_metrics! {
         pop3_sessions_open: "POP3 sessions open now.",
         imap_sessions_open: "IMAP sessions open now.",
         imap_idling: "IMAP sessions in IDLE now.",
+        webhook_queue_length: "Webhook events held now: waiting, scheduled for a retry, or in flight.",
+        webhook_requests_in_flight: "Webhook requests in flight now.",
     }
 }
 
@@ -445,6 +454,24 @@ pub fn render(shards: &[Snapshot]) -> String {
         "mayfly_http_responses_errors_total{{class=\"5xx\"}} {}",
         total(|s| s.http_responses_5xx_total)
     );
+
+    let _ = writeln!(
+        out,
+        "# HELP mayfly_webhook_dropped_total Webhook events given up, by reason.\n# TYPE mayfly_webhook_dropped_total counter"
+    );
+    let dropped: [(&str, Field); 4] = [
+        ("queue_full", |s| s.webhook_dropped_queue_full_total),
+        ("expired", |s| s.webhook_dropped_expired_total),
+        ("attempts", |s| s.webhook_dropped_attempts_total),
+        ("gone", |s| s.webhook_dropped_gone_total),
+    ];
+    for (reason, value) in dropped {
+        let _ = writeln!(
+            out,
+            "mayfly_webhook_dropped_total{{reason=\"{reason}\"}} {}",
+            total(value)
+        );
+    }
 
     let _ = writeln!(
         out,

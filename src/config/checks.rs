@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use crate::config::values::{MEMORY_BYTES_PER_CORE_MIN, format_size};
 use crate::config::{Config, Durability, Error};
 
+/// Webhooks per server: each has a queue and connections on every core.
+pub const WEBHOOKS_MAX: usize = 16;
+
 /// Cross-field checks: each value passed its own check already.
 pub(super) fn check_consistency(config: &Config) -> Result<(), Error> {
     let cores = config.cores;
@@ -53,6 +56,17 @@ pub(super) fn check_consistency(config: &Config) -> Result<(), Error> {
     if config.spam_reject_score.is_some() && config.rspamd.is_none() {
         return Err(Error::Inconsistent(
             "--spam-reject-score needs --rspamd: the score comes from rspamd".to_string(),
+        ));
+    }
+    if config.webhooks.len() > WEBHOOKS_MAX {
+        return Err(Error::Inconsistent(format!(
+            "{} --webhook URLs given; at most {WEBHOOKS_MAX}",
+            config.webhooks.len()
+        )));
+    }
+    if config.webhook_secret.is_some() && config.webhooks.is_empty() {
+        return Err(Error::Inconsistent(
+            "--webhook-secret-file signs webhook requests, but no --webhook is given".to_string(),
         ));
     }
     if config.dnsbl.len() > crate::auth::DNSBL_ZONES_MAX {

@@ -31,9 +31,9 @@
 //! `table.rs` the macro and `Setting`; `layers.rs` which layer wins, and error origins;
 //! `file.rs` reading and type-checking the TOML file; `values.rs` the value parsers
 //! (durations, sizes, counts, booleans, addresses); `domains.rs` `DomainPolicy`;
-//! `ip_range.rs` `IpRange`; `machine.rs` cores, memory and hostname of this machine;
-//! `checks.rs` rules across settings; `docs.rs` the docs table (tests only); `tests.rs`
-//! loading end to end.
+//! `ip_range.rs` `IpRange`; `webhook.rs` a `--webhook` and its URL; `machine.rs` cores,
+//! memory and hostname of this machine; `checks.rs` rules across settings; `error.rs`
+//! `Error`; `docs.rs` the docs table (tests only); `tests.rs` loading end to end.
 
 mod checks;
 mod dnsbl;
@@ -50,6 +50,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 mod values;
+mod webhook;
 
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
@@ -63,6 +64,7 @@ pub use error::{EXIT_CODE_CONFIG, Error};
 pub use ip_range::IpRange;
 pub use modes::{Durability, VerifySenders};
 pub use values::{format_duration, format_size, parse_duration, parse_size};
+pub use webhook::{Webhook, WebhookSecret, WebhookUrl};
 
 use domains::{validate_dns_name, validate_domain};
 use file::ConfigFile;
@@ -703,6 +705,38 @@ settings! {
         bounds: Duration(TIMEOUT_RANGE),
         help: "POP3 and IMAP: how long a whole command (its line and literals) may take once \
                its first byte arrived",
+    },
+    /// Where every stored message is announced with a signed `POST` of its summary
+    /// (`webhook/`, `net/webhook.rs`), each URL with an optional recipient-domain filter.
+    webhooks: Vec<Webhook> = webhook {
+        shape: List,
+        value: "[DOMAIN=]URL",
+        default: (empty "empty: no webhooks", std::convert::identity),
+        bounds: Other("http:// or https:// URLs, each optionally after DOMAIN= (*.example.test \
+                       style), at most 16"),
+        parse: Webhook::parse,
+        help: "POST a JSON summary of every stored message to this URL; with DOMAIN= only mail \
+               for that recipient domain (*.example.test: and its subdomains). Repeat for more",
+    },
+    /// The HMAC-SHA256 key every webhook body is signed with; `None`: unsigned.
+    webhook_secret: Option<WebhookSecret> = webhook_secret_file {
+        shape: Text,
+        value: "FILE",
+        default: (none "no key: webhook requests are not signed"),
+        bounds: Other("path to a file holding the key, 16 to 1024 bytes"),
+        parse: WebhookSecret::read,
+        help: "Sign every webhook body with HMAC-SHA256 under the key in this file (its bytes \
+               without a final newline), sent as X-Mayfly-Signature-256: sha256=HEX",
+    },
+    /// How long one webhook request may take, connection and reply included; past it the
+    /// request counts as failed and is retried.
+    webhook_timeout: Duration = webhook_timeout {
+        shape: Text,
+        value: "DURATION",
+        default: "10s",
+        bounds: Duration(TIMEOUT_RANGE),
+        help: "How long one webhook request may take (connect, send, reply) before it is \
+               retried",
     },
 }
 

@@ -4,7 +4,8 @@
 //! that upgraded), each driving a protocol that does no IO (`smtp::Session`, `http::`),
 //! all generic over `tls::Conn` so plain TCP and TLS share them. `listen` binds the
 //! listening sockets, `conns` registers open connections for shutdown, `tls` holds the
-//! certificate and the handshake, `rate_limit` the per-client-IP HTTP limit.
+//! certificate and the handshake, `rate_limit` the per-client-IP HTTP limit; `http_client`
+//! and `webhook` are the outgoing side (rspamd, webhooks).
 //!
 //! The loops run on the executor that accepted the connection and reach the shards
 //! through [`Shards`], which the runtime implements: so `net` never imports `runtime`,
@@ -21,6 +22,7 @@ pub mod pop3_conn;
 pub mod rate_limit;
 pub mod smtp_conn;
 pub mod tls;
+pub mod webhook;
 pub mod ws_conn;
 
 use std::cell::Cell;

@@ -6,6 +6,7 @@
 mod durable;
 mod mailbox;
 mod shard;
+mod webhooks;
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -95,6 +96,8 @@ struct Start {
     verifier: Option<crate::auth::Verifier>,
     /// Inbox tokens, from the one secret every executor uses.
     tokens: Arc<crate::token::InboxTokens>,
+    /// With `--webhook`: the webhooks and their TLS client, for every executor's sender.
+    webhooks: Option<Arc<net::webhook::Client>>,
 }
 
 /// Runs the server until `shutdown` is triggered and every shard has finished.
@@ -163,6 +166,7 @@ pub fn run(
     } else {
         None
     };
+    let webhooks = net::webhook::Client::new(&config)?;
     let start = Arc::new(Start {
         config: Arc::new(config),
         tls: tls.clone(),
@@ -176,6 +180,7 @@ pub fn run(
         durable,
         verifier,
         tokens,
+        webhooks,
     });
     let mesh = MeshBuilder::full(n_shards, MESH_CHANNEL_CAPACITY);
 
@@ -453,15 +458,33 @@ async fn shard_main(start: Arc<Start>, mesh: MeshBuilder<ShardMsg, Full>) -> any
         .as_ref()
         .filter(|_| config.durability == Durability::Journal)
         .map(|(journal, _)| journal.clone());
-    let shard = Rc::new(ShardCtx::new(
-        shard_idx,
-        config.clone(),
-        store,
-        senders,
-        start.shutdown.clone(),
-        push_signal,
-        journal,
-    ));
+    let (webhook_wake, webhook_woken) = futures_channel::mpsc::channel::<()>(0);
+    let webhook_queue = start.webhooks.as_ref().map(|client| {
+        let seed = getrandom::u64().unwrap_or(start.boot_micros) ^ shard_idx as u64;
+        crate::webhook::Queue::new(
+            client.webhooks(),
+            config.webhook_secret.as_ref().map(|secret| secret.bytes()),
+            format!(
+                "{:013x}{:02x}",
+                start.boot_micros & 0xf_ffff_ffff_ffff,
+                shard_idx
+            ),
+            seed,
+            webhook_wake,
+        )
+    });
+    let shard = Rc::new(
+        ShardCtx::new(
+            shard_idx,
+            config.clone(),
+            store,
+            senders,
+            start.shutdown.clone(),
+            push_signal,
+            journal,
+        )
+        .with_webhooks(webhook_queue),
+    );
     let net = Rc::new(NetCtx::new(
         shard.clone(),
         shard_idx,
@@ -490,6 +513,14 @@ async fn shard_main(start: Arc<Start>, mesh: MeshBuilder<ShardMsg, Full>) -> any
                 shard.push_pending();
             }
         }
+    });
+    let webhook_task = start.webhooks.clone().map(|client| {
+        glommio::spawn_local(net::webhook::run(
+            shard.clone(),
+            client,
+            config.webhook_timeout,
+            webhook_woken,
+        ))
     });
     let accepting = net::start(&net, listeners);
     // Without durability the shard is ready at once; with it, after the restore, when
@@ -593,6 +624,13 @@ async fn shard_main(start: Arc<Start>, mesh: MeshBuilder<ShardMsg, Full>) -> any
         && config.durability == Durability::Snapshot
     {
         final_snapshot(durable, &shard, &config, shard_idx, snapshot_written).await;
+    }
+    // Webhook events still queued are lost with the memory they describe.
+    if let Some(webhooks) = &shard.webhooks {
+        webhooks.borrow_mut().close();
+    }
+    if let Some(task) = webhook_task {
+        task.cancel().await;
     }
     shard.close_mesh();
     for task in peer_tasks {

@@ -33,6 +33,7 @@ use crate::runtime::Shutdown;
 use crate::smtp::{Delivery, Transaction};
 use crate::store::{self, Incoming, MessageId, Rcpt, Shard, StoreError};
 use crate::watch::Watchers;
+use crate::webhook;
 
 /// Message views parsed at once per shard (each holds a copy of its message while it is
 /// parsed off the executor, so this bounds that memory to this many messages).
@@ -112,6 +113,8 @@ pub struct ShardCtx {
     pub(crate) journal: Option<Rc<Journal>>,
     /// False while restoring: SMTP is refused with 421, the API answers 503.
     pub(crate) ready: Cell<bool>,
+    /// With `--webhook`: the events of stored messages, for this executor's sender.
+    pub(crate) webhooks: Option<RefCell<webhook::Queue>>,
 }
 
 /// Completes when a journal record is durable (or failed).
@@ -162,7 +165,14 @@ impl ShardCtx {
             parsing: RefCell::new(HashMap::new()),
             journal,
             ready: Cell::new(false),
+            webhooks: None,
         }
+    }
+
+    /// With `--webhook`: the queue every stored message's events go into.
+    pub(crate) fn with_webhooks(mut self, queue: Option<webhook::Queue>) -> ShardCtx {
+        self.webhooks = queue.map(RefCell::new);
+        self
     }
 
     /// Drops expired messages (and wipes what was cached of them).
@@ -239,6 +249,7 @@ impl ShardCtx {
         self.watchers
             .borrow_mut()
             .stored(incoming.rcpts.iter().map(|rcpt| &rcpt.key));
+        self.webhooks_stored(incoming, id);
         Ok(durable)
     }
 
@@ -460,6 +471,7 @@ impl ShardCtx {
                 .journal_commit_latency
                 .set(stats.commit_latency.snapshot());
         }
+        self.copy_webhook_stats();
         self.counters.snapshot(stats)
     }
 
