@@ -104,8 +104,13 @@ EXPECTED = {
 
 # ----------------------------------------------------------------------------- setup
 
+def which(tool):
+    """The tool's path; daemons such as nsd live in /usr/sbin, which PATH may lack."""
+    return shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
 def missing_tools():
-    return [t for t in ("nsd", "openssl") if not shutil.which(t, path=os.environ.get("PATH", "") + ":/usr/sbin")]
+    return [t for t in ("nsd", "openssl") if not which(t)]
 
 
 def make_keys(work):
@@ -189,9 +194,10 @@ class Nsd:
                     f'    do-ip6: no\n    verbosity: 1\nremote-control:\n    control-enable: no\n{zone_lines}')
             with open(os.path.join(d, "nsd.conf"), "w") as f:
                 f.write(conf)
-            log = open(os.path.join(d, "nsd.log"), "ab")
-            self.proc = subprocess.Popen(["taskset", "-c", cpus, "nsd", "-d", "-c", os.path.join(d, "nsd.conf")],
-                                         stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
+            with open(os.path.join(d, "nsd.log"), "ab") as log:
+                self.proc = subprocess.Popen(["taskset", "-c", cpus, which("nsd"), "-d", "-c",
+                                              os.path.join(d, "nsd.conf")],
+                                             stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
             self.addr = ("127.0.0.1", port)
             deadline = time.monotonic() + NSD_START_TIMEOUT_SECS
             while time.monotonic() < deadline and self.proc.poll() is None:
@@ -461,7 +467,7 @@ def run(tools, cfg, results):
         fwd = Blackhole(nsd.spec, cfg.load_cpus, max_secs=3600)
         out.update({"nsd": nsd.spec, "size_bytes": cfg.auth_size_bytes, "messages": cfg.auth_messages,
                     "secs": cfg.auth_secs, "auth_timeout": AUTH_TIMEOUT,
-                    "nsd_version": _version(["nsd", "-v"])})
+                    "nsd_version": _version([which("nsd"), "-v"])})
         variants = (0, BLACKHOLE_SESSIONS, BLACKHOLE_SESSIONS_MANY)
         for rnd in range(1, cfg.rounds + 1):
             la, busy = tools.wait_quiet(cfg)
