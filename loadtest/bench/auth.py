@@ -502,9 +502,11 @@ def run(tools, cfg, results):
                              if n_b else "")
                           + f"{'  ERR ' + json.dumps(rec['errors']) if tools.bad(rec) else ''}")
     finally:
-        if fwd:
-            out["blackhole_counts"] = fwd.stop()
-        nsd.stop()
+        try:
+            if fwd:
+                out["blackhole_counts"] = fwd.stop()
+        finally:
+            nsd.stop()
     out["criterion"] = criterion_numbers(cfg)
 
 
