@@ -7,10 +7,12 @@
 #   --quick         smaller runs, 1 round, no 1 M store (about 5 minutes)
 #   --rounds N      rounds of the interleaved workloads (default 5; medians are reported)
 #   --out DIR       where results go (default loadtest/results)
-#   --only PARTS    comma list of: interleaved, ring, held, sweeps, probe, durability, restore
-#                   (default all); catchers alone runs only the mail-catcher comparison;
+#   --only PARTS    comma list of: interleaved, ring, held, sweeps, probe, durability, restore,
+#                   auth (default all); catchers alone runs only the mail-catcher comparison;
 #                   mailbox (not in the default) reads mail back over POP3 and IMAP with
-#                   mail-reader, Mayfly against Dovecot 2.3 (see bench/mail_clients.py)
+#                   mail-reader, Mayfly against Dovecot 2.3 (see bench/mail_clients.py);
+#                   auth is the cost of --verify-senders (see bench/auth.py; needs nsd and
+#                   openssl, and is skipped with a note in the report without them)
 #   --durability MODES  the --durability modes the durability part runs side by side (comma list
 #                   of none, snapshot, journal; default all three); adds that part to --only.
 #                   Data directories go under DATA_ROOT (default /var/tmp: a real disk, not tmpfs)
@@ -34,7 +36,8 @@
 #   CATCH_WORKLOADS=a,b             run only these catcher workloads (w2-1k, pipelined-1k, 100k,
 #                                   w2-1k-all-cpus)
 #
-# Needs: Python 3, taskset, Postfix's smtp-sink and smtp-source (/usr/sbin), run as root
+# Needs: Python 3, taskset, Postfix's smtp-sink and smtp-source (/usr/sbin), nsd and openssl
+# for the auth part (run `cargo bench --bench auth` first to have it quote ring's cost), run as root
 # (smtp-sink -u nobody, and 10 000 idle connections need a raised open-file limit).
 # Everything talks to 127.0.0.1 only, and every run is bounded in messages and time.
 set -euo pipefail
@@ -44,7 +47,7 @@ root="$(cd "$here/.." && pwd)"
 quick=""
 rounds=""
 out="$here/results"
-only="interleaved,ring,held,sweeps,probe,durability,restore"
+only="interleaved,ring,held,sweeps,probe,durability,restore,auth"
 durability_modes="none,snapshot,journal"
 flame=""
 catchers=""

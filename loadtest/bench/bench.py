@@ -19,6 +19,10 @@ snapshot and journal, and time restarts from a journal and from a snapshot.
 The mailbox part (mail_clients.py, only with --only mailbox) reads messages back over POP3 and
 IMAP with mail-reader, Mayfly against Dovecot 2.3 serving the same messages.
 
+The auth part (auth.py) measures --verify-senders: W2 with it off and on (unsigned, DKIM
+RSA-2048 and Ed25519 with a warm cache, Ed25519 with a key lookup per message) against a
+private nsd, and W2 beside sessions whose DNS never answers.
+
 Every run is bounded in messages and time; everything talks to 127.0.0.1 only.
 Python 3 standard library only.
 """
@@ -39,6 +43,7 @@ import tempfile
 import time
 import urllib.request
 
+import auth  # loadtest/bench/auth.py
 import catchers
 import durability
 import mail_clients  # loadtest/bench/mail_clients.py
@@ -864,6 +869,7 @@ def markdown(results, rows):
         L += catchers_markdown(results)
         L += durability.markdown(sys.modules[__name__], results)
         L += mail_clients.markdown(sys.modules[__name__], results)
+        L += auth.markdown(sys.modules[__name__], results)
         return "\n".join(L) + "\n"
     L.append("| workload | client | Mayfly msg/s | smtp-sink msg/s | ratio | Mayfly CPU us/msg | smtp-sink CPU us/msg | "
              "ratio | Mayfly sys share | Mayfly p50/p99 us | smtp-sink p50/p99 us | other CPU |")
@@ -978,6 +984,7 @@ def markdown(results, rows):
         L.append("")
     L += durability.markdown(sys.modules[__name__], results)
     L += mail_clients.markdown(sys.modules[__name__], results)
+    L += auth.markdown(sys.modules[__name__], results)
     return "\n".join(L) + "\n"
 
 
@@ -1076,14 +1083,17 @@ def main():
     ap.add_argument("--max-load", type=float, default=0.5,
                     help="wait for other work on the machine to drop below this many CPUs")
     ap.add_argument("--max-wait-quiet", type=float, default=30)
-    ap.add_argument("--only", default="interleaved,ring,held,sweeps,probe,durability,restore",
-                    help="comma list of parts: interleaved, ring, held, sweeps, probe, durability, restore, "
+    ap.add_argument("--only", default="interleaved,ring,held,sweeps,probe,durability,restore,auth",
+                    help="comma list of parts: interleaved, ring, held, sweeps, probe, durability, restore, auth, "
                          "catchers (catchers: only the catcher comparison, when interleaved is not run), "
                          "mailbox (POP3/IMAP reads, Mayfly vs Dovecot; not in the default list)")
     ap.add_argument("--durability-modes", default=",".join(durability.MODES),
                     help="the --durability modes the durability part compares")
     ap.add_argument("--data-root", default="/var/tmp",
                     help="where the durability and restore parts make data directories: a real disk, not tmpfs")
+    ap.add_argument("--criterion-dir", default=None,
+                    help="criterion's output of `cargo bench --bench auth`, quoted by the auth part "
+                         "(default: criterion/ beside the directory of --mayfly's binary)")
     ap.add_argument("--catchers", default="",
                     help=f"comma list of mail catchers to compare in each interleaved round: {', '.join(catchers.NAMES)}")
     ap.add_argument("--catchers-dir", default="/var/tmp/mayfly-catchers",
@@ -1121,6 +1131,12 @@ def main():
     cfg.durability_secs = 2 if q else 3
     cfg.restore_messages = 100000 if q else 1000000
     cfg.mailbox_secs = 2 if q else 3
+    # about 40 s a round in a full run (the cold case runs at a few thousand msg/s)
+    cfg.auth_messages = 6000 if q else 12000
+    cfg.auth_secs = 2 if q else 3
+    cfg.auth_size_bytes = SIZE_1K_BYTES
+    cfg.criterion_dir = cfg.criterion_dir or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(cfg.mayfly))), "criterion")
     cfg.reader = cfg.reader or os.path.join(os.path.dirname(cfg.blaster), "mail-reader")
     cfg.n_catch_1k = CATCH_QUICK_1K_MESSAGES if q else CATCH_1K_MESSAGES
     cfg.n_catch_100k = CATCH_QUICK_100K_MESSAGES if q else CATCH_100K_MESSAGES
@@ -1132,6 +1148,7 @@ def main():
     suffix = ("-quick" if q else "") + ("-catchers" if parts == {"catchers"} else "")
     suffix += "-durability" if parts and parts <= {"durability", "restore"} else ""
     suffix += "-mailbox" if parts == {"mailbox"} else ""
+    suffix += "-auth" if parts == {"auth"} else ""
     suffix += "".join(f"-{w}" for w in cfg.catch_workloads)
     base = os.path.join(cfg.out, f"{date}-{cfg.commit}-{cfg.machine}{suffix}")
     # server logs (warnings only) go to a scratch directory, not next to the results
@@ -1166,16 +1183,20 @@ def main():
             durability.restore(sys.modules[__name__], cfg, results)
         if "mailbox" in parts:
             mail_clients.run(sys.modules[__name__], cfg, results)
+        if "auth" in parts:
+            auth.run(sys.modules[__name__], cfg, results)
     finally:
         results["meta"]["loadavg_end"] = loadavg()
         results["meta"]["elapsed_s"] = time.monotonic() - START
         rows = summarize(results)
         results["summary"] = rows
         results["catcher_summary"] = summarize_catchers(results)
+        # before the JSON: the auth section stores its summary in `results`
+        text = markdown(results, rows)
         with open(base + ".json", "w") as f:
             json.dump(results, f, indent=1)
         with open(base + ".md", "w") as f:
-            f.write(markdown(results, rows))
+            f.write(text)
         log(f"wrote {base}.json and {base}.md")
 
 

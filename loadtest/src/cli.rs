@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail, ensure};
 use clap::{ArgAction, Parser};
 
+use crate::dkim;
 use crate::engine::{self, RunConfig, Shared, Workload};
 use crate::message::{self, MessageSpec};
 use crate::sizes::{self, SizeClass, SplitMix64};
@@ -78,6 +79,18 @@ pub struct Args {
     /// Directory of RFC 5322 messages used as message bodies (their headers are kept too).
     #[arg(long)]
     pub corpus: Option<PathBuf>,
+    /// Sign messages with DKIM with this private key (PEM: PKCS#1 RSA, or PKCS#8 RSA or Ed25519), before the run; see --dkim-variants.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["size_dist", "corpus"])]
+    pub dkim_key: Option<PathBuf>,
+    /// DKIM selector (s=); "{n}" in it becomes the variant number.
+    #[arg(long, default_value = "blaster", requires = "dkim_key")]
+    pub dkim_selector: String,
+    /// DKIM signing domain (d=) [default: --domain].
+    #[arg(long, requires = "dkim_key")]
+    pub dkim_domain: Option<String>,
+    /// Distinct signed messages, sent in turn (message n is variant n mod N); with "{n}" in the selector and N >= --messages, no two messages name the same key.
+    #[arg(long, default_value_t = 1, requires = "dkim_key")]
+    pub dkim_variants: u64,
     /// Recipients (RCPT TO) per message.
     #[arg(long, default_value_t = 1)]
     pub recipients: u64,
@@ -391,9 +404,25 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
         inboxes: args.inboxes,
         date: message::rfc5322_date(now_secs),
     };
+    let mut in_turn = false;
     let (templates, weights) = if let Some(dir) = &args.corpus {
         let templates = message::corpus_templates(dir)?;
         let weights = vec![1.0; templates.len()];
+        (templates, weights)
+    } else if let Some(path) = &args.dkim_key {
+        let settings = dkim::DkimSettings::new(
+            dkim::load_key(path)?,
+            args.dkim_domain.as_deref().unwrap_or(&args.domain),
+            &args.dkim_selector,
+            args.dkim_variants,
+        )?;
+        let size_bytes = match &args.size {
+            Some(size) => sizes::parse_size(size)?,
+            None => 1024,
+        };
+        let templates = dkim::signed_templates(&spec, size_bytes, &settings)?;
+        let weights = vec![1.0; templates.len()];
+        in_turn = true;
         (templates, weights)
     } else {
         let classes = match (&args.size, &args.size_dist) {
@@ -435,6 +464,7 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
             spec,
             templates,
             weights,
+            in_turn,
         },
         n_threads: args.threads,
         n_connections: args.connections,
@@ -653,6 +683,54 @@ mod tests {
             }
         }
         assert!(args(&["-m", "1", "--size", "1", "--size-dist", "1:1"]).is_err());
+    }
+
+    /// The DKIM options build one signed template per variant, sent in turn, and refuse
+    /// what cannot be signed.
+    #[test]
+    fn dkim_options() {
+        let dir = std::env::temp_dir().join(format!("blaster-cli-dkim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("ed.pem");
+        let openssl = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&key)
+            .output()
+            .expect("openssl runs (apt-get install openssl)");
+        assert!(openssl.status.success());
+        let key = key.to_str().unwrap();
+        let signed = plan(
+            &args(&[
+                "-m",
+                "5",
+                "--dkim-key",
+                key,
+                "--dkim-selector",
+                "c{n}",
+                "--dkim-variants",
+                "4",
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(signed.workload.templates.len(), 4);
+        assert!(signed.workload.in_turn);
+        assert!(!plan(&args(&["-m", "5"]).unwrap()).unwrap().workload.in_turn);
+        let refused_by_plan: &[&[&str]] = &[
+            &["-m", "1", "--dkim-key", key, "--dkim-variants", "0"],
+            &["-m", "1", "--dkim-key", key, "--dkim-selector", "a b"],
+            &["-m", "1", "--dkim-key", key, "--dkim-domain", "x..y"],
+            &["-m", "1", "--dkim-key", "/nonexistent/key.pem"],
+        ];
+        for &extra in refused_by_plan {
+            assert!(plan(&args(extra).unwrap()).is_err(), "{extra:?}");
+        }
+        // Meaningless without a key, or with bodies from elsewhere.
+        assert!(args(&["-m", "1", "--dkim-selector", "s"]).is_err());
+        assert!(args(&["-m", "1", "--dkim-variants", "2"]).is_err());
+        assert!(args(&["-m", "1", "--dkim-key", key, "--corpus", "/tmp"]).is_err());
+        assert!(args(&["-m", "1", "--dkim-key", key, "--size-dist", "1k:1"]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -109,6 +109,10 @@ pub struct Workload {
     pub templates: Vec<Template>,
     /// Relative weight of each template.
     pub weights: Vec<f64>,
+    /// Send the templates in turn (message `seq` uses template `seq mod len`) instead of
+    /// drawing them by weight: DKIM variants (`--dkim-variants`) whose selectors must
+    /// each come up once before any comes up again.
+    pub in_turn: bool,
 }
 
 /// What one thread returns.
@@ -1022,7 +1026,12 @@ impl<'a> Engine<'a> {
                 }
             }
         };
-        let template_idx = self.picker.pick();
+        let template_idx = if self.workload.in_turn {
+            // Lossless: the remainder is below `templates.len()`, a usize.
+            (seq % self.workload.templates.len() as u64) as usize
+        } else {
+            self.picker.pick()
+        };
         self.stats.n_started += 1;
         let conn = &mut self.conns[conn_idx];
         conn.n_started_on_conn += 1;

@@ -12,6 +12,7 @@
 
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
@@ -58,10 +59,11 @@ pub struct Template {
     has_date: bool,
     /// Generated bodies are plain text and need MIME headers; corpus bodies bring their own.
     generated: bool,
-    /// The body exactly as the server should store it; ends with CRLF.
-    body: Vec<u8>,
+    /// The body exactly as the server should store it; ends with CRLF. Shared, because
+    /// DKIM-signed variants (`crate::dkim`) differ only in their headers.
+    body: Arc<[u8]>,
     /// The body dot-stuffed for DATA (RFC 5321 4.5.2).
-    body_stuffed: Vec<u8>,
+    body_stuffed: Arc<[u8]>,
     /// CRC-32 of `body`, as 8 lowercase hex digits.
     checksum_hex: [u8; 8],
 }
@@ -167,27 +169,29 @@ impl MessageSpec {
 impl Template {
     /// A generated plain-text template whose messages are about `size_bytes` long in total.
     pub fn generated(spec: &MessageSpec, size_bytes: usize, seed: u64) -> Self {
-        let mut template = Self::from_parts(Vec::new(), b"\r\n".to_vec(), true);
+        let template = Self::from_parts(Vec::new(), b"\r\n".to_vec(), true);
         // Size the body so that headers plus body come to about `size_bytes`; the header
         // length varies by a few bytes with the sequence number, which does not matter.
         let mut probe = Vec::new();
         spec.write_headers(&mut probe, &template, 1000);
         let body_bytes = size_bytes.saturating_sub(probe.len()).max(2);
-        let mut rng = SplitMix64(seed);
-        let mut body = Vec::with_capacity(body_bytes);
-        while body.len() < body_bytes {
-            let line_bytes = (body_bytes - body.len())
-                .saturating_sub(2)
-                .min(BODY_LINE_BYTES);
-            for _ in 0..line_bytes {
-                // Letters only: no line ever starts with '.', so stuffing changes nothing, but
-                // the DATA path still goes through the general stuffing code.
-                body.push(b'a' + (rng.next_u64() % 26) as u8);
-            }
-            body.extend_from_slice(b"\r\n");
-        }
-        template = Self::from_parts(Vec::new(), body, true);
+        Self::from_parts(Vec::new(), generated_body(body_bytes, seed), true)
+    }
+
+    /// A template with the given header lines (CRLF-ended, not yet dot-stuffed; they must
+    /// include From, To, Subject and Date, so that the per-message headers are only
+    /// Message-ID and the `X-Blaster-*` ones) and this template's body, shared.
+    pub fn with_headers(&self, header_lines: &[u8]) -> Self {
+        let mut template = Self::from_parts(header_lines.to_vec(), Vec::new(), false);
+        template.body = Arc::clone(&self.body);
+        template.body_stuffed = Arc::clone(&self.body_stuffed);
+        template.checksum_hex = self.checksum_hex;
         template
+    }
+
+    /// A template with `body` (CRLF-ended) and the generated headers only.
+    pub fn with_body(body: Vec<u8>) -> Self {
+        Self::from_parts(Vec::new(), body, true)
     }
 
     /// A template from one RFC 5322 message (a corpus file): its headers are kept, except
@@ -235,8 +239,9 @@ impl Template {
         let (has_from, has_to, has_subject, has_date) =
             (has("from"), has("to"), has("subject"), has("date"));
         let extra_headers = dot_stuff(&extra_headers);
-        let body_stuffed = dot_stuff(&body);
+        let body_stuffed = dot_stuff(&body).into();
         let checksum_hex = checksum_hex(&body);
+        let body = body.into();
         Self {
             extra_headers,
             has_from,
@@ -249,6 +254,25 @@ impl Template {
             checksum_hex,
         }
     }
+}
+
+/// `body_bytes` of plain-text letters in CRLF-ended lines of at most `BODY_LINE_BYTES`.
+pub fn generated_body(body_bytes: usize, seed: u64) -> Vec<u8> {
+    let body_bytes = body_bytes.max(2);
+    let mut rng = SplitMix64(seed);
+    let mut body = Vec::with_capacity(body_bytes);
+    while body.len() < body_bytes {
+        let line_bytes = (body_bytes - body.len())
+            .saturating_sub(2)
+            .min(BODY_LINE_BYTES);
+        for _ in 0..line_bytes {
+            // Letters only: no line ever starts with '.', so stuffing changes nothing, but
+            // the DATA path still goes through the general stuffing code.
+            body.push(b'a' + (rng.next_u64() % 26) as u8);
+        }
+        body.extend_from_slice(b"\r\n");
+    }
+    body
 }
 
 /// Builds one template per size class.

@@ -596,6 +596,63 @@ fn corpus_messages_arrive_with_good_checksums() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `--dkim-key` with `{n}` in the selector: message n carries variant n mod N's signature,
+/// so each selector comes up once per N messages, whatever connection sends it.
+#[test]
+fn dkim_variants_are_sent_in_turn() {
+    let dir = std::env::temp_dir().join(format!("smtp-blaster-dkim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("ed.pem");
+    let openssl = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key)
+        .output()
+        .expect("openssl runs (apt-get install openssl)");
+    assert!(openssl.status.success());
+    let mock = start_mock(MockOptions::default());
+    let (json, output) = json_run(
+        mock.port,
+        &[
+            "--messages",
+            "12",
+            "-c",
+            "4",
+            "--size",
+            "1136",
+            "--dkim-key",
+            key.to_str().unwrap(),
+            "--dkim-selector",
+            "c{n}.ed",
+            "--dkim-variants",
+            "3",
+        ],
+    );
+    assert!(output.status.success(), "{json}");
+    let inboxes = mock.seen.inboxes.lock().unwrap();
+    let mut seen_seqs = Vec::new();
+    for (_, raw) in inboxes.values().flatten() {
+        let check = check_message(raw);
+        assert!(check.checksum_ok);
+        let seq = check.seq.expect("X-Blaster-Seq");
+        let text = String::from_utf8_lossy(raw).replace("\r\n\t", " ");
+        let signature = text
+            .lines()
+            .find(|line| line.starts_with("DKIM-Signature:"))
+            .unwrap_or_else(|| panic!("unsigned: {text}"));
+        let selector = signature
+            .split(';')
+            .map(str::trim)
+            .find_map(|tag| tag.strip_prefix("s="))
+            .unwrap_or_else(|| panic!("no s= in {signature}"));
+        assert_eq!(selector, format!("c{}.ed", seq % 3), "{text}");
+        assert!(signature.contains("d=example.test"), "{signature}");
+        seen_seqs.push(seq);
+    }
+    seen_seqs.sort_unstable();
+    assert_eq!(seen_seqs, (0..12).collect::<Vec<u64>>());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn rejected_recipients_are_counted_by_code() {
     for extra in [&[][..], &["--pipelining"][..]] {
