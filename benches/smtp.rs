@@ -72,6 +72,7 @@ fn session_config() -> Rc<SessionConfig> {
         domains: DomainPolicy::new(&["example.test"]),
         starttls_available: false,
         tls_required: false,
+        owned_partitions: mayfly::partition::PartitionSet::ALL,
     })
 }
 

@@ -21,6 +21,8 @@
 //! - `runtime`: executors, the shard mesh, delivery, housekeeping and shutdown.
 //! - `metrics`: per-shard counters and their Prometheus rendering.
 //! - `alloc`: the global allocator that zeroes freed memory; `clock`: Unix milliseconds.
+//! - `partition`: the address partitions of a multi-node setup, and the Postfix and HAProxy
+//!   tables generated from a partition map (docs/scale-out.md).
 //! - `notify`: systemd readiness (sd_notify) without a dependency.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -40,6 +42,7 @@ pub mod mailbox;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod partition;
 pub mod pop3;
 pub mod runtime;
 pub mod smtp;

@@ -48,10 +48,71 @@ fn keygen(args: &[std::ffi::OsString]) -> ExitCode {
     }
 }
 
+/// `mayfly partition-map MAP OUT_DIR [HAPROXY_LISTEN]`: checks a partition map and writes
+/// what Postfix and HAProxy need from it (docs/scale-out.md): `postfix-transport.pcre`,
+/// `haproxy.map`, `haproxy.cfg` (its frontend on HAPROXY_LISTEN, default `*:80`, reading
+/// the map from OUT_DIR), and `owned-partitions` (one `NAME LIST` line per node, the
+/// `--owned-partitions` of each).
+fn partition_map(args: &[std::ffi::OsString]) -> ExitCode {
+    let usage = "usage: mayfly partition-map MAP OUT_DIR [HAPROXY_LISTEN]";
+    let (map_path, out_dir, listen) = match args {
+        [map, out] => (map, out, "*:80".to_string()),
+        [map, out, listen] => (map, out, listen.to_string_lossy().into_owned()),
+        _ => {
+            eprintln!("{usage}");
+            return ExitCode::from(EXIT_CODE_CONFIG as u8);
+        }
+    };
+    let fail = |what: String| {
+        eprintln!("mayfly partition-map: {what}");
+        ExitCode::from(EXIT_CODE_CONFIG as u8)
+    };
+    let text = match std::fs::read_to_string(map_path) {
+        Ok(text) => text,
+        Err(error) => {
+            return fail(format!(
+                "cannot read {}: {error}",
+                map_path.to_string_lossy()
+            ));
+        }
+    };
+    let map = match mayfly::partition::PartitionMap::parse(&text) {
+        Ok(map) => map,
+        Err(why) => return fail(format!("{}: {why}", map_path.to_string_lossy())),
+    };
+    let out_dir = std::path::Path::new(out_dir);
+    let haproxy_map = out_dir.join("haproxy.map");
+    let owned: String = map
+        .nodes
+        .iter()
+        .map(|node| format!("{} {}\n", node.name, node.owned))
+        .collect();
+    let files = [
+        ("postfix-transport.pcre", map.postfix_transport()),
+        ("haproxy.map", map.haproxy_map()),
+        (
+            "haproxy.cfg",
+            map.haproxy_config(&listen, &haproxy_map.to_string_lossy()),
+        ),
+        ("owned-partitions", owned),
+    ];
+    for (name, contents) in files {
+        let path = out_dir.join(name);
+        if let Err(error) = std::fs::write(&path, contents) {
+            return fail(format!("cannot write {}: {error}", path.display()));
+        }
+        println!("wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|arg| arg == "keygen") {
         return keygen(&args[2..]);
+    }
+    if args.get(1).is_some_and(|arg| arg == "partition-map") {
+        return partition_map(&args[2..]);
     }
     // Help and version exit 0 on stdout; a bad flag or config value exits non-zero with one line.
     let config = Config::load(args).unwrap_or_else(|error| error.exit());

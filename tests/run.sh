@@ -22,6 +22,15 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v nsd >/dev/null 2>&1 || [ -x /usr/sbin/nsd ] || need_apt+=(nsd) # authoritative DNS for tests/auth_dns.rs
 command -v rspamd >/dev/null 2>&1 || need_apt+=(rspamd) # the spam filter for tests/spam.rs
+# The scale-out test (loadtest/tests/cluster.rs): Postfix and HAProxy in network namespaces.
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+if ! command -v postfix >/dev/null 2>&1 && [ ! -x /usr/sbin/postfix ]; then
+    need_apt+=(postfix)
+    # No questions, no system mail setup: the test runs private instances only.
+    echo "postfix postfix/main_mailer_type select No configuration" |
+        "${sudo[@]}" debconf-set-selections
+fi
 if [ "${MAYFLY_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
     need_apt+=(chromium fonts-liberation)
 fi

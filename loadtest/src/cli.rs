@@ -100,6 +100,10 @@ pub struct Args {
     /// Domain of the sender and recipients.
     #[arg(long, default_value = "example.test")]
     pub domain: String,
+    /// Name inboxes <c>-user<k>@DOMAIN with c cycling through [0-9a-z], so they spread
+    /// over every partition of a multi-node setup (docs/scale-out.md).
+    #[arg(long)]
+    pub spread_inboxes: bool,
     /// RFC 2920: send MAIL/RCPT/DATA as one group and the body with the next group.
     #[arg(long)]
     pub pipelining: bool,
@@ -136,6 +140,10 @@ pub struct Args {
     /// Seconds to wait for any reply (and for connect).
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
+    /// With --verify: read the inboxes again, for up to this many seconds, until every
+    /// acknowledged message is there (mail relayed through a queue arrives later).
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub verify_wait: f64,
     /// Spin on the sockets instead of sleeping in epoll (saves the server a wake-up IPI per reply).
     #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub busy_poll: bool,
@@ -161,6 +169,9 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     pub max_connection_errors: u64,
 }
+
+/// Pause between two reads of every inbox under `--verify-wait`.
+const VERIFY_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 const EXIT_HELP: &str = "Exit status: 0 ok; 1 aborted or could not start; 2 finished with connection errors; 3 --verify found missing or corrupted messages.";
 
@@ -245,6 +256,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = stats.report(elapsed_secs);
     let fatal = shared.fatal();
 
+    let mut verify_waited_secs = 0.0;
     let verify_report = match (&args.verify, &fatal) {
         (Some(url), None) => {
             eprintln!(
@@ -255,16 +267,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 plan.workload.spec.inboxes
             );
             let timeout = plan.config.reply_timeout;
-            Some(
-                verify::verify(
+            // With --verify-wait, read again until everything is there: mail relayed
+            // through a queue (Postfix in front of Mayfly) arrives after its 250.
+            let wait_deadline = Instant::now() + Duration::from_secs_f64(args.verify_wait);
+            let verify_started = Instant::now();
+            let report = loop {
+                let attempt = verify::verify(
                     url,
                     args.allow_non_loopback,
                     &plan.workload.spec,
                     &stats.accepted,
                     timeout,
-                )
-                .context("--verify")?,
-            )
+                );
+                match attempt {
+                    Ok(report) if report.passed() || Instant::now() >= wait_deadline => {
+                        break report;
+                    }
+                    // A node that is down or restarting answers 503 through a proxy:
+                    // within --verify-wait that is a reason to read again, not a failure.
+                    Err(error) if Instant::now() >= wait_deadline => {
+                        return Err(error.context("--verify"));
+                    }
+                    Ok(_) | Err(_) => std::thread::sleep(VERIFY_RETRY_INTERVAL),
+                }
+            };
+            verify_waited_secs = verify_started.elapsed().as_secs_f64();
+            Some(report)
         }
         _ => None,
     };
@@ -274,6 +302,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(object) = json.as_object_mut() {
             object.insert("fatal".to_owned(), serde_json::to_value(&fatal)?);
             object.insert("verify".to_owned(), serde_json::to_value(&verify_report)?);
+            object.insert(
+                "verify_waited_secs".to_owned(),
+                serde_json::to_value(verify_waited_secs)?,
+            );
             object.insert(
                 "run_id".to_owned(),
                 format!("{:016x}", plan.workload.spec.run_id).into(),
@@ -403,6 +435,7 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
         recipients: args.recipients,
         inboxes: args.inboxes,
         date: message::rfc5322_date(now_secs),
+        spread_inboxes: args.spread_inboxes,
     };
     let mut in_turn = false;
     let (templates, weights) = if let Some(dir) = &args.corpus {

@@ -273,6 +273,7 @@ mod tests {
             recipients: 2,
             inboxes: 10,
             date: message::rfc5322_date(1_796_000_000),
+            spread_inboxes: false,
         }
     }
 

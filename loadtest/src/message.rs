@@ -45,6 +45,10 @@ pub struct MessageSpec {
     pub inboxes: u64,
     /// RFC 5322 `Date:` value, computed once per run.
     pub date: String,
+    /// Addresses `<c>-user<k>@domain`, `c` cycling through `[0-9a-z]`, so inboxes spread over
+    /// every partition of a multi-node setup (Mayfly's partition is an address's first
+    /// character; docs/scale-out.md).
+    pub spread_inboxes: bool,
 }
 
 /// One message shape: the headers and body that do not change between messages.
@@ -68,6 +72,9 @@ pub struct Template {
     checksum_hex: [u8; 8],
 }
 
+/// First characters of spread addresses: every partition of `[0-9a-z]`.
+const SPREAD_CHARS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
 impl MessageSpec {
     /// The inbox number of recipient `recipient_idx` of message `seq`.
     ///
@@ -78,14 +85,22 @@ impl MessageSpec {
             % self.inboxes
     }
 
-    /// Writes `user<k>@domain` for inbox `k`.
+    /// Writes `user<k>@domain` (or, with `spread_inboxes`, `<c>-user<k>@domain`) for
+    /// inbox `k`.
     pub fn write_address(&self, out: &mut Vec<u8>, inbox: u64) {
-        let _ = write!(out, "user{inbox}@{}", self.domain);
+        if self.spread_inboxes {
+            let first = char::from(SPREAD_CHARS[(inbox % 36) as usize]);
+            let _ = write!(out, "{first}-user{inbox}@{}", self.domain);
+        } else {
+            let _ = write!(out, "user{inbox}@{}", self.domain);
+        }
     }
 
     /// The address of inbox `k` as a string (for verification, not the hot path).
     pub fn address(&self, inbox: u64) -> String {
-        format!("user{inbox}@{}", self.domain)
+        let mut out = Vec::new();
+        self.write_address(&mut out, inbox);
+        String::from_utf8(out).expect("ASCII")
     }
 
     /// Writes the complete header block of message `seq`, ending with the empty line.
@@ -473,6 +488,7 @@ mod tests {
             recipients,
             inboxes: 10,
             date: rfc5322_date(0),
+            spread_inboxes: false,
         }
     }
 
@@ -578,6 +594,12 @@ mod tests {
             .collect();
         assert_eq!(inboxes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
         assert_eq!(spec.address(4), "user4@example.test");
+        let spread = MessageSpec {
+            spread_inboxes: true,
+            ..spec.clone()
+        };
+        assert_eq!(spread.address(4), "4-user4@example.test");
+        assert_eq!(spread.address(46), "a-user46@example.test");
     }
 
     #[test]

@@ -377,6 +377,17 @@ settings! {
         help: "Deliver alice+tag@domain to the inbox alice@domain, keeping the tag per message \
                (the message summary's tag, and the search key tag:)",
     },
+    /// The address partitions this node serves when several run behind Postfix and
+    /// HAProxy (docs/scale-out.md); every partition when it runs alone.
+    owned_partitions: crate::partition::PartitionSet = owned_partitions {
+        shape: Text,
+        value: "LIST",
+        default: "all",
+        bounds: Other("partitions: 0-9, a-z and other, as single characters, ranges (a-h) or all"),
+        parse: crate::partition::PartitionSet::parse,
+        help: "Serve only inboxes whose address starts with these characters (0-9,a-h,other), \
+               as the partition map gives this node; others get 450 over SMTP and 421 over HTTP",
+    },
     /// Whether the client's IP address may appear in logs and Received headers.
     log_client_ip: bool = log_client_ip {
         shape: Switch,

@@ -120,6 +120,7 @@ pub fn smtp_session(data: &[u8]) {
         domains: DomainPolicy::new(&DOMAINS),
         starttls_available: options & 0x04 != 0,
         tls_required: options & 0x08 != 0,
+        owned_partitions: crate::partition::PartitionSet::ALL,
     });
     let client_ip = (options & 0x20 != 0).then_some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let delivery_seed = usize::from(options >> 6);

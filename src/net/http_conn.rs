@@ -193,6 +193,7 @@ async fn serve_requests<S: Shards, C: Conn>(
         let started = Instant::now();
         let limited = client_ip.and_then(|ip| ctx.http_rate_limiter.check(ip, started).err());
         let routed = api::route(&request, &ctx.config.domains)
+            .and_then(|route| api::check_partition(route, ctx.config.owned_partitions))
             .and_then(|route| api::authorize(route, &request, &ctx.tokens));
         let response = match (limited, routed) {
             (Some(retry_after), _) => rate_limited(retry_after),
@@ -334,6 +335,7 @@ async fn respond<S: Shards>(ctx: &NetCtx<S>, route: Route) -> Response {
             address.as_ref(),
             &ctx.config.domains,
             &ctx.tokens,
+            ctx.config.owned_partitions,
             ctx.config.ttl.as_secs(),
             now_ms(),
         ),

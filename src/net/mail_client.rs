@@ -151,6 +151,10 @@ pub fn check_login<S>(
             if !local_part.is_empty()
                 && !domain.is_empty()
                 && ctx.config.domains.accepts(domain)
+                && ctx
+                    .config
+                    .owned_partitions
+                    .contains(crate::partition::Partition::of(&key))
                 && ctx.tokens.admits(&key, Some(password)) =>
         {
             Ok(key)

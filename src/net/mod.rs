@@ -219,6 +219,7 @@ impl<S: Shards> NetCtx<S> {
             domains: config.domains.clone(),
             starttls_available: tls.is_some(),
             tls_required: config.tls_required,
+            owned_partitions: config.owned_partitions,
         });
         NetCtx {
             shards,

@@ -125,6 +125,10 @@ pub const IDLE_CUT_UNDER_STRESS: &[u8] =
 /// MAIL from a client over `--max-messages-per-ip-per-minute`; the connection closes.
 pub const TOO_MANY_MESSAGES_FROM_CLIENT: &[u8] =
     b"421 4.7.0 Too many messages from your address, try again later\r\n";
+/// RCPT for an inbox in a partition this node does not own (`--owned-partitions`): a
+/// transient failure, so a relay with an outdated partition map queues and retries.
+pub const PARTITION_NOT_SERVED: &[u8] =
+    b"450 4.1.1 Recipient's partition not served by this node, try again later\r\n";
 /// rspamd scored the message at or above `--spam-reject-score`; nothing was stored.
 pub const SPAM_REJECTED: &[u8] = b"550 5.7.1 Message rejected as spam\r\n";
 /// Every command but QUIT from a client refused before the greeting (RFC 5321 3.1: after
@@ -274,6 +278,7 @@ mod tests {
             (IDLE_CUT_UNDER_STRESS, "421 4.7.0 "),
             (TOO_MANY_MESSAGES_FROM_CLIENT, "421 4.7.0 "),
             (SPAM_REJECTED, "550 5.7.1 "),
+            (PARTITION_NOT_SERVED, "450 4.1.1 "),
             (REFUSED_SESSION, "503 5.5.1 "),
         ];
         for verb in ALL_VERBS {

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use crate::http::api::{Route, percent_decode};
 use crate::http::request::Request;
 use crate::http::response::Response;
+use crate::partition::{Partition, PartitionSet};
 use crate::token::InboxTokens;
 
 /// The query parameter that carries a token where no header can.
@@ -41,6 +42,36 @@ pub fn authorize(route: Route, request: &Request, tokens: &InboxTokens) -> Resul
     } else {
         Err(no_such_inbox())
     }
+}
+
+/// With `--owned-partitions`, a request for an inbox this node does not serve is a 421
+/// Misdirected Request (RFC 9110 15.5.20): HTTPS's routing (HAProxy, docs/scale-out.md)
+/// sent it to the wrong node, which says so instead of answering for an empty inbox.
+pub fn check_partition(route: Route, owned: PartitionSet) -> Result<Route, Response> {
+    if owned.is_all() {
+        return Ok(route);
+    }
+    let key = match &route {
+        Route::Inbox(inbox_request) => &inbox_request.key,
+        Route::WebSocket { key, .. } => key,
+        Route::Asset(_) | Route::Healthz | Route::Metrics | Route::CreateAddress { .. } => {
+            return Ok(route);
+        }
+    };
+    if owned.contains(Partition::of(key)) {
+        Ok(route)
+    } else {
+        Err(misdirected())
+    }
+}
+
+/// The answer for an inbox in a partition this node does not own.
+pub fn misdirected() -> Response {
+    Response::error(
+        421,
+        "misdirected",
+        "this node does not serve this address's partition; ask the node the partition map names",
+    )
 }
 
 /// What a request for a private inbox without its token gets, for every address and route.

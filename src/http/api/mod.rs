@@ -51,9 +51,10 @@ use crate::http::request::{Method, Request, WebSocketUpgrade};
 use crate::http::response::Response;
 use crate::mail::ViewCache;
 use crate::mail::search::{ParseBatch, Query, SearchState, Step};
+use crate::partition::{Partition, PartitionSet};
 use crate::store::{Listing, MessageId, Shard};
 use crate::token::InboxTokens;
-pub use access::{TOKEN_PARAMETER, authorize, no_such_inbox};
+pub use access::{TOKEN_PARAMETER, authorize, check_partition, misdirected, no_such_inbox};
 pub use views::{FILENAME_CHARS_MAX, attachments_path, rfc3339, summary_text};
 use views::{IdJson, ListingJson, MessageJson, SummaryJson, attachment_response};
 
@@ -516,10 +517,14 @@ pub fn create_address(
     chosen: Option<&InboxKey<'_>>,
     domains: &DomainPolicy,
     tokens: &InboxTokens,
+    owned: PartitionSet,
     ttl_secs: u64,
     now_ms: u64,
 ) -> Response {
     if let Some(chosen) = chosen {
+        if !owned.contains(Partition::of(chosen)) {
+            return misdirected();
+        }
         if tokens.required() {
             return Response::error(
                 403,
@@ -558,7 +563,15 @@ pub fn create_address(
             }
         },
     };
-    let local_part = match random_local_part() {
+    let first_chars = owned.first_chars();
+    if first_chars.is_empty() {
+        return Response::error(
+            503,
+            "unavailable",
+            "this node owns no partition of generated addresses (--owned-partitions is only other)",
+        );
+    }
+    let local_part = match random_local_part(&first_chars) {
         Ok(local_part) => local_part,
         Err(error) => {
             return Response::error(
@@ -828,16 +841,28 @@ fn checked_domain(domain: &str, domains: &DomainPolicy) -> Result<String, String
 
 /// `LOCAL_PART_CHARS` characters of `[a-z0-9]` from the operating system's secure random
 /// generator, without modulo bias (bytes of 252 and above are skipped: 252 = 7 * 36).
-fn random_local_part() -> Result<String, getrandom::Error> {
+///
+/// The first character is drawn from `first_chars` (the node's partitions, see
+/// `partition`; all 36 when it runs alone), the same way: bytes at or above the largest
+/// multiple of its length are skipped.
+fn random_local_part(first_chars: &[u8]) -> Result<String, getrandom::Error> {
     let mut local_part = String::with_capacity(LOCAL_PART_CHARS);
     let mut random = [0u8; 2 * LOCAL_PART_CHARS];
+    let n_first = first_chars.len().clamp(1, 256);
+    let first_limit = 256 - 256 % n_first;
     while local_part.len() < LOCAL_PART_CHARS {
         getrandom::fill(&mut random)?;
-        for &byte in random.iter().filter(|&&byte| byte < 252) {
+        for &byte in &random {
             if local_part.len() == LOCAL_PART_CHARS {
                 break;
             }
-            local_part.push(char::from(LOCAL_PART_ALPHABET[usize::from(byte % 36)]));
+            if local_part.is_empty() {
+                if usize::from(byte) < first_limit {
+                    local_part.push(char::from(first_chars[usize::from(byte) % n_first]));
+                }
+            } else if byte < 252 {
+                local_part.push(char::from(LOCAL_PART_ALPHABET[usize::from(byte % 36)]));
+            }
         }
     }
     Ok(local_part)

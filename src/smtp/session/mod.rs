@@ -102,6 +102,10 @@ pub struct SessionConfig {
     pub starttls_available: bool,
     /// Whether MAIL is refused with `530 5.7.0` until TLS is active (RFC 3207 4).
     pub tls_required: bool,
+    /// The address partitions this node serves (`--owned-partitions`); RCPT for another
+    /// gets `450 4.1.1`, so a relay with an outdated partition map retries instead of
+    /// bouncing.
+    pub owned_partitions: crate::partition::PartitionSet,
 }
 
 /// What the caller must do after `Session::advance`.
@@ -676,6 +680,14 @@ impl Session {
         let domain = key.domain().unwrap_or_default();
         if matches!(forward_path, ForwardPath::Mailbox(_)) && !self.config.domains.accepts(domain) {
             return self.reply_error(reply::RELAY_DENIED, out);
+        }
+        if !self.config.owned_partitions.is_all()
+            && !self
+                .config
+                .owned_partitions
+                .contains(crate::partition::Partition::of(&key))
+        {
+            return self.reply_error(reply::PARTITION_NOT_SERVED, out);
         }
         let added = self
             .recipients

@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::http::api::views::{ATTACHMENT_CSP, Rfc3339, content_disposition};
 use crate::mail::ParsedMessage;
+use crate::partition::PartitionSet;
 use crate::store::{Incoming, Rcpt, ShardConfig};
 
 /// The hand-written RFC 3339 formatter against the `time` crate, over 0000..=9999.
@@ -533,7 +534,15 @@ fn creates_random_addresses() {
     ];
     let tokens = tokens(false);
     for (domain, policy, expected) in cases {
-        let response = create_address(domain, None, policy, &tokens, 3600, NOW_MS);
+        let response = create_address(
+            domain,
+            None,
+            policy,
+            &tokens,
+            PartitionSet::ALL,
+            3600,
+            NOW_MS,
+        );
         let body: Value = serde_json::from_slice(&response.body).expect("JSON");
         match expected {
             Ok(expected_domain) => {
@@ -562,7 +571,7 @@ fn creates_random_addresses() {
         }
     }
     let local_parts: std::collections::HashSet<String> = (0..1000)
-        .map(|_| random_local_part().expect("random"))
+        .map(|_| random_local_part(&PartitionSet::ALL.first_chars()).expect("random"))
         .collect();
     assert_eq!(local_parts.len(), 1000);
     // Every character of the alphabet shows up: no stuck or biased generator.
@@ -576,7 +585,15 @@ fn creates_random_addresses() {
 #[test]
 fn chosen_addresses_get_no_token() {
     let chosen = key("signup-7@example.test");
-    let response = create_address(None, Some(&chosen), &domains(), &tokens(false), 60, NOW_MS);
+    let response = create_address(
+        None,
+        Some(&chosen),
+        &domains(),
+        &tokens(false),
+        PartitionSet::ALL,
+        60,
+        NOW_MS,
+    );
     assert_eq!(response.status, 201);
     let body: Value = serde_json::from_slice(&response.body).expect("JSON");
     assert_eq!(body["address"], "signup-7@example.test");
@@ -584,7 +601,15 @@ fn chosen_addresses_get_no_token() {
     assert_eq!(body["ttl_seconds"], 60);
     assert_eq!(body["token"], Value::Null);
 
-    let refused = create_address(None, Some(&chosen), &domains(), &tokens(true), 60, NOW_MS);
+    let refused = create_address(
+        None,
+        Some(&chosen),
+        &domains(),
+        &tokens(true),
+        PartitionSet::ALL,
+        60,
+        NOW_MS,
+    );
     assert_eq!(refused.status, 403);
     let body: Value = serde_json::from_slice(&refused.body).expect("JSON");
     assert_eq!(body["error"]["code"], "forbidden");
@@ -593,10 +618,50 @@ fn chosen_addresses_get_no_token() {
         Some(&key("x@example.test")),
         &domains(),
         &tokens(true),
+        PartitionSet::ALL,
         60,
         NOW_MS,
     );
     assert_eq!(other.body, refused.body);
+}
+
+/// With `--owned-partitions`, generated addresses start with a character of the node's
+/// partitions (each of them, over many draws), and a chosen address elsewhere is a 421.
+#[test]
+fn create_address_stays_inside_the_owned_partitions() {
+    let owned = PartitionSet::parse("x-z,7").unwrap();
+    let mut firsts = std::collections::BTreeSet::new();
+    for _ in 0..400 {
+        let response = create_address(None, None, &domains(), &tokens(false), owned, 60, NOW_MS);
+        assert_eq!(response.status, 201);
+        let body: Value = serde_json::from_slice(&response.body).expect("JSON");
+        let address = body["address"].as_str().expect("address").to_string();
+        firsts.insert(address.as_bytes()[0]);
+        assert_eq!(address.find('@'), Some(crate::http::api::LOCAL_PART_CHARS));
+    }
+    assert_eq!(firsts.into_iter().collect::<Vec<u8>>(), b"7xyz");
+    let chosen = key("alice@example.test");
+    let response = create_address(
+        None,
+        Some(&chosen),
+        &domains(),
+        &tokens(false),
+        owned,
+        60,
+        NOW_MS,
+    );
+    assert_eq!(response.status, 421);
+    let only_other = PartitionSet::parse("other").unwrap();
+    let response = create_address(
+        None,
+        None,
+        &domains(),
+        &tokens(false),
+        only_other,
+        60,
+        NOW_MS,
+    );
+    assert_eq!(response.status, 503);
 }
 
 #[test]

@@ -30,6 +30,7 @@ fn config() -> SessionConfig {
         domains: DomainPolicy::new(&["example.test", "*.sub.example.test"]),
         starttls_available: false,
         tls_required: false,
+        owned_partitions: crate::partition::PartitionSet::ALL,
     }
 }
 
@@ -345,3 +346,30 @@ const STREAM_PIECES: &[&[u8]] = &[
     b"RSET\r\n",
     b"STARTTLS\r\n",
 ];
+
+/// `--owned-partitions`: RCPT for an inbox of another node's partition is a temporary
+/// `450 4.1.1` (a relay with an outdated map retries), and the transaction goes on with
+/// the recipients this node serves.
+#[test]
+fn recipients_outside_the_owned_partitions_get_450() {
+    let owned = crate::partition::PartitionSet::parse("a-h,other").unwrap();
+    let mut test = TestSession::with_config(
+        SessionConfig {
+            owned_partitions: owned,
+            ..config()
+        },
+        None,
+    );
+    test.feed(
+        b"EHLO client.example\r\nMAIL FROM:<a@client.example>\r\nRCPT TO:<zed@example.test>\r\n\
+          RCPT TO:<Bob@example.test>\r\nRCPT TO:<_x@example.test>\r\nDATA\r\nhi\r\n.\r\n",
+    );
+    assert_eq!(
+        test.codes(),
+        [250, 250, 450, 250, 250, 354, 250],
+        "{}",
+        test.text()
+    );
+    assert!(test.text().contains("450 4.1.1 "), "{}", test.text());
+    assert_eq!(test.stored.len(), 1);
+}
