@@ -191,6 +191,12 @@ step "$messages messages to $inboxes inboxes through Postfix; node ${nodes[$vict
     echo "${node_pid[$victim]}" > "$work/restarted.pid"
 ) &
 killer=$!
+# Meanwhile one inbox is watched through HAProxy as the page watches it: a long poll and
+# the WebSocket, each routed to the inbox's node.
+ip netns exec "${ns}client" python3 loadtest/cluster/watch_inbox.py "$lb_ip:80" \
+    0-user0@example.test 60 >"$work/watch.out" 2>&1 &
+watcher=$!
+sleep 1
 # The blaster sends at a fixed rate (so the kill lands mid-run), then reads every inbox
 # back through HAProxy until all it got a 250 for is there (--verify-wait): mail Postfix
 # queued for the dead node arrives after the node is back.
@@ -202,6 +208,10 @@ ip netns exec "${ns}client" "$blaster" "$mx_ip:25" --allow-non-loopback \
     blast_status=$?
 wait "$killer"
 pids+=("$(cat "$work/restarted.pid")")
+watch_status=0
+wait "$watcher" || watch_status=$?
+cat "$work/watch.out"
+[ "$watch_status" -eq 0 ] || { echo "cluster: reads through HAProxy failed" >&2; exit 1; }
 [ -s "$work/blast.json" ] || fail "the blast failed ($blast_status): $(tail -3 "$work/blast.log")"
 wait_http "${ns}${nodes[$victim]}" "http://${node_ip[$victim]}:8025/healthz"
 queued=$(find "$work/postfix/queue/incoming" "$work/postfix/queue/active" \

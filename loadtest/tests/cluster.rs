@@ -57,5 +57,11 @@ fn postfix_and_haproxy_in_front_of_three_nodes_lose_nothing_when_one_dies() {
         stdout.contains("lost (missing or corrupted): 0"),
         "{stdout}\n{stderr}"
     );
+    for watched in [
+        "long poll through HAProxy: ok",
+        "WebSocket through HAProxy: ok",
+    ] {
+        assert!(stdout.contains(watched), "{stdout}\n{stderr}");
+    }
     eprintln!("{stdout}");
 }
