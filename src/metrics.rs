@@ -369,6 +369,49 @@ type Field = fn(&Snapshot) -> u64;
 /// Reads one histogram out of a snapshot.
 type HistogramField = fn(&Snapshot) -> &LatencySnapshot;
 
+/// Appends the resolver thread's counts (sender checks and blocklists, one thread for the
+/// process) to a rendering.
+pub fn render_resolver(stats: &crate::auth::VerifierStats, out: &mut String) {
+    let counters: [(&str, &str, u64); 6] = [
+        (
+            "mayfly_auth_checks_total",
+            "Messages the sender-check resolver thread answered.",
+            stats.n_verified,
+        ),
+        (
+            "mayfly_dnsbl_queries_total",
+            "DNSBL queries the resolver thread answered (one per client, all zones).",
+            stats.n_dnsbl,
+        ),
+        (
+            "mayfly_auth_queue_full_total",
+            "Requests answered temperror at once because the resolver queue was full.",
+            stats.n_queue_full,
+        ),
+        (
+            "mayfly_auth_deadline_expired_total",
+            "Requests whose deadline (--auth-timeout) passed before every check finished.",
+            stats.n_deadline_expired,
+        ),
+        (
+            "mayfly_auth_unavailable_total",
+            "Requests answered temperror because the resolver thread was gone.",
+            stats.n_unavailable,
+        ),
+        (
+            "mayfly_auth_stalled_skipped_total",
+            "Messages answered temperror at once because their sender domain's checks ran into the deadline within the last 30 s.",
+            stats.n_stalled_skipped,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+}
+
 /// Renders the Prometheus text exposition (version 0.0.4) of all shards, index = shard.
 pub fn render(shards: &[Snapshot]) -> String {
     let mut out = String::with_capacity(4096);

@@ -486,6 +486,25 @@ fn a_resolver_that_never_answers_gives_temperror_within_the_deadline() {
         (1, 1),
         "{stats:?}"
     );
+    // The sender's domain stalled: its next message is answered temperror without taking
+    // a place in flight for a whole deadline; another domain is still tried.
+    let again = verify(
+        &verifier,
+        request(GOOD_IP, "mail.sender.test", "b@pass.sender.test", &signed),
+    );
+    assert_eq!(again.spf.result, Verdict::TempError);
+    assert_eq!(verifier.stats().n_stalled_skipped, 1);
+    let other = verify(
+        &verifier,
+        request(GOOD_IP, "mail.sender.test", "c@other.sender.test", &signed),
+    );
+    assert_eq!(other.spf.result, Verdict::TempError);
+    let stats = verifier.stats();
+    assert_eq!(
+        (stats.n_stalled_skipped, stats.n_deadline_expired),
+        (1, 2),
+        "{stats:?}"
+    );
 
     let started = Instant::now();
     let zones: Arc<[Box<str>]> = Arc::from(vec!["dnsbl.test".into()]);
@@ -590,6 +609,29 @@ fn a_full_queue_is_answered_at_once_with_temperror() {
         assert_eq!(results.iprev.result, Verdict::TempError);
         assert_eq!(results.client_ip, None);
     }
+    // The thread may still be taking requests into flight (up to IN_FLIGHT_MAX, none of
+    // which can finish in 30 s), which makes room in the queue: push until many pushes in
+    // a row are turned away, so the queue stays full for the DNSBL request below.
+    let mut n_refused_in_a_row = 0;
+    for _ in 0..100_000 {
+        let mut extra = verifier.verify(request(
+            GOOD_IP,
+            "mail.sender.test",
+            "a@pass.sender.test",
+            &message,
+        ));
+        if extra.try_recv().expect("not cancelled").is_some() {
+            n_refused_in_a_row += 1;
+            if n_refused_in_a_row == 64 {
+                break;
+            }
+        } else {
+            n_refused_in_a_row = 0;
+            receivers.push(extra);
+        }
+    }
+    assert_eq!(n_refused_in_a_row, 64, "the queue never stayed full");
+    let n_queue_full = verifier.stats().n_queue_full;
     let zones: Arc<[Box<str>]> = Arc::from(vec!["dnsbl.test".into()]);
     let mut dnsbl = verifier.dnsbl(LISTED_IP.parse().unwrap(), zones);
     let answer = dnsbl
@@ -775,6 +817,7 @@ fn blocklisted_clients_get_554_before_the_greeting() {
         2
     );
     assert_eq!(server.metric_total("mayfly_dnsbl_lookup_failures_total"), 0);
+    assert_eq!(server.metric_total("mayfly_dnsbl_queries_total"), 4);
     server.wait_inbox_total("bob@mayfly.test", 1);
 }
 

@@ -47,6 +47,13 @@ pub use results::{
 /// the thread 28 µs (RSA-2048) to 48 µs (Ed25519) with a warm cache (`benches/auth.rs`),
 /// so 1,024 signed messages are some 30 to 50 ms of its work.
 pub const QUEUE_MAX: usize = 1_024;
+/// How long a sender domain whose checks ran into their deadline is answered `temperror`
+/// at once (see `VerifierStats::n_stalled_skipped`): long enough that a domain whose DNS
+/// never answers holds at most a few places in flight, short enough that a brief outage
+/// costs little.
+pub const STALLED_DOMAIN_TTL: Duration = Duration::from_secs(30);
+/// Stalled sender domains remembered at once.
+pub const STALLED_DOMAINS_MAX: usize = 4_096;
 /// Requests the resolver thread works on at once. Each has up to four lookups in flight
 /// (SPF, DKIM, ARC, iprev run side by side), and hickory opens a UDP socket per query, so
 /// this also bounds the thread's sockets (to about 512). While it is reached, requests
@@ -135,6 +142,9 @@ pub struct VerifierStats {
     pub n_deadline_expired: u64,
     /// Requests answered with `temperror` because the resolver thread is gone.
     pub n_unavailable: u64,
+    /// Messages answered `temperror` at once because their sender domain's checks ran
+    /// into the deadline within the last `STALLED_DOMAIN_TTL`.
+    pub n_stalled_skipped: u64,
 }
 
 /// A cheap handle to the resolver thread; clone it into every executor.
@@ -299,6 +309,7 @@ struct Counters {
     n_queue_full: AtomicU64,
     n_deadline_expired: AtomicU64,
     n_unavailable: AtomicU64,
+    n_stalled_skipped: AtomicU64,
 }
 
 impl Counters {
@@ -309,6 +320,7 @@ impl Counters {
             n_queue_full: self.n_queue_full.load(Ordering::Relaxed),
             n_deadline_expired: self.n_deadline_expired.load(Ordering::Relaxed),
             n_unavailable: self.n_unavailable.load(Ordering::Relaxed),
+            n_stalled_skipped: self.n_stalled_skipped.load(Ordering::Relaxed),
         }
     }
 }

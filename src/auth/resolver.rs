@@ -110,6 +110,7 @@ pub(super) fn spawn(
                 authenticator,
                 caches: Caches::new(),
                 counters,
+                stalled: std::cell::RefCell::new(std::collections::HashMap::new()),
             });
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime, serve(ctx, jobs, doorbell));
@@ -154,6 +155,50 @@ struct Ctx {
     authenticator: MessageAuthenticator,
     caches: Caches,
     counters: Arc<Counters>,
+    /// Sender domains whose last check ran into its deadline, and until when their
+    /// messages are answered `temperror` at once instead of tying up a place in flight
+    /// for a whole deadline each: a domain whose name servers never answer would
+    /// otherwise fill all `IN_FLIGHT_MAX` places and starve every other sender.
+    stalled: std::cell::RefCell<std::collections::HashMap<String, Instant>>,
+}
+
+impl Ctx {
+    /// Whether `domain`'s checks are known to stall now.
+    fn is_stalled(&self, domain: &str, now: Instant) -> bool {
+        let mut stalled = self.stalled.borrow_mut();
+        match stalled.get(domain) {
+            Some(&until) if now < until => true,
+            Some(_) => {
+                stalled.remove(domain);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Remembers that `domain`'s check ran out of time. At `STALLED_DOMAINS_MAX` the
+    /// expired entries go first, then (under a flood of distinct dead domains) all.
+    fn note_stalled(&self, domain: &str, now: Instant) {
+        let mut stalled = self.stalled.borrow_mut();
+        if stalled.len() >= crate::auth::STALLED_DOMAINS_MAX {
+            stalled.retain(|_, until| now < *until);
+            if stalled.len() >= crate::auth::STALLED_DOMAINS_MAX {
+                stalled.clear();
+            }
+        }
+        stalled.insert(domain.to_string(), now + crate::auth::STALLED_DOMAIN_TTL);
+    }
+}
+
+/// The domain a message's checks are remembered by: the MAIL FROM domain, or the HELO
+/// name for the null sender (what SPF checks first, and what a spammer's broken DNS is
+/// usually about).
+fn sender_domain(request: &VerifyRequest) -> String {
+    let domain = match request.mail_from.rsplit_once('@') {
+        Some((_, domain)) => domain,
+        None => &request.helo,
+    };
+    domain.to_ascii_lowercase()
 }
 
 /// Takes jobs off the channel while there is room in flight, until the last `Verifier` is
@@ -250,12 +295,22 @@ async fn run(ctx: &Ctx, job: Job) {
                 value: AuthResults::temperror(&request),
                 reply: Some(reply),
             };
+            let domain = sender_domain(&request);
+            if ctx.is_stalled(&domain, Instant::now()) {
+                ctx.counters
+                    .n_stalled_skipped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
             let on_time = tokio::time::timeout_at(
                 due.into(),
                 check_message(ctx, &request, &mut answer.value),
             )
             .await
             .is_ok();
+            if !on_time {
+                ctx.note_stalled(&domain, Instant::now());
+            }
             ctx.counters.count_verified(on_time);
         }
         Job::Dnsbl {

@@ -323,11 +323,21 @@ async fn respond<S: Shards>(ctx: &NetCtx<S>, route: Route) -> Response {
         }
         Route::Metrics => {
             let snapshots = ctx.shards.metrics().await;
+            let mut body = metrics::render(&snapshots);
+            // The resolver thread is one for the process: its counts are not per shard.
+            let resolver = ctx.checks.verifier.as_ref().or(ctx
+                .checks
+                .dnsbl
+                .as_ref()
+                .map(|dnsbl| dnsbl.resolver()));
+            if let Some(resolver) = resolver {
+                metrics::render_resolver(&resolver.stats(), &mut body);
+            }
             Response {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 headers: Vec::new(),
-                body: metrics::render(&snapshots).into_bytes(),
+                body: body.into_bytes(),
             }
         }
         Route::CreateAddress { domain, address } => api::create_address(

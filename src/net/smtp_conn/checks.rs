@@ -97,6 +97,11 @@ pub struct Dnsbl {
 }
 
 impl Dnsbl {
+    /// The resolver thread the blocklists are asked through.
+    pub fn resolver(&self) -> &Verifier {
+        &self.resolver
+    }
+
     /// Asks every zone about `client_ip`; the refusal to send instead of the greeting
     /// when its listings weigh `threshold` or more. A zone that does not answer in time
     /// counts as not listing the client.
