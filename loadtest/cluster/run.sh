@@ -44,6 +44,15 @@ command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || missing+=("pos
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=("haproxy")
 [ -x "$mayfly" ] || missing+=("$mayfly (cargo build --release)")
 [ -x "$blaster" ] || missing+=("$blaster (cargo build --release -p smtp-blaster)")
+if [ ${#missing[@]} -eq 0 ]; then
+    # Root may still lack the right to make namespaces (a container without CAP_SYS_ADMIN).
+    probe="mfcprobe$$"
+    if ip netns add "$probe" 2>/dev/null; then
+        ip netns del "$probe"
+    else
+        missing+=("the right to create network namespaces")
+    fi
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "cluster: cannot run, missing: ${missing[*]}" >&2
     exit 2
