@@ -48,6 +48,10 @@ if [ ${#missing[@]} -eq 0 ]; then
     # Root may still lack the right to make namespaces (a container without CAP_SYS_ADMIN).
     probe="mfcprobe$$"
     if ip netns add "$probe" 2>/dev/null; then
+        if ! { ip -n "$probe" link add br0 type bridge &&
+            ip -n "$probe" link add va type veth peer name vb; } 2>/dev/null; then
+            missing+=("bridge and veth interfaces in a network namespace")
+        fi
         ip netns del "$probe"
     else
         missing+=("the right to create network namespaces")
