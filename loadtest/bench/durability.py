@@ -13,15 +13,25 @@ restored); then stops it with SIGTERM (which writes a snapshot) and times that r
 RSS after each restore and the shards' own restore_duration_ms are recorded.
 
 Python 3 standard library only; 127.0.0.1 only; every run bounded in messages and time.
+
+Before the modes, `disk_probe` measures what the disk under --data-root does for a journal:
+O_DIRECT 4 KiB overwrites of a written file, each followed by fdatasync, from 1 and from 4
+threads at once (the journal keeps up to 4 commits in flight per shard), on the server's CPUs.
 """
 
+import mmap
 import os
 import shutil
+import threading
 import signal
 import subprocess
 import tempfile
 import time
 
+PROBE_FILE_BYTES = 16 << 20
+PROBE_BLOCK_BYTES = 4096
+PROBE_SYNCS_PER_THREAD = 400
+PROBE_THREADS = (1, 4)
 MODES = ("none", "snapshot", "journal")
 # A journaling server at the fsync rate of this VM's disk takes 30-60 k msg/s; runs are
 # timed rather than counted so each mode gets the same seconds.
@@ -45,9 +55,69 @@ def mode_flags(mode, data):
     return [] if mode == "none" else ["--durability", mode, "--data-dir", data]
 
 
+def disk_probe(data_root, cpus):
+    """Write + fdatasync rate and latency of 4 KiB O_DIRECT overwrites under `data_root`,
+    from 1 and 4 threads; None where O_DIRECT is not supported (tmpfs)."""
+    path = os.path.join(data_root, f"mayfly-fsync-probe-{os.getpid()}")
+    old_cpus = os.sched_getaffinity(0)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o600)
+    except OSError:
+        return None
+    out = {}
+    try:
+        os.sched_setaffinity(0, cpus)
+        zeros = mmap.mmap(-1, 1 << 20)
+        for offset in range(0, PROBE_FILE_BYTES, 1 << 20):
+            os.pwrite(fd, zeros, offset)
+        os.fdatasync(fd)
+        block = mmap.mmap(-1, PROBE_BLOCK_BYTES)
+        block.write(b"j" * PROBE_BLOCK_BYTES)
+        n_blocks = PROBE_FILE_BYTES // PROBE_BLOCK_BYTES
+
+        def worker(idx, n_threads, latencies):
+            for i in range(PROBE_SYNCS_PER_THREAD):
+                t0 = time.perf_counter()
+                os.pwrite(fd, block, ((i * n_threads + idx) % n_blocks) * PROBE_BLOCK_BYTES)
+                os.fdatasync(fd)
+                latencies.append(time.perf_counter() - t0)
+
+        for n_threads in PROBE_THREADS:
+            latencies = []
+            threads = [threading.Thread(target=worker, args=(idx, n_threads, latencies)) for idx in range(n_threads)]
+            t0 = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - t0
+            latencies.sort()
+            out[str(n_threads)] = {"syncs_per_s": len(latencies) / elapsed,
+                                   "p50_us": latencies[len(latencies) // 2] * 1e6,
+                                   "p99_us": latencies[int(len(latencies) * 0.99)] * 1e6}
+    finally:
+        os.sched_setaffinity(0, old_cpus)
+        os.close(fd)
+        os.unlink(path)
+    return out
+
+
+def _cpu_set(spec):
+    cpus = set()
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
 def run_modes(tools, cfg, results):
     """Every workload under every mode, cfg.rounds rounds, order rotated per round."""
     out = results.setdefault("durability", {"data_root": cfg.data_root, "runs": []})
+    probe = disk_probe(cfg.data_root, _cpu_set(cfg.server_cpus))
+    out["disk_probe"] = probe
+    for n_threads, r in (probe or {}).items():
+        tools.log(f"disk probe, {n_threads} thread(s): {r['syncs_per_s']:,.0f} 4 KiB write+fdatasync/s, "
+                  f"p50 {r['p50_us']:.0f} us, p99 {r['p99_us']:.0f} us")
     for rnd in range(1, cfg.rounds + 1):
         la, busy = tools.wait_quiet(cfg)
         tools.log(f"durability round {rnd}/{cfg.rounds} (load average {la:.2f}, other work {busy:.2f} CPUs, "
@@ -164,8 +234,13 @@ def markdown(tools, results):
     if runs:
         lines += ["## Durability modes", "",
                   f"Data directories under `{results['durability']['data_root']}`; medians over rounds. "
-                  "Commits are journal writes, each with one fdatasync.", "",
-                  "| workload | mode | msg/s | vs none | CPU us/msg | vs none | commits/msg | commit mean us | snapshots |",
+                  "Commits are journal writes, each with one fdatasync.", ""]
+        probe = results["durability"].get("disk_probe")
+        if probe:
+            lines += ["Disk probe (4 KiB O_DIRECT overwrite + fdatasync on the server's CPUs): " + "; ".join(
+                f"{n} thread{'s' if n != '1' else ''}: {r['syncs_per_s']:,.0f}/s, p50 {r['p50_us']:.0f} us, "
+                f"p99 {r['p99_us']:.0f} us" for n, r in probe.items()) + ".", ""]
+        lines += ["| workload | mode | msg/s | vs none | CPU us/msg | vs none | commits/msg | commit mean us | snapshots |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         names = []
         for r in runs:

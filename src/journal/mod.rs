@@ -11,10 +11,22 @@
 //!
 //! `Journal` is one shard's writer. `append` adds a record to the batch being gathered and
 //! returns a receiver that completes when that batch is durable; the shard's flusher task
-//! (`run_flusher`) takes the whole batch, seals and checksums it, writes it and
-//! `fdatasync`s it, then completes every receiver of the batch at once. Records appended
-//! while a batch is being written form the next batch: that is the group commit, so
-//! pipelined and concurrent senders share one write and one `fdatasync`.
+//! (`run_flusher`) takes the whole batch, seals and checksums it and writes it, then
+//! starts its `fdatasync` in a task of its own and goes on to the next batch. Records
+//! appended while a batch is being written form the next batch: that is the group commit,
+//! so pipelined and concurrent senders share one write and one `fdatasync`.
+//!
+//! Commits overlap: up to `SYNCS_IN_FLIGHT_MAX` batches may be written and waiting for
+//! their `fdatasync` at once (the device serves several flushes at a time, and one commit
+//! in flight left the shard waiting on the disk, `docs/performance.md`). Writes stay one
+//! at a time and in batch order, and every `fdatasync` starts after its batch's write has
+//! completed. Invariant: a batch's receivers are completed only after the `fdatasync`
+//! that followed its write has succeeded, and batches are settled strictly in order
+//! (`settle`), so an acknowledgement never gets ahead of the file: once batch `n` is
+//! acknowledged, every earlier batch has been acknowledged or failed. A failed write or
+//! `fdatasync` fails its batch and every later batch of the same file, since after an
+//! error nothing says which of the file's blocks reached the device; the flusher then
+//! goes on in a new file.
 //!
 //! Journal files are deleted in order, oldest first, as soon as every message they hold
 //! is gone from the store: the store pops messages in the order they were stored, so a
@@ -43,6 +55,11 @@ use crate::metrics::LatencyHistogram;
 /// Bytes of a batch kept for the next one (the rest is given back), so a burst does not
 /// pin its batch buffer.
 const BATCH_BYTES_KEPT: usize = 1 << 20;
+/// Batches of one shard written and waiting for their `fdatasync` at the same time. Two
+/// let the next batch be written while the previous one syncs, which is most of the gain;
+/// more in flight make each commit carry fewer messages (more `fdatasync`s, more CPU per
+/// message) and measured no faster (`docs/performance.md`, "Durability modes").
+pub const SYNCS_IN_FLIGHT_MAX: usize = 2;
 
 /// Told whether the batch holding a record became durable.
 type Waiter = oneshot::Sender<Result<(), NotDurable>>;
@@ -63,11 +80,28 @@ pub struct Journal {
     signal: RefCell<Option<mpsc::Sender<()>>>,
     /// Closed files, oldest first, with the seq of the last message each holds.
     closed_files: RefCell<VecDeque<(PathBuf, u64)>>,
-    /// The last batch written (or failed).
+    /// Batches written (or failed) and not yet settled, in batch order.
+    /// Invariant: numbers strictly increase, and all are above `completed`.
+    unsettled: RefCell<VecDeque<Unsettled>>,
+    /// The newest file whose write or `fdatasync` failed: the flusher leaves it, and
+    /// batches written to it later fail. (Only the newest file takes writes, so an older
+    /// file failing later must not replace it here.)
+    failed_file: Cell<Option<u64>>,
+    /// The last batch settled (durable or failed).
     completed: Cell<u64>,
     /// The first batch that failed, if any did.
     first_failed: Cell<Option<u64>>,
     pub stats: JournalStats,
+}
+
+/// A batch whose write was issued, waiting for its `fdatasync` (or already failed).
+#[derive(Clone, Copy)]
+struct Unsettled {
+    number: u64,
+    /// The file it was written to.
+    file_number: u64,
+    /// `None` while its `fdatasync` runs.
+    outcome: Option<Result<(), NotDurable>>,
 }
 
 /// Counters of one shard's journal, for `/metrics`.
@@ -123,6 +157,8 @@ impl Journal {
             waiters: RefCell::new(VecDeque::new()),
             signal: RefCell::new(Some(signal)),
             closed_files: RefCell::new(VecDeque::new()),
+            unsettled: RefCell::new(VecDeque::with_capacity(SYNCS_IN_FLIGHT_MAX + 1)),
+            failed_file: Cell::new(None),
             completed: Cell::new(0),
             first_failed: Cell::new(None),
             stats: JournalStats::default(),
@@ -212,9 +248,13 @@ impl Journal {
         retired
     }
 
-    /// Takes the batch gathered so far (empty if nothing was appended).
-    fn take(&self) -> TakenBatch {
+    /// Takes the batch gathered so far; None if nothing was appended (the batch keeps its
+    /// number, so a `barrier` waiting for it is not left waiting for a batch never written).
+    fn take(&self) -> Option<TakenBatch> {
         let mut batch = self.pending.borrow_mut();
+        if batch.frame_starts.is_empty() {
+            return None;
+        }
         let kept_bytes = batch.bytes.capacity().min(BATCH_BYTES_KEPT);
         let bytes = std::mem::replace(&mut batch.bytes, Vec::with_capacity(kept_bytes));
         let taken = TakenBatch {
@@ -224,10 +264,113 @@ impl Journal {
             last_seq: std::mem::take(&mut batch.last_seq),
         };
         batch.number += 1;
-        taken
+        Some(taken)
     }
 
-    /// Completes the receivers of batch `number`.
+    /// Notes that batch `number` was written to file `file_number` and its `fdatasync`
+    /// started (`outcome` None), or that it failed before that (`Some(Err)`).
+    fn unsettled(&self, number: u64, file_number: u64, outcome: Option<Result<(), NotDurable>>) {
+        // A write that completed after its file failed follows a hole: a reader stops at
+        // the hole, so this batch is not durable whatever its own `fdatasync` says.
+        let outcome = if self.failed_file.get() == Some(file_number) {
+            Some(Err(NotDurable))
+        } else {
+            outcome
+        };
+        let mut unsettled = self.unsettled.borrow_mut();
+        assert!(
+            unsettled
+                .back()
+                .map_or(self.completed.get(), |last| last.number)
+                < number,
+            "journal batches are settled in order"
+        );
+        unsettled.push_back(Unsettled {
+            number,
+            file_number,
+            outcome,
+        });
+        drop(unsettled);
+        self.settle();
+    }
+
+    /// Batch `number`'s write to file `file_number` failed: it fails, and so does every
+    /// later batch of that file, and the flusher leaves the file.
+    fn write_failed(&self, number: u64, file_number: u64) {
+        self.file_failed(file_number);
+        self.unsettled(number, file_number, Some(Err(NotDurable)));
+    }
+
+    /// File `file_number` had a failed write or `fdatasync`: the flusher must not write to
+    /// it again.
+    fn file_failed(&self, file_number: u64) {
+        let newest = self
+            .failed_file
+            .get()
+            .map_or(file_number, |failed| failed.max(file_number));
+        self.failed_file.set(Some(newest));
+    }
+
+    /// Batch `number`'s `fdatasync` finished with `outcome`; settles every batch that can
+    /// be settled now.
+    fn synced(&self, number: u64, outcome: Result<(), NotDurable>) {
+        let mut unsettled = self.unsettled.borrow_mut();
+        let Some(entry) = unsettled.iter_mut().find(|entry| entry.number == number) else {
+            // Failed and settled already, because an earlier batch of its file failed.
+            assert!(
+                number <= self.completed.get() && self.first_failed.get().is_some(),
+                "batch {number} synced but never written"
+            );
+            return;
+        };
+        if outcome.is_err() {
+            self.file_failed(entry.file_number);
+        }
+        // An earlier failure in the file may have failed it already: that stands.
+        if entry.outcome.is_none() {
+            entry.outcome = Some(outcome);
+        }
+        drop(unsettled);
+        self.settle();
+    }
+
+    /// Settles the batches at the front whose `fdatasync` has finished, in order: a batch
+    /// never completes before an earlier one, and the batches that follow a failed one in
+    /// the same file fail too (their `fdatasync` may succeed, but a reader stops at the
+    /// failed batch's blocks, which may never have reached the device).
+    fn settle(&self) {
+        loop {
+            let (number, outcome) = {
+                let mut unsettled = self.unsettled.borrow_mut();
+                let Some(Unsettled {
+                    number,
+                    file_number,
+                    outcome: Some(outcome),
+                }) = unsettled.front().copied()
+                else {
+                    return;
+                };
+                unsettled.pop_front();
+                if outcome.is_err() {
+                    for later in unsettled.iter_mut() {
+                        if later.file_number == file_number {
+                            later.outcome = Some(Err(NotDurable));
+                        }
+                    }
+                }
+                (number, outcome)
+            };
+            if outcome.is_err() {
+                let stats = &self.stats;
+                stats
+                    .commit_failures_total
+                    .set(stats.commit_failures_total.get() + 1);
+            }
+            self.completed(number, outcome);
+        }
+    }
+
+    /// Completes the receivers of batch `number` (and of any earlier waiter).
     fn completed(&self, number: u64, outcome: Result<(), NotDurable>) {
         self.completed.set(number);
         if outcome.is_err() && self.first_failed.get().is_none() {
@@ -245,8 +388,9 @@ impl Journal {
     }
 }
 
-/// The flusher of one shard's journal: writes each batch as it comes, rotates files, and
-/// ends when the journal is closed and everything appended is written.
+/// The flusher of one shard's journal: writes each batch as it comes, starts its
+/// `fdatasync` (up to `SYNCS_IN_FLIGHT_MAX` at once), rotates files, and ends when the
+/// journal is closed and everything appended is written and synced.
 pub async fn run_flusher(
     journal: Rc<Journal>,
     mut signals: mpsc::Receiver<()>,
@@ -260,12 +404,25 @@ pub async fn run_flusher(
     // The next file, created (zeros written ahead, tens of milliseconds) while the current
     // one takes commits, so a rotation does not stall them.
     let mut next_file: Option<glommio::Task<std::io::Result<FileWriter>>> = None;
+    // A unit per `fdatasync` that may run; a sync task gives its unit back when done.
+    let syncs = Rc::new(glommio::sync::Semaphore::new(SYNCS_IN_FLIGHT_MAX as u64));
     loop {
         let signalled = signals.next().await.is_some();
         loop {
-            let mut batch = journal.take();
-            if batch.frame_starts.is_empty() {
+            // Waiting here for a sync to finish lets the next batch grow meanwhile.
+            if syncs.acquire(1).await.is_err() {
+                unreachable!("the flusher's semaphore is never closed");
+            }
+            let Some(mut batch) = journal.take() else {
+                syncs.signal(1);
                 break;
+            };
+            // A file whose write or sync failed takes nothing more: its tail is unknown.
+            if let Some(file) = writer.as_ref()
+                && journal.failed_file.get() == Some(file.number())
+                && let Some(failed) = writer.take()
+            {
+                close_file(&journal, failed, writer_last_seq).await;
             }
             if writer.is_none() {
                 let created = match next_file.take() {
@@ -308,46 +465,47 @@ pub async fn run_flusher(
                             dir = %config.dir.display(),
                             "cannot create a journal file: {error}; messages get 451 until it works"
                         );
-                        fail(&journal, &batch);
+                        // No file: number 0 is no file's (numbers start above every
+                        // existing one, at 1 or more).
+                        journal.unsettled(batch.number, 0, Some(Err(NotDurable)));
+                        syncs.signal(1);
                         continue;
                     }
                 }
             }
             let Some(file) = writer.as_mut() else {
-                continue;
+                unreachable!("a journal file was just made");
             };
             let started = Instant::now();
-            let result = file.commit(&mut batch.bytes, &batch.frame_starts).await;
-            journal.stats.commit_latency.record(started.elapsed());
-            match result {
-                Ok(()) => {
-                    let stats = &journal.stats;
-                    stats.commits_total.set(stats.commits_total.get() + 1);
-                    stats
-                        .bytes_total
-                        .set(stats.bytes_total.get() + batch.bytes.len() as u64);
-                    stats
-                        .records_total
-                        .set(stats.records_total.get() + batch.frame_starts.len() as u64);
-                    writer_last_seq = writer_last_seq.max(batch.last_seq);
-                    journal.completed(batch.number, Ok(()));
-                }
-                Err(error) => {
-                    tracing::error!(
-                        file = %file.path().display(),
-                        "journal write failed: {error}; the batch's messages get 451"
-                    );
-                    fail(&journal, &batch);
-                    // Start a new file for the next batch: this one's tail is unknown.
-                    if let Some(failed) = writer.take() {
-                        close_file(&journal, failed, writer_last_seq).await;
-                    }
-                    continue;
-                }
+            if let Err(error) = file.write(&mut batch.bytes, &batch.frame_starts).await {
+                tracing::error!(
+                    file = %file.path().display(),
+                    "journal write failed: {error}; the batch's messages get 451"
+                );
+                journal.write_failed(batch.number, file.number());
+                syncs.signal(1);
+                continue;
             }
-            if writer
-                .as_ref()
-                .is_some_and(|file| file.bytes_written() >= config.file_bytes_max)
+            let stats = &journal.stats;
+            stats.commits_total.set(stats.commits_total.get() + 1);
+            stats
+                .bytes_total
+                .set(stats.bytes_total.get() + batch.bytes.len() as u64);
+            stats
+                .records_total
+                .set(stats.records_total.get() + batch.frame_starts.len() as u64);
+            writer_last_seq = writer_last_seq.max(batch.last_seq);
+            journal.unsettled(batch.number, file.number(), None);
+            glommio::spawn_local(sync_batch(
+                journal.clone(),
+                file.syncer(),
+                file.path().to_path_buf(),
+                batch.number,
+                started,
+                syncs.clone(),
+            ))
+            .detach();
+            if file.bytes_written() >= config.file_bytes_max
                 && let Some(full) = writer.take()
             {
                 close_file(&journal, full, writer_last_seq).await;
@@ -356,6 +514,10 @@ pub async fn run_flusher(
         if !signalled {
             break;
         }
+    }
+    // Every sync task gives its unit back when it has settled its batch.
+    if syncs.acquire(SYNCS_IN_FLIGHT_MAX as u64).await.is_err() {
+        unreachable!("the flusher's semaphore is never closed");
     }
     if let Some(file) = writer.take() {
         close_file(&journal, file, writer_last_seq).await;
@@ -370,13 +532,32 @@ pub async fn run_flusher(
     }
 }
 
-/// Fails every receiver of `batch`.
-fn fail(journal: &Journal, batch: &TakenBatch) {
-    let stats = &journal.stats;
-    stats
-        .commit_failures_total
-        .set(stats.commit_failures_total.get() + 1);
-    journal.completed(batch.number, Err(NotDurable));
+/// Makes batch `number` (already written to `file`) durable, settles what that allows,
+/// and gives its unit of `syncs` back.
+async fn sync_batch(
+    journal: Rc<Journal>,
+    file: Rc<glommio::io::DmaFile>,
+    path: PathBuf,
+    number: u64,
+    started: Instant,
+    syncs: Rc<glommio::sync::Semaphore>,
+) {
+    let result = file.fdatasync().await;
+    journal.stats.commit_latency.record(started.elapsed());
+    let outcome = match result {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            tracing::error!(
+                file = %path.display(),
+                "journal fdatasync failed: {error}; the batch's messages get 451"
+            );
+            Err(NotDurable)
+        }
+    };
+    journal.synced(number, outcome);
+    syncs.signal(1);
+    // The last holder of a closed file closes it.
+    let _ = file.close_rc().await;
 }
 
 async fn close_file(journal: &Journal, file: FileWriter, last_seq: u64) {
@@ -408,5 +589,171 @@ pub async fn delete_files(journal: &Journal, dir: &Path, files: Vec<PathBuf>) {
     }
     if let Err(error) = segment::sync_dir(dir).await {
         tracing::warn!(dir = %dir.display(), "cannot sync the journal directory: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    type Receiver = oneshot::Receiver<Result<(), NotDurable>>;
+
+    fn journal() -> Journal {
+        // The flusher is not running: its wake-ups go nowhere.
+        let (signal, _signals) = mpsc::channel(0);
+        Journal::new(false, signal)
+    }
+
+    /// Appends a record and takes it as a batch of its own: its receiver and number.
+    fn batch(journal: &Journal) -> (Receiver, u64) {
+        let receiver = journal.append(&Record::InboxDeleted { key: "a@x.test" }, None);
+        let taken = journal.take().expect("a record was appended");
+        (receiver, taken.number)
+    }
+
+    /// What the receiver has been told so far: None while it waits.
+    fn told(receiver: &mut Receiver) -> Option<Result<(), NotDurable>> {
+        receiver.try_recv().expect("the journal keeps its senders")
+    }
+
+    #[test]
+    fn syncs_that_finish_out_of_order_are_acknowledged_in_order() {
+        let journal = journal();
+        let (mut first, first_number) = batch(&journal);
+        let (mut second, second_number) = batch(&journal);
+        journal.unsettled(first_number, 1, None);
+        journal.unsettled(second_number, 1, None);
+        journal.synced(second_number, Ok(()));
+        assert_eq!((told(&mut first), told(&mut second)), (None, None));
+        journal.synced(first_number, Ok(()));
+        assert_eq!(told(&mut first), Some(Ok(())));
+        assert_eq!(told(&mut second), Some(Ok(())));
+        assert!(journal.take().is_none(), "nothing pending");
+    }
+
+    #[test]
+    fn a_failure_fails_the_later_batches_of_its_file_only() {
+        let journal = journal();
+        let mut batches: Vec<(Receiver, u64)> = (0..4).map(|_| batch(&journal)).collect();
+        // Batches 0 and 1 in file 1, 2 in file 2; 1's sync fails after 2 was written.
+        journal.unsettled(batches[0].1, 1, None);
+        journal.unsettled(batches[1].1, 1, None);
+        journal.unsettled(batches[2].1, 2, None);
+        journal.synced(batches[1].1, Err(NotDurable));
+        // Batch 3 is written to file 1 after the failure: it fails at once, in its turn.
+        journal.unsettled(batches[3].1, 1, None);
+        journal.synced(batches[2].1, Ok(()));
+        assert!(batches.iter_mut().all(|(rx, _)| told(rx).is_none()));
+        journal.synced(batches[0].1, Ok(()));
+        let outcomes: Vec<_> = batches.iter_mut().map(|(rx, _)| told(rx)).collect();
+        let failed = Some(Err(NotDurable));
+        assert_eq!(outcomes, [Some(Ok(())), failed, Some(Ok(())), failed]);
+        assert_eq!(journal.stats.commit_failures_total.get(), 2);
+    }
+
+    #[test]
+    fn barrier_with_nothing_pending_does_not_wait() {
+        let journal = journal();
+        let (mut receiver, number) = batch(&journal);
+        journal.unsettled(number, 1, None);
+        journal.synced(number, Ok(()));
+        assert_eq!(told(&mut receiver), Some(Ok(())));
+        // An empty take does not use up a batch number the barrier would wait for.
+        assert!(journal.take().is_none());
+        let barrier = journal.barrier();
+        let outcome = futures_util::FutureExt::now_or_never(barrier);
+        assert_eq!(outcome, Some(Ok(())));
+    }
+
+    /// One step of a flusher's life: write the next batch (to the current file, or to a
+    /// new one; the write may fail), or finish the sync of one batch in flight.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Write { new_file: bool, fails: bool },
+        Sync { pick: usize, fails: bool },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (any::<bool>(), prop::bool::weighted(0.1))
+                .prop_map(|(new_file, fails)| Step::Write { new_file, fails }),
+            (any::<usize>(), prop::bool::weighted(0.15))
+                .prop_map(|(pick, fails)| Step::Sync { pick, fails }),
+        ]
+    }
+
+    proptest! {
+        /// Against a model: acknowledgements come in batch order, and a batch is durable
+        /// exactly when its own write and sync succeeded and every earlier batch of its
+        /// file was durable; after all syncs finish, every batch has its answer.
+        #[test]
+        fn settling_matches_the_model(steps in prop::collection::vec(step(), 1..60)) {
+            let journal = journal();
+            let mut file_number = 1u64;
+            // Per batch: its receiver, number, file and own outcome (None while syncing).
+            let mut batches: Vec<(Receiver, u64, u64, Option<bool>)> = Vec::new();
+            let mut told_so_far: Vec<Option<Result<(), NotDurable>>> = Vec::new();
+            let mut in_flight: Vec<usize> = Vec::new();
+            let check = |batches: &mut Vec<(Receiver, u64, u64, Option<bool>)>,
+                         told_so_far: &mut Vec<Option<Result<(), NotDurable>>>| {
+                for (idx, (receiver, _, _, _)) in batches.iter_mut().enumerate() {
+                    if told_so_far[idx].is_none() {
+                        told_so_far[idx] = told(receiver);
+                    }
+                }
+                // A prefix has been told, and each told batch has finished its own steps.
+                let n_told = told_so_far.iter().take_while(|outcome| outcome.is_some()).count();
+                prop_assert!(told_so_far[n_told..].iter().all(Option::is_none));
+                for idx in 0..n_told {
+                    let (_, _, file, own) = batches[idx];
+                    let earlier_failed = batches[..idx]
+                        .iter()
+                        .any(|batch| batch.2 == file && batch.3 == Some(false));
+                    // Told before its own sync finished only when already doomed.
+                    prop_assert!(own.is_some() || earlier_failed, "batch {} told too early", idx);
+                    let earlier_ok = batches[..idx]
+                        .iter()
+                        .filter(|batch| batch.2 == file)
+                        .all(|batch| batch.3 == Some(true));
+                    let durable = own == Some(true) && earlier_ok;
+                    prop_assert_eq!(told_so_far[idx], Some(if durable { Ok(()) } else { Err(NotDurable) }));
+                }
+                Ok(())
+            };
+            for step in steps.into_iter().chain(std::iter::repeat_n(Step::Sync { pick: 0, fails: false }, 60)) {
+                match step {
+                    Step::Write { new_file, fails } => {
+                        // Writes may go on in a failed file (a write in progress when the
+                        // failure was found): they must fail.
+                        file_number += u64::from(new_file);
+                        let (receiver, number) = batch(&journal);
+                        if fails {
+                            batches.push((receiver, number, file_number, Some(false)));
+                            told_so_far.push(None);
+                            journal.write_failed(number, file_number);
+                        } else {
+                            batches.push((receiver, number, file_number, None));
+                            told_so_far.push(None);
+                            in_flight.push(batches.len() - 1);
+                            journal.unsettled(number, file_number, None);
+                        }
+                    }
+                    Step::Sync { pick, fails } => {
+                        if in_flight.is_empty() {
+                            continue;
+                        }
+                        let idx = in_flight.swap_remove(pick % in_flight.len());
+                        batches[idx].3 = Some(!fails);
+                        let outcome = if fails { Err(NotDurable) } else { Ok(()) };
+                        journal.synced(batches[idx].1, outcome);
+                    }
+                }
+                check(&mut batches, &mut told_so_far)?;
+            }
+            prop_assert!(in_flight.is_empty());
+            prop_assert!(told_so_far.iter().all(Option::is_some));
+        }
     }
 }

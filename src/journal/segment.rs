@@ -5,7 +5,15 @@
 //! block: each commit writes from the start of the block holding the end of what is on
 //! disk (that block's bytes are kept in `tail`) to the end of the new frames, rounded up to
 //! the device's alignment, then `fdatasync`s. Zeros pad the last block; a reader stops at
-//! zeros (`FrameError::End`). A file is never appended to after a restart: a new one is
+//! zeros (`FrameError::End`).
+//!
+//! The write and the `fdatasync` are separate steps (`write`, then `fdatasync` on the file
+//! handle `syncer` gives), so the journal can write its next batch while the previous
+//! batch's `fdatasync` runs. That is safe although each write rewrites the block the
+//! previous one ended in: writes are issued one at a time, each after the previous one
+//! completed, and a rewritten block holds the earlier write's bytes unchanged at the same
+//! offsets, so whichever version of the block the device keeps after a crash, the earlier
+//! batch's frames are in it. A file is never appended to after a restart: a new one is
 //! started, so a torn tail left by a crash is only ever read, and cut off by the reader.
 //!
 //! The header names the shard, the file's number (which orders the files of a shard),
@@ -13,6 +21,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use glommio::io::{DmaFile, OpenOptions};
@@ -95,7 +104,8 @@ pub fn number_of(name: &str) -> Option<u64> {
 
 /// One journal file being appended to.
 pub struct FileWriter {
-    file: DmaFile,
+    /// Shared with the `fdatasync`s in flight (`syncer`); the last holder closes it.
+    file: Rc<DmaFile>,
     path: PathBuf,
     header: FileHeader,
     sealer: Option<Sealer>,
@@ -169,7 +179,7 @@ impl FileWriter {
         file.fdatasync().await.map_err(glommio_io_error)?;
         sync_dir(dir).await?;
         Ok(FileWriter {
-            file,
+            file: Rc::new(file),
             path,
             header,
             sealer,
@@ -202,6 +212,18 @@ impl FileWriter {
     /// # Errors
     /// The write or the `fdatasync` failed: nothing of `batch` may be taken as durable.
     pub async fn commit(&mut self, batch: &mut [u8], frame_starts: &[usize]) -> io::Result<()> {
+        self.write(batch, frame_starts).await?;
+        self.file.fdatasync().await.map_err(glommio_io_error)
+    }
+
+    /// `commit` without the `fdatasync`: the frames are written (the device has them, its
+    /// cache may not have reached stable storage) and the next `write` may follow at once.
+    /// An `fdatasync` on `syncer()` issued after this returns makes them durable.
+    ///
+    /// # Errors
+    /// The write failed or was short: nothing of `batch` may be taken as durable, and the
+    /// file's tail is unknown, so no later batch may go into this file either.
+    pub async fn write(&mut self, batch: &mut [u8], frame_starts: &[usize]) -> io::Result<()> {
         for (frame_idx, &start) in frame_starts.iter().enumerate() {
             let end = frame_starts
                 .get(frame_idx + 1)
@@ -244,16 +266,21 @@ impl FileWriter {
                 ),
             ));
         }
-        self.file.fdatasync().await.map_err(glommio_io_error)?;
         self.len = new_len;
         self.tail = new_tail;
         self.n_frames += frame_starts.len() as u64;
         Ok(())
     }
 
-    /// Closes the file (what was committed stays).
+    /// The file, for `fdatasync`s that run while later batches are written.
+    pub fn syncer(&self) -> Rc<DmaFile> {
+        self.file.clone()
+    }
+
+    /// Closes the file (what was committed stays); if an `fdatasync` still holds it, the
+    /// last one to finish closes it.
     pub async fn close(self) {
-        let _ = self.file.close().await;
+        let _ = self.file.close_rc().await;
     }
 }
 
