@@ -19,6 +19,10 @@ snapshot and journal, and time restarts from a journal and from a snapshot.
 The mailbox part (mail_clients.py, only with --only mailbox) reads messages back over POP3 and
 IMAP with mail-reader, Mayfly against Dovecot 2.3 serving the same messages.
 
+The mx part (mx.py, only with --only mx): a new connection and STARTTLS per message from many
+slow senders, Mayfly against Postfix smtpd, Haraka and smtp-sink (plaintext), plus the bare
+rustls handshake that makes the TLS part of the floor.
+
 Every run is bounded in messages and time; everything talks to 127.0.0.1 only.
 Python 3 standard library only.
 """
@@ -42,6 +46,7 @@ import urllib.request
 import catchers
 import durability
 import mail_clients  # loadtest/bench/mail_clients.py
+import mx  # loadtest/bench/mx.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -864,6 +869,7 @@ def markdown(results, rows):
         L += catchers_markdown(results)
         L += durability.markdown(sys.modules[__name__], results)
         L += mail_clients.markdown(sys.modules[__name__], results)
+        L += mx.markdown(sys.modules[__name__], results)
         return "\n".join(L) + "\n"
     L.append("| workload | client | Mayfly msg/s | smtp-sink msg/s | ratio | Mayfly CPU us/msg | smtp-sink CPU us/msg | "
              "ratio | Mayfly sys share | Mayfly p50/p99 us | smtp-sink p50/p99 us | other CPU |")
@@ -978,6 +984,7 @@ def markdown(results, rows):
         L.append("")
     L += durability.markdown(sys.modules[__name__], results)
     L += mail_clients.markdown(sys.modules[__name__], results)
+    L += mx.markdown(sys.modules[__name__], results)
     return "\n".join(L) + "\n"
 
 
@@ -1079,7 +1086,9 @@ def main():
     ap.add_argument("--only", default="interleaved,ring,held,sweeps,probe,durability,restore",
                     help="comma list of parts: interleaved, ring, held, sweeps, probe, durability, restore, "
                          "catchers (catchers: only the catcher comparison, when interleaved is not run), "
-                         "mailbox (POP3/IMAP reads, Mayfly vs Dovecot; not in the default list)")
+                         "mailbox (POP3/IMAP reads, Mayfly vs Dovecot; not in the default list), "
+                         "mx (new connection + STARTTLS per message, slow senders: Mayfly vs Postfix "
+                         "smtpd, Haraka, smtp-sink; not in the default list)")
     ap.add_argument("--durability-modes", default=",".join(durability.MODES),
                     help="the --durability modes the durability part compares")
     ap.add_argument("--data-root", default="/var/tmp",
@@ -1132,6 +1141,7 @@ def main():
     suffix = ("-quick" if q else "") + ("-catchers" if parts == {"catchers"} else "")
     suffix += "-durability" if parts and parts <= {"durability", "restore"} else ""
     suffix += "-mailbox" if parts == {"mailbox"} else ""
+    suffix += "-mx" if parts == {"mx"} else ""
     suffix += "".join(f"-{w}" for w in cfg.catch_workloads)
     base = os.path.join(cfg.out, f"{date}-{cfg.commit}-{cfg.machine}{suffix}")
     # server logs (warnings only) go to a scratch directory, not next to the results
@@ -1166,6 +1176,8 @@ def main():
             durability.restore(sys.modules[__name__], cfg, results)
         if "mailbox" in parts:
             mail_clients.run(sys.modules[__name__], cfg, results)
+        if "mx" in parts:
+            mx.run(sys.modules[__name__], cfg, results)
     finally:
         results["meta"]["loadavg_end"] = loadavg()
         results["meta"]["elapsed_s"] = time.monotonic() - START

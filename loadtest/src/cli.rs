@@ -78,7 +78,12 @@ pub struct Args {
     #[arg(long, default_value_t = 0.0, value_name = "MS")]
     pub think_ms: f64,
     /// Header block of generated messages: "minimal", or "mx" (Received hops, DKIM-Signature, Authentication-Results, List-Unsubscribe, ..., about 1.3 KB, counted in --size).
-    #[arg(long, default_value = "minimal", value_name = "BLOCK", conflicts_with = "corpus")]
+    #[arg(
+        long,
+        default_value = "minimal",
+        value_name = "BLOCK",
+        conflicts_with = "corpus"
+    )]
     pub headers: String,
     /// Message size in bytes, headers included (suffix k or M allowed) [default: 1024].
     #[arg(long, conflicts_with_all = ["size_dist", "corpus"])]

@@ -1401,8 +1401,7 @@ impl<'a> Engine<'a> {
             conn.phase = Phase::Idle;
             conn.reconnect_at_ns = now_ns + delay_ns + think_ns;
             if think_ns > 0 {
-                self.timers
-                    .push(Reverse((conn.reconnect_at_ns, conn_idx)));
+                self.timers.push(Reverse((conn.reconnect_at_ns, conn_idx)));
             } else if !failed {
                 self.connect(conn_idx, now_ns);
             }

@@ -570,7 +570,10 @@ mod tests {
             let (header_block, _) = split_header_block(&stored);
             for line in header_block.split(|&b| b == b'\n') {
                 assert!(line.len() <= 998, "header line too long");
-                assert!(line.is_empty() || line.ends_with(b"\r"), "bare LF in headers");
+                assert!(
+                    line.is_empty() || line.ends_with(b"\r"),
+                    "bare LF in headers"
+                );
             }
             let text = String::from_utf8(stored.clone()).unwrap();
             assert_eq!(text.matches("\r\nReceived: ").count(), 2, "{text}");

@@ -85,7 +85,19 @@ pub struct TlsInfo {
 /// # Errors
 /// When the CA file cannot be read or holds no usable certificate.
 pub fn client_config(trust: Trust<'_>, resumption: bool) -> anyhow::Result<Arc<ClientConfig>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    client_config_with(trust, resumption, rustls::crypto::ring::default_provider())
+}
+
+/// As [`client_config`], with a crypto provider of the caller's (e.g. one key-exchange group).
+///
+/// # Errors
+/// As [`client_config`].
+pub fn client_config_with(
+    trust: Trust<'_>,
+    resumption: bool,
+    provider: rustls::crypto::CryptoProvider,
+) -> anyhow::Result<Arc<ClientConfig>> {
+    let provider = Arc::new(provider);
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("TLS protocol versions")?;

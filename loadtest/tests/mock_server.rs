@@ -761,7 +761,11 @@ fn mx_senders_think_and_connect_per_message() {
     let opened = json["connections_opened"].as_u64().unwrap();
     assert!((60..=80).contains(&opened), "{json}");
     assert_eq!(json["tls"]["handshakes"].as_u64(), Some(opened), "{json}");
-    assert_eq!(json["connect_to_250_us"]["samples"].as_u64(), Some(60), "{json}");
+    assert_eq!(
+        json["connect_to_250_us"]["samples"].as_u64(),
+        Some(60),
+        "{json}"
+    );
     // Seven commands wait for a think of at least 1 ms each before the final 250 (EHLO,
     // STARTTLS's handshake, EHLO, MAIL, RCPT, DATA, the body): a lower bound, not a speed.
     let connect_p50_us = json["connect_to_250_us"]["p50"].as_f64().unwrap();
@@ -795,7 +799,11 @@ fn open_loop_arrivals_open_their_own_connections() {
     let accepted = json["messages_accepted"].as_u64().unwrap();
     assert!((380..=401).contains(&accepted), "{json}");
     assert_eq!(json["messages_started"].as_u64(), Some(accepted), "{json}");
-    assert_eq!(json["connections_opened"].as_u64(), Some(accepted), "{json}");
+    assert_eq!(
+        json["connections_opened"].as_u64(),
+        Some(accepted),
+        "{json}"
+    );
     assert_eq!(json["arrivals_dropped"].as_u64(), Some(0), "{json}");
     // Each arrival's latency includes its connect, so the two histograms hold the same.
     assert_eq!(
