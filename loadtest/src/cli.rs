@@ -507,6 +507,7 @@ pub fn tls_settings(args: &Args) -> anyhow::Result<Option<TlsSettings>> {
     Ok(Some(TlsSettings {
         mode,
         config: tls::client_config(trust, !args.tls_no_resumption)?,
+        resumption: !args.tls_no_resumption,
         server_name: tls::server_name(args.tls_server_name.as_deref(), &args.target)?,
     }))
 }

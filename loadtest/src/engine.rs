@@ -22,8 +22,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read as _, Write as _};
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -234,7 +234,10 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
 /// Wraps the connection in a new TLS client session: after the `220` to `STARTTLS`, or
 /// right after connect for implicit TLS. From here on `Conn` reads and writes through it.
 fn start_tls(conn: &mut Conn, settings: &TlsSettings) -> Result<(), String> {
-    conn.tls = Some(tls::connect(settings)?);
+    let config = conn
+        .tls_config
+        .get_or_insert_with(|| tls::sender_config(settings));
+    conn.tls = Some(tls::connect(settings, config)?);
     conn.tls_recorded = false;
     Ok(())
 }
@@ -307,6 +310,8 @@ struct Conn {
     tls: Option<Box<ClientConnection>>,
     /// The handshake of `tls` is already counted in the report.
     tls_recorded: bool,
+    /// This slot's TLS client configuration (its own session cache), made at first use.
+    tls_config: Option<Arc<rustls::ClientConfig>>,
     phase: Phase,
     reconnect_at_ns: u64,
     inbuf: Box<[u8]>,
@@ -398,6 +403,7 @@ impl<'a> Engine<'a> {
                 stream: None,
                 tls: None,
                 tls_recorded: false,
+                tls_config: None,
                 phase: Phase::Idle,
                 reconnect_at_ns: 0,
                 inbuf: vec![0u8; INBUF_BYTES].into_boxed_slice(),

@@ -761,6 +761,12 @@ fn mx_senders_think_and_connect_per_message() {
     let opened = json["connections_opened"].as_u64().unwrap();
     assert!((60..=80).contains(&opened), "{json}");
     assert_eq!(json["tls"]["handshakes"].as_u64(), Some(opened), "{json}");
+    // Each sender resumes the session of its own previous connection: all but the first
+    // connection of each of the 20 slots.
+    assert!(
+        json["tls"]["resumed"].as_u64().unwrap() + 20 >= opened,
+        "{json}"
+    );
     assert_eq!(
         json["connect_to_250_us"]["samples"].as_u64(),
         Some(60),
