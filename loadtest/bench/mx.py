@@ -43,6 +43,8 @@ Servers, each pinned with `taskset` to the server CPUs and started fresh per run
   plugins tls (the run's certificate), a plugin that accepts every recipient and names
   127.0.0.1 without DNS, and queue/discard.
 - smtp-sink: Postfix's smtp-sink, plaintext.
+- mayfly-plain: Mayfly as above, driven without STARTTLS: what Mayfly itself costs on the
+  connection pattern, against smtp-sink's plaintext floor.
 Server CPU: each server is started inside a cgroup (v1 cpuacct, or v2) of its own, so every
 process it forks is counted (Postfix's master, smtpd, cleanup, qmgr, trivial-rewrite, discard,
 tlsmgr, anvil...); the CPU per message is the cgroup's usage over the client run divided by
@@ -88,9 +90,9 @@ HARAKA_DIR = os.path.join(os.path.dirname(HERE), "haraka")
 WORKLOADS = ("closed-full", "closed-resume", "open-full")
 # The servers run by default in each workload (the sink stands for the plaintext floor).
 DEFAULT_SERVERS = {
-    "closed-full": ("mayfly", "postfix", "haraka", "smtp-sink"),
+    "closed-full": ("mayfly", "mayfly-plain", "postfix", "haraka", "smtp-sink"),
     "closed-resume": ("mayfly", "postfix"),
-    "open-full": ("mayfly", "postfix", "haraka", "smtp-sink"),
+    "open-full": ("mayfly", "mayfly-plain", "postfix", "haraka", "smtp-sink"),
 }
 
 
@@ -365,7 +367,7 @@ def start(tools, cfg, server, cert):
     """`server` is mayfly, mayfly:BUILD, postfix, haraka or smtp-sink."""
     cg = Cgroup(f"mayfly-mx-{os.getpid()}-{server.replace(':', '-')}")
     kind, _, build = server.partition(":")
-    if kind == "mayfly":
+    if kind in ("mayfly", "mayfly-plain"):
         return start_mayfly(tools, cfg, build or "default", cert, cg)
     if kind == "postfix":
         return start_postfix(tools, cfg, cert, cg)
@@ -396,7 +398,7 @@ def client_args(cfg, workload, tls):
 def run_one(tools, cfg, server_name, workload, cert_kind, rnd):
     srv = start(tools, cfg, server_name, cfg.certs[cert_kind])
     try:
-        tls = not server_name.startswith("smtp-sink")
+        tls = not server_name.startswith(("smtp-sink", "mayfly-plain"))
         cmd = ["taskset", "-c", cfg.load_cpus, cfg.blaster, srv.smtp, "--json", "--timeout", "10",
                *client_args(cfg, workload, tls)]
         server_cpus = tools._cpu_list(cfg.server_cpus)

@@ -30,6 +30,17 @@ use crate::net::NetCtx;
 /// A PEM file larger than this is not a certificate chain or key; refuse to read it whole.
 const PEM_FILE_BYTES_MAX: u64 = 1 << 20;
 
+/// Session tickets sent after each TLS 1.3 handshake (rustls sends 2 by default). A sender
+/// that reconnects needs one (each is good for one resumption), and every ticket costs an
+/// encryption and a record on every connection, most of which are never resumed.
+const TLS13_TICKETS_PER_HANDSHAKE: usize = 1;
+
+/// The ticket sealer of the whole process, shared by every config a reload builds, so
+/// tickets issued before a SIGHUP still resume after it. rustls's `Ticketer` rotates its
+/// AEAD key itself (every 6 hours, keeping the previous one for decryption).
+static TICKETER: std::sync::OnceLock<Result<Arc<dyn rustls::server::ProducesTickets>, String>> =
+    std::sync::OnceLock::new();
+
 /// A connection the socket loops can serve: plain TCP or TLS over TCP. The TCP stream
 /// inside is reachable for its socket options (read timeout, fd for shutdown).
 pub trait Conn: AsyncRead + AsyncWrite + Unpin {
@@ -293,7 +304,14 @@ fn parse_pem(
     Ok((chain, key_der))
 }
 
-/// A rustls server config with the ring provider, TLS 1.2 and 1.3, no client certificates.
+/// A rustls server config with the ring provider, TLS 1.2 and 1.3, no client certificates,
+/// and stateless session resumption: the session state is sealed into the ticket the
+/// client keeps (rustls `Ticketer`), so every returning sender can resume, however many
+/// there are, without a server-side cache to fill, share or evict (the default in-memory
+/// cache holds 256 sessions, two per handshake, so with a few hundred senders half the
+/// resumptions missed). A resumed TLS 1.3 handshake skips the certificate and its
+/// signature (it still does the key exchange: rustls offers only `psk_dhe_ke`). 0-RTT
+/// stays off: SMTP commands are not safe to replay.
 fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key_der: PrivateKeyDer<'static>,
@@ -305,6 +323,15 @@ fn server_config(
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
         .map_err(|error| error.to_string())?;
+    let mut config = config;
+    config.ticketer = TICKETER
+        .get_or_init(|| {
+            rustls::crypto::ring::Ticketer::new()
+                .map_err(|error| format!("TLS session tickets: {error}"))
+        })
+        .clone()?;
+    config.send_tls13_tickets = TLS13_TICKETS_PER_HANDSHAKE;
+    debug_assert_eq!(config.max_early_data_size, 0, "0-RTT must stay off");
     Ok(Arc::new(config))
 }
 
