@@ -82,6 +82,9 @@ RUN_SECS = 4
 QUICK_RUN_SECS = 3
 WARMUP_SECS = 0.5
 TLS_FLOOR_HANDSHAKES = 3000
+# Mayfly's server settings, so the floor's handshake is the one Mayfly does: it picks
+# TLS13_AES_128_GCM_SHA256 whatever the client prefers, and sends one ticket per handshake.
+TLS_FLOOR_ARGS = ["--suite", "aes128", "--tickets", "1"]
 START_TIMEOUT_SECS = 30
 STOP_TIMEOUT_SECS = 15
 POSTFIX_DAEMONS = "/usr/lib/postfix/sbin"
@@ -434,7 +437,7 @@ def run_one(tools, cfg, server_name, workload, cert_kind, rnd):
 def tls_floor(tools, cfg, cert_kind, resume, rnd):
     cert, key = cfg.certs[cert_kind]
     cmd = ["taskset", "-c", str(tools._cpu_list(cfg.server_cpus)[0]), cfg.tls_floor, "--cert", cert,
-           "--key", key, "--handshakes", str(TLS_FLOOR_HANDSHAKES), "--json"]
+           "--key", key, "--handshakes", str(TLS_FLOOR_HANDSHAKES), "--json", *TLS_FLOOR_ARGS]
     if resume:
         cmd += ["--resume", "--ticketer"]
     p = subprocess.run(cmd, capture_output=True, timeout=tools.RUN_TIMEOUT_SECS, check=True)

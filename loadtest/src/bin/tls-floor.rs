@@ -62,6 +62,11 @@ struct Args {
     /// Session tickets the server sends after a TLS 1.3 handshake [default: rustls's, 2].
     #[arg(long)]
     tickets: Option<usize>,
+    /// The server picks this TLS 1.3 cipher suite whatever the client prefers:
+    /// aes256 (TLS13_AES_256_GCM_SHA384), aes128 (TLS13_AES_128_GCM_SHA256); default: the
+    /// client's first choice (rustls and OpenSSL clients put AES-256 first).
+    #[arg(long)]
+    suite: Option<String>,
     /// Key-exchange group the client offers: x25519 or p256.
     #[arg(long, default_value = "x25519")]
     kx: String,
@@ -254,11 +259,21 @@ fn server_config(args: &Args) -> anyhow::Result<ServerConfig> {
     ensure!(!chain.is_empty(), "{}: no certificate", args.cert.display());
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .with_context(|| format!("{}: not a PEM private key", args.key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(suite) = &args.suite {
+        let first = match suite.as_str() {
+            "aes256" => rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+            "aes128" => rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+            other => bail!("--suite must be aes256 or aes128, not {other:?}"),
+        };
+        provider.cipher_suites.sort_by_key(|s| s.suite() != first);
+    }
+    let provider = Arc::new(provider);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
+    config.ignore_client_order = args.suite.is_some();
     if args.ticketer {
         config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     }
