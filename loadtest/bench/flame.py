@@ -47,11 +47,15 @@ WORKLOADS = {
     "mx-resume": ("blaster", ["-c", "200", "--epoll", "--messages-per-connection", "1", "--think-ms", "2",
                               "--headers", "mx", "--size-dist", "1k:0.5,4k:0.3,10k:0.2", "--starttls",
                               "--tls-insecure"]),
+    # bench/mx.py's open-full: 100 arrivals a second, each its own sender and connection.
+    "mx-open": ("blaster", ["-c", "2000", "--epoll", "--rate", "100", "--connect-per-arrival",
+                            "--messages-per-connection", "1", "--think-ms", "10", "--headers", "mx",
+                            "--size-dist", "1k:0.5,4k:0.3,10k:0.2", "--starttls", "--tls-insecure",
+                            "--tls-no-resumption"]),
 }
 DEFAULT_WORKLOADS = [w for w in WORKLOADS if not w.startswith("mx")]
 # Extra server flags per workload.
-SERVER_EXTRA = {"mx": ["--tls-self-signed", "--hostname", "localhost"],
-                "mx-resume": ["--tls-self-signed", "--hostname", "localhost"]}
+SERVER_EXTRA = {name: ["--tls-self-signed", "--hostname", "localhost"] for name in ("mx", "mx-resume", "mx-open")}
 IDLE_CONNS = 10000
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP_N = 25
