@@ -1,7 +1,8 @@
 //! TLS on the real binary: STARTTLS (RFC 3207) with lettre and by hand, the plaintext
 //! injection of CVE-2011-0411, `--require-tls`, implicit TLS on `--smtps` (RFC 8314),
 //! HTTPS, handshake and read timeouts under TLS, certificate reload on SIGHUP, bad
-//! certificate files, and `--tls-self-signed`.
+//! certificate files, `--tls-self-signed`, and session resumption with stateless tickets
+//! (`openssl s_client -sess_out` / `-sess_in`).
 //!
 //! Each test makes its own CA and server certificate with rcgen and writes them to a
 //! temporary directory; the clients trust only that CA, so a passing test proves the
