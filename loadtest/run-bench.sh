@@ -13,6 +13,9 @@
 #                   mail-reader, Mayfly against Dovecot 2.3 (see bench/mail_clients.py);
 #                   auth is the cost of --verify-senders (see bench/auth.py; needs nsd and
 #                   openssl, and is skipped with a note in the report without them)
+#                   mx (not in the default): many slow senders, a new connection and STARTTLS
+#                   per message, Mayfly against Postfix smtpd, Haraka and smtp-sink, and the
+#                   bare rustls handshake (see bench/mx.py; installs Haraka with npm ci first)
 #   --durability MODES  the --durability modes the durability part runs side by side (comma list
 #                   of none, snapshot, journal; default all three); adds that part to --only.
 #                   Data directories go under DATA_ROOT (default /var/tmp: a real disk, not tmpfs)
@@ -69,6 +72,17 @@ done
 for tool in taskset python3 /usr/sbin/smtp-sink /usr/sbin/smtp-source; do
     command -v "$tool" >/dev/null || { echo "run-bench.sh: $tool not found" >&2; exit 1; }
 done
+
+if [[ ",$only," == *,mx,* ]]; then
+    for tool in openssl /usr/sbin/postfix; do
+        command -v "$tool" >/dev/null || { echo "run-bench.sh: $tool not found (the mx part)" >&2; exit 1; }
+    done
+    # Haraka from the pinned package-lock.json, installed before any measurement.
+    if command -v npm >/dev/null && [[ ! -d "$here/haraka/node_modules" ]]; then
+        (cd "$here/haraka" && npm ci --no-audit --no-fund >/dev/null) \
+            || echo "run-bench.sh: npm ci in $here/haraka failed; Haraka is left out" >&2
+    fi
+fi
 
 if [[ -z "${MAYFLY:-}" || -z "${SMTP_BLASTER:-}" ]]; then
     (cd "$root" && cargo build --release --workspace)

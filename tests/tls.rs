@@ -1,7 +1,8 @@
 //! TLS on the real binary: STARTTLS (RFC 3207) with lettre and by hand, the plaintext
 //! injection of CVE-2011-0411, `--require-tls`, implicit TLS on `--smtps` (RFC 8314),
 //! HTTPS, handshake and read timeouts under TLS, certificate reload on SIGHUP, bad
-//! certificate files, and `--tls-self-signed`.
+//! certificate files, `--tls-self-signed`, and session resumption with stateless tickets
+//! (`openssl s_client -sess_out` / `-sess_in`).
 //!
 //! Each test makes its own CA and server certificate with rcgen and writes them to a
 //! temporary directory; the clients trust only that CA, so a passing test proves the
@@ -356,7 +357,7 @@ fn lettre_starttls_delivers_and_received_says_esmtps() {
 
     let received = received_line(&server, "lettre-tls@example.test");
     assert!(
-        received.contains("with ESMTPS (version=TLSv1.3 cipher=TLS13_"),
+        received.contains("with ESMTPS (version=TLSv1.3 cipher=TLS13_AES_128_GCM_SHA256)"),
         "{received}"
     );
     assert!(metric(&server, "mayfly_tls_sessions_total") >= 1.0);
@@ -696,4 +697,93 @@ fn self_signed_certificate_offers_starttls() {
         received.contains("with ESMTPS (version=TLSv1.2 cipher=TLS_ECDHE_"),
         "{received}"
     );
+}
+
+/// One STARTTLS session of `openssl s_client` (EHLO, QUIT), saving its TLS session to
+/// `session` (`-sess_out`) or resuming from it (`-sess_in`). Returns s_client's summary
+/// line, "New, TLSv1.3, ..." or "Reused, TLSv1.3, ...".
+fn s_client_session(server: &Server, ca_file: &Path, session: &Path, resume: bool) -> String {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-starttls",
+            "smtp",
+            "-ign_eof",
+            "-verify_return_error",
+        ])
+        .args([
+            "-connect",
+            &server.smtp_addr.to_string(),
+            "-servername",
+            HOSTNAME,
+        ])
+        .arg("-CAfile")
+        .arg(ca_file)
+        .arg(if resume { "-sess_in" } else { "-sess_out" })
+        .arg(session)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed (the TLS tests need it as a resuming client)");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin
+        .write_all(b"EHLO client.test\r\nQUIT\r\n")
+        .expect("write to s_client");
+    drop(stdin);
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("openssl s_client did not finish within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().expect("s_client output");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        stdout.contains("221 "),
+        "no 221 to QUIT through TLS:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .find(|line| line.starts_with("New, ") || line.starts_with("Reused, "))
+        .unwrap_or_else(|| panic!("no session line in s_client's output:\n{stdout}"))
+        .to_string()
+}
+
+#[test]
+fn returning_senders_resume_with_tickets_whatever_came_between() {
+    // Stateless tickets: a sender resumes its session although hundreds of other senders
+    // did full handshakes since (they would have evicted it from a server-side session
+    // cache of 256), and across a certificate reload (the ticket key is kept).
+    let pki = Pki::new();
+    let (server, _) = pki.start(&[]);
+    let ca_file = pki.dir.join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_cert_pem).expect("write CA");
+    let session = pki.dir.join("session.pem");
+    let first = s_client_session(&server, &ca_file, &session, false);
+    assert!(first.starts_with("New, TLSv1.3"), "{first}");
+    for _ in 0..300 {
+        // Each a new sender: a fresh client config has no session to offer.
+        let mut other = starttls(&server, &pki);
+        other.expect("EHLO client.test", 250);
+    }
+    let again = s_client_session(&server, &ca_file, &session, true);
+    assert!(again.starts_with("Reused, TLSv1.3"), "{again}");
+
+    pki.issue("reloaded server cert");
+    server.signal(libc::SIGHUP);
+    assert!(eventually(WAIT, || server
+        .stderr_text()
+        .contains("TLS certificate reloaded")));
+    let after_reload = s_client_session(&server, &ca_file, &session, true);
+    assert!(
+        after_reload.starts_with("Reused, TLSv1.3"),
+        "{after_reload}"
+    );
+    // The resumed sessions were real STARTTLS sessions: the server counted them.
+    assert!(metric(&server, "mayfly_tls_sessions_total") >= 303.0);
 }

@@ -22,6 +22,9 @@ IMAP with mail-reader, Mayfly against Dovecot 2.3 serving the same messages.
 The auth part (auth.py) measures --verify-senders: W2 with it off and on (unsigned, DKIM
 RSA-2048 and Ed25519 with a warm cache, Ed25519 with a key lookup per message) against a
 private nsd, and W2 beside sessions whose DNS never answers.
+The mx part (mx.py, only with --only mx): a new connection and STARTTLS per message from many
+slow senders, Mayfly against Postfix smtpd, Haraka and smtp-sink (plaintext), plus the bare
+rustls handshake that makes the TLS part of the floor.
 
 Every run is bounded in messages and time; everything talks to 127.0.0.1 only.
 Python 3 standard library only.
@@ -47,6 +50,7 @@ import auth  # loadtest/bench/auth.py
 import catchers
 import durability
 import mail_clients  # loadtest/bench/mail_clients.py
+import mx  # loadtest/bench/mx.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -870,6 +874,7 @@ def markdown(results, rows):
         L += durability.markdown(sys.modules[__name__], results)
         L += mail_clients.markdown(sys.modules[__name__], results)
         L += auth.markdown(sys.modules[__name__], results)
+        L += mx.markdown(sys.modules[__name__], results)
         return "\n".join(L) + "\n"
     L.append("| workload | client | Mayfly msg/s | smtp-sink msg/s | ratio | Mayfly CPU us/msg | smtp-sink CPU us/msg | "
              "ratio | Mayfly sys share | Mayfly p50/p99 us | smtp-sink p50/p99 us | other CPU |")
@@ -985,6 +990,7 @@ def markdown(results, rows):
     L += durability.markdown(sys.modules[__name__], results)
     L += mail_clients.markdown(sys.modules[__name__], results)
     L += auth.markdown(sys.modules[__name__], results)
+    L += mx.markdown(sys.modules[__name__], results)
     return "\n".join(L) + "\n"
 
 
@@ -1086,7 +1092,9 @@ def main():
     ap.add_argument("--only", default="interleaved,ring,held,sweeps,probe,durability,restore,auth",
                     help="comma list of parts: interleaved, ring, held, sweeps, probe, durability, restore, auth, "
                          "catchers (catchers: only the catcher comparison, when interleaved is not run), "
-                         "mailbox (POP3/IMAP reads, Mayfly vs Dovecot; not in the default list)")
+                         "mailbox (POP3/IMAP reads, Mayfly vs Dovecot; not in the default list), "
+                         "mx (new connection + STARTTLS per message, slow senders: Mayfly vs Postfix "
+                         "smtpd, Haraka, smtp-sink; not in the default list)")
     ap.add_argument("--durability-modes", default=",".join(durability.MODES),
                     help="the --durability modes the durability part compares")
     ap.add_argument("--data-root", default="/var/tmp",
@@ -1149,6 +1157,7 @@ def main():
     suffix += "-durability" if parts and parts <= {"durability", "restore"} else ""
     suffix += "-mailbox" if parts == {"mailbox"} else ""
     suffix += "-auth" if parts == {"auth"} else ""
+    suffix += "-mx" if parts == {"mx"} else ""
     suffix += "".join(f"-{w}" for w in cfg.catch_workloads)
     base = os.path.join(cfg.out, f"{date}-{cfg.commit}-{cfg.machine}{suffix}")
     # server logs (warnings only) go to a scratch directory, not next to the results
@@ -1185,6 +1194,8 @@ def main():
             mail_clients.run(sys.modules[__name__], cfg, results)
         if "auth" in parts:
             auth.run(sys.modules[__name__], cfg, results)
+        if "mx" in parts:
+            mx.run(sys.modules[__name__], cfg, results)
     finally:
         results["meta"]["loadavg_end"] = loadavg()
         results["meta"]["elapsed_s"] = time.monotonic() - START

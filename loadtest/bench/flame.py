@@ -39,7 +39,23 @@ WORKLOADS = {
     "100k": ("blaster", ["-c", "16", "--size", "102400", "--pipelining"]),
     "1m": ("blaster", ["-c", "16", "--size", "1048576", "--pipelining"]),
     "idle10k-w2-1k": ("idle+blaster", ["-c", "32", "--size", str(SIZE_1K_BYTES)]),
+    # The MX workload of bench/mx.py (closed-full): 200 slow senders, a new connection, STARTTLS
+    # and a full handshake per message. Not in the default list (it needs --tls-self-signed).
+    "mx": ("blaster", ["-c", "200", "--epoll", "--messages-per-connection", "1", "--think-ms", "2",
+                       "--headers", "mx", "--size-dist", "1k:0.5,4k:0.3,10k:0.2", "--starttls",
+                       "--tls-insecure", "--tls-no-resumption"]),
+    "mx-resume": ("blaster", ["-c", "200", "--epoll", "--messages-per-connection", "1", "--think-ms", "2",
+                              "--headers", "mx", "--size-dist", "1k:0.5,4k:0.3,10k:0.2", "--starttls",
+                              "--tls-insecure"]),
+    # bench/mx.py's open-full: 100 arrivals a second, each its own sender and connection.
+    "mx-open": ("blaster", ["-c", "2000", "--epoll", "--rate", "100", "--connect-per-arrival",
+                            "--messages-per-connection", "1", "--think-ms", "10", "--headers", "mx",
+                            "--size-dist", "1k:0.5,4k:0.3,10k:0.2", "--starttls", "--tls-insecure",
+                            "--tls-no-resumption"]),
 }
+DEFAULT_WORKLOADS = [w for w in WORKLOADS if not w.startswith("mx")]
+# Extra server flags per workload.
+SERVER_EXTRA = {name: ["--tls-self-signed", "--hostname", "localhost"] for name in ("mx", "mx-resume", "mx-open")}
 IDLE_CONNS = 10000
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP_N = 25
@@ -58,15 +74,18 @@ CATEGORIES = [
     ("user: mayfly::net (connection loops)", ("mayfly::net",)),
     ("user: mayfly::runtime (delivery, mesh)", ("mayfly::runtime",)),
     ("user: glommio reactor / executor", ("glommio::",)),
+    ("user: rustls (TLS state machine, records)", ("rustls::",)),
+    ("user: ring (crypto: X25519, ECDSA, AES-GCM, SHA)", ("ring::", "ring_core_", "x25519", "p256_", "ecp_nistz256",
+                                                         "aes_gcm", "sha256_block", "sha512_block", "gcm_")),
     ("user: memcpy/memmove", ("__memmove", "__memcpy", "memcpy")),
     ("user: allocator (mimalloc)", ("mi_", "mimalloc")),
 ]
 
 
-def start_mayfly(args):
+def start_mayfly(args, extra=()):
     cmd = ["taskset", "-c", args.server_cpus, args.mayfly, "--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0",
            "--cores", str(len(args.server_cpus.split(","))), "--max-memory", "512MiB",
-           "--max-sessions-per-core", "12000", "--shutdown-grace", "1s", "--log-level", "warn"]
+           "--max-sessions-per-core", "12000", "--shutdown-grace", "1s", "--log-level", "warn", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                             env={**os.environ, "MAYFLY_MAX_SESSIONS_PER_IP": "0"})
     line = proc.stdout.readline()
@@ -123,7 +142,8 @@ def main():
     ap.add_argument("--load-cpus", default="1")
     ap.add_argument("--commit", default="unknown")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS),
+                    help=f"comma list of {', '.join(WORKLOADS)} (default: all but the mx ones)")
     ap.add_argument("--keep-folded", action="store_true", help="keep the folded stacks (about 1 MB each)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -131,7 +151,7 @@ def main():
     for name in args.workloads.split(","):
         base = os.path.join(args.out, f"{date}-{args.commit}-{name}")
         data = base + ".perf.data"
-        proc, smtp = start_mayfly(args)
+        proc, smtp = start_mayfly(args, SERVER_EXTRA.get(name, ()))
         idle = None
         load = None
         out = b""

@@ -44,6 +44,8 @@ pub const MESSAGES_MAX: u64 = 1_000_000_000_000;
 pub const RATE_PER_SEC_MAX: f64 = 100_000_000.0;
 /// Longest `--timeout`.
 pub const TIMEOUT_SECS_MAX: f64 = 3600.0;
+/// Longest mean `--think-ms`.
+pub const THINK_MS_MAX: f64 = 60_000.0;
 
 const EXIT_ABORTED: u8 = 1;
 const EXIT_CONNECTION_ERRORS: u8 = 2;
@@ -70,6 +72,20 @@ pub struct Args {
     /// Open loop: this many messages per second on a fixed schedule; latency counts from the intended send time.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// With --rate: every arrival opens its own connection (at most --connections at once), and latency runs from the intended arrival time to the final 250 (the MX shape).
+    #[arg(long, requires = "rate")]
+    pub connect_per_arrival: bool,
+    /// Mean think time in milliseconds before each command after a reply, and before each reconnect (uniform in half to 1.5 times it); 0 = none.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    pub think_ms: f64,
+    /// Header block of generated messages: "minimal", or "mx" (Received hops, DKIM-Signature, Authentication-Results, List-Unsubscribe, ..., about 1.3 KB, counted in --size).
+    #[arg(
+        long,
+        default_value = "minimal",
+        value_name = "BLOCK",
+        conflicts_with = "corpus"
+    )]
+    pub headers: String,
     /// Message size in bytes, headers included (suffix k or M allowed) [default: 1024].
     #[arg(long, conflicts_with_all = ["size_dist", "corpus"])]
     pub size: Option<String>,
@@ -371,6 +387,19 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
         "--duration must be more than 0"
     );
     let warmup_secs = check_secs("--warmup", args.warmup, DURATION_SECS_MAX)?;
+    ensure!(
+        args.think_ms.is_finite() && (0.0..=THINK_MS_MAX).contains(&args.think_ms),
+        "--think-ms must be between 0 and {THINK_MS_MAX}"
+    );
+    ensure!(
+        !args.connect_per_arrival || args.messages_per_connection >= 1,
+        "--connect-per-arrival needs --messages-per-connection 1 or more (a connection per arrival)"
+    );
+    let header_block = match args.headers.as_str() {
+        "minimal" => message::HeaderBlock::Minimal,
+        "mx" => message::HeaderBlock::Mx,
+        other => bail!("--headers must be minimal or mx, not {other:?}"),
+    };
     let timeout_secs = check_secs("--timeout", args.timeout, TIMEOUT_SECS_MAX)?;
     ensure!(
         timeout_secs >= 0.001,
@@ -470,7 +499,10 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
             }],
         };
         let weights = classes.iter().map(|class| class.weight).collect();
-        (message::generated_templates(&spec, &classes), weights)
+        (
+            message::generated_templates(&spec, &classes, header_block),
+            weights,
+        )
     };
 
     let run_time_secs = warmup_secs + duration_secs.unwrap_or(TIME_LIMIT_DEFAULT_SECS);
@@ -481,6 +513,8 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
         run_time: Duration::from_secs_f64(run_time_secs),
         warmup: Duration::from_secs_f64(warmup_secs),
         rate_per_sec: args.rate,
+        connect_per_arrival: args.connect_per_arrival,
+        think_ns: (args.think_ms * 1e6) as u64,
         pipelining: args.pipelining || args.in_flight > 1,
         bdat: args.bdat,
         in_flight: args.in_flight,
@@ -536,6 +570,7 @@ pub fn tls_settings(args: &Args) -> anyhow::Result<Option<TlsSettings>> {
     Ok(Some(TlsSettings {
         mode,
         config: tls::client_config(trust, !args.tls_no_resumption)?,
+        resumption: !args.tls_no_resumption,
         server_name: tls::server_name(args.tls_server_name.as_deref(), &args.target)?,
     }))
 }
@@ -654,6 +689,21 @@ mod tests {
             ],
             &["-m", "1", "--starttls", "--tls-insecure"],
             &[
+                "-d",
+                "1",
+                "--rate",
+                "100",
+                "--connect-per-arrival",
+                "--messages-per-connection",
+                "1",
+                "--think-ms",
+                "2.5",
+                "--headers",
+                "mx",
+                "--size-dist",
+                "1k:1,10k:1",
+            ],
+            &[
                 "-m",
                 "1",
                 "--smtps",
@@ -691,6 +741,11 @@ mod tests {
             &["-m", "1", "--recipients", "65"],
             &["-m", "1", "--inboxes", "0"],
             &["-m", "1", "--rate", "0"],
+            &["-m", "1", "--connect-per-arrival"],
+            &["-d", "1", "--rate", "10", "--connect-per-arrival"],
+            &["-m", "1", "--think-ms", "-1"],
+            &["-m", "1", "--think-ms", "1e9"],
+            &["-m", "1", "--headers", "fancy"],
             &["-m", "1", "--timeout", "0"],
             &["-m", "1", "--size", "0"],
             &["-m", "1", "--domain", "a b"],

@@ -18,11 +18,12 @@
 //! Message bytes come from precomputed templates ([`crate::message`]); output goes into a
 //! per-connection buffer that is reused, so the send loop does not allocate per message.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read as _, Write as _};
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -31,7 +32,7 @@ use rustls::ClientConnection;
 
 use crate::message::{MessageSpec, Template};
 use crate::reply::{Capabilities, Parsed, capabilities, parse_reply};
-use crate::sizes::ClassPicker;
+use crate::sizes::{ClassPicker, SplitMix64};
 use crate::stats::Stats;
 use crate::tls::{self, PlainRead, TlsMode, TlsSettings};
 
@@ -53,6 +54,10 @@ const RECONNECT_DELAY: Duration = Duration::from_millis(10);
 /// Open-loop arrivals queued per connection before new ones are dropped (the bound on memory).
 pub const ARRIVALS_QUEUED_PER_CONNECTION_MAX: usize = 100_000;
 
+/// With `--connect-per-arrival`, arrivals waiting for a free connection slot per thread
+/// before new ones are dropped (the bound on memory).
+pub const ARRIVALS_PENDING_MAX: usize = 1_000_000;
+
 /// Everything a load thread needs to know about the run (shared, read-only).
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -68,6 +73,16 @@ pub struct RunConfig {
     pub warmup: Duration,
     /// Open-loop arrival rate over all threads, in messages per second; `None` = closed loop.
     pub rate_per_sec: Option<f64>,
+    /// Open loop only: every arrival opens a connection of its own (a connection takes
+    /// more waiting arrivals only up to `messages_per_connection`), so the latency of an
+    /// arrival runs from its intended time through connect, greeting, EHLO and STARTTLS to
+    /// the final 250, as an MX sees independent senders arrive.
+    pub connect_per_arrival: bool,
+    /// Mean think time in nanoseconds (0 = none): after a batch of replies, the next command
+    /// is written only this long later, and a closed-loop sender waits as long before it
+    /// connects again. Each wait is drawn uniformly from half to one and a half times the
+    /// mean, so senders do not march in step. The TLS handshake's own flights are not delayed.
+    pub think_ns: u64,
     /// Send MAIL/RCPT/DATA as one group, and the body with the next group (RFC 2920).
     pub pipelining: bool,
     /// BDAT LAST instead of DATA (RFC 3030).
@@ -223,7 +238,10 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
 /// Wraps the connection in a new TLS client session: after the `220` to `STARTTLS`, or
 /// right after connect for implicit TLS. From here on `Conn` reads and writes through it.
 fn start_tls(conn: &mut Conn, settings: &TlsSettings) -> Result<(), String> {
-    conn.tls = Some(tls::connect(settings)?);
+    let config = conn
+        .tls_config
+        .get_or_insert_with(|| tls::sender_config(settings));
+    conn.tls = Some(tls::connect(settings, config)?);
     conn.tls_recorded = false;
     Ok(())
 }
@@ -296,6 +314,8 @@ struct Conn {
     tls: Option<Box<ClientConnection>>,
     /// The handshake of `tls` is already counted in the report.
     tls_recorded: bool,
+    /// This slot's TLS client configuration (its own session cache), made at first use.
+    tls_config: Option<Arc<rustls::ClientConfig>>,
     phase: Phase,
     reconnect_at_ns: u64,
     inbuf: Box<[u8]>,
@@ -320,6 +340,13 @@ struct Conn {
     queue: VecDeque<(u64, u64)>,
     /// The 221 to QUIT arrived; now waiting for the server to close.
     quit_acked: bool,
+    /// Think time: nothing is written before this (ns since the run start).
+    hold_until_ns: u64,
+    /// Where connect-to-250 latency counts from: the connect, or with
+    /// `connect_per_arrival` the intended time of the arrival that opened the connection.
+    connect_start_ns: u64,
+    /// The first transaction of this TCP connection has finished (its connect-to-250 taken).
+    first_txn_done: bool,
 }
 
 struct Engine<'a> {
@@ -348,6 +375,15 @@ struct Engine<'a> {
     /// Closed loop: no more messages may be claimed.
     claims_over: bool,
     next_conn_for_arrival: usize,
+    /// Think-time deadlines and delayed reconnects: (due ns, connection index). An entry
+    /// whose connection has moved on since is skipped when it comes due.
+    timers: BinaryHeap<Reverse<(u64, usize)>>,
+    /// `connect_per_arrival`: arrivals (intended ns, seq) waiting for a free slot.
+    pending: VecDeque<(u64, u64)>,
+    /// `connect_per_arrival`: slots with no connection and nothing to do.
+    parked: Vec<usize>,
+    /// Draws think times.
+    think_rng: SplitMix64,
 }
 
 impl<'a> Engine<'a> {
@@ -371,6 +407,7 @@ impl<'a> Engine<'a> {
                 stream: None,
                 tls: None,
                 tls_recorded: false,
+                tls_config: None,
                 phase: Phase::Idle,
                 reconnect_at_ns: 0,
                 inbuf: vec![0u8; INBUF_BYTES].into_boxed_slice(),
@@ -387,8 +424,28 @@ impl<'a> Engine<'a> {
                 progress_ns: 0,
                 queue: VecDeque::new(),
                 quit_acked: false,
+                hold_until_ns: 0,
+                connect_start_ns: 0,
+                first_txn_done: false,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut think_rng = SplitMix64(0x7468_696e_6b00 ^ thread_idx as u64);
+        let mut conns = conns;
+        let mut timers = BinaryHeap::new();
+        let mut parked = Vec::new();
+        if config.connect_per_arrival {
+            // Every slot waits for an arrival to open its connection.
+            for (conn_idx, conn) in conns.iter_mut().enumerate().rev() {
+                conn.reconnect_at_ns = u64::MAX;
+                parked.push(conn_idx);
+            }
+        } else if config.think_ns > 0 {
+            // Spread the first connects over one think time, as independent senders would be.
+            for (conn_idx, conn) in conns.iter_mut().enumerate() {
+                conn.reconnect_at_ns = think_rng.next_u64() % config.think_ns;
+                timers.push(Reverse((conn.reconnect_at_ns, conn_idx)));
+            }
+        }
         let run_ns = config.run_time.as_nanos() as u64;
         let (arrival_interval_ns, arrival_offset_ns) = match config.rate_per_sec {
             Some(rate) => {
@@ -423,11 +480,66 @@ impl<'a> Engine<'a> {
             arrivals_over: config.rate_per_sec.is_none(),
             claims_over: false,
             next_conn_for_arrival: 0,
+            timers,
+            pending: VecDeque::new(),
+            parked,
+            think_rng,
         })
     }
 
     fn now_ns(&self) -> u64 {
         self.run_start.elapsed().as_nanos() as u64
+    }
+
+    /// One think time, uniform in [mean/2, 3*mean/2); 0 without `--think-ms`.
+    fn think_draw_ns(&mut self) -> u64 {
+        let mean_ns = self.config.think_ns;
+        if mean_ns == 0 {
+            return 0;
+        }
+        mean_ns / 2 + self.think_rng.next_u64() % mean_ns
+    }
+
+    /// Runs the think-time holds and delayed reconnects that are due.
+    fn fire_timers(&mut self, now_ns: u64) {
+        while let Some(&Reverse((due_ns, conn_idx))) = self.timers.peek() {
+            if due_ns > now_ns {
+                return;
+            }
+            self.timers.pop();
+            let conn = &self.conns[conn_idx];
+            match conn.phase {
+                Phase::Idle => {
+                    if conn.reconnect_at_ns == due_ns && self.has_work(conn_idx) {
+                        self.connect(conn_idx, now_ns);
+                    }
+                }
+                Phase::Opening | Phase::Ready | Phase::Quitting => {
+                    if conn.hold_until_ns == due_ns {
+                        self.pump(conn_idx, now_ns);
+                        self.flush(conn_idx, now_ns);
+                    }
+                }
+                Phase::Connecting | Phase::Done => {}
+            }
+        }
+    }
+
+    /// `connect_per_arrival`: hands waiting arrivals to parked slots and connects them.
+    fn dispatch_arrivals(&mut self, now_ns: u64) {
+        while !self.pending.is_empty() {
+            let Some(conn_idx) = self.parked.pop() else {
+                return;
+            };
+            let Some((intended_ns, seq)) = self.pending.pop_front() else {
+                return;
+            };
+            let conn = &mut self.conns[conn_idx];
+            conn.queue.push_back((intended_ns, seq));
+            conn.connect_start_ns = intended_ns;
+            conn.reconnect_at_ns = now_ns;
+            self.connect(conn_idx, now_ns);
+        }
     }
 
     fn run(&mut self) -> io::Result<()> {
@@ -438,13 +550,19 @@ impl<'a> Engine<'a> {
         loop {
             let timeout = if self.config.busy_poll {
                 Duration::ZERO
-            } else if self.arrivals_over {
-                EPOLL_SLEEP_MAX
             } else {
-                let next_ns = (self.arrival_offset_ns
-                    + self.next_arrival_idx as f64 * self.arrival_interval_ns)
-                    as u64;
-                Duration::from_nanos(next_ns.saturating_sub(self.now_ns())).min(EPOLL_SLEEP_MAX)
+                let mut next_ns = self.now_ns() + EPOLL_SLEEP_MAX.as_nanos() as u64;
+                if !self.arrivals_over {
+                    next_ns = next_ns.min(
+                        (self.arrival_offset_ns
+                            + self.next_arrival_idx as f64 * self.arrival_interval_ns)
+                            as u64,
+                    );
+                }
+                if let Some(&Reverse((due_ns, _))) = self.timers.peek() {
+                    next_ns = next_ns.min(due_ns);
+                }
+                Duration::from_nanos(next_ns.saturating_sub(self.now_ns()))
             };
             let poll_start_ns = self.now_ns();
             if let Err(err) = self.poll.poll(&mut events, Some(timeout))
@@ -464,6 +582,7 @@ impl<'a> Engine<'a> {
                 }
             }
             let now_ns = self.now_ns();
+            self.fire_timers(now_ns);
             if !self.arrivals_over {
                 self.generate_arrivals(now_ns);
             }
@@ -498,6 +617,12 @@ impl<'a> Engine<'a> {
             let conn = &self.conns[conn_idx];
             match conn.phase {
                 Phase::Done => continue,
+                Phase::Idle if self.config.connect_per_arrival && conn.queue.is_empty() => {
+                    // Parked until an arrival comes; done once none can come any more.
+                    if self.arrivals_over && self.pending.is_empty() {
+                        self.conns[conn_idx].phase = Phase::Done;
+                    }
+                }
                 Phase::Idle => {
                     if !self.has_work(conn_idx) {
                         self.conns[conn_idx].phase = Phase::Done;
@@ -539,7 +664,9 @@ impl<'a> Engine<'a> {
 
     /// Whether this connection slot may still have transactions to run.
     fn has_work(&self, conn_idx: usize) -> bool {
-        if self.config.rate_per_sec.is_some() {
+        if self.config.connect_per_arrival {
+            !self.conns[conn_idx].queue.is_empty() || !self.pending.is_empty()
+        } else if self.config.rate_per_sec.is_some() {
             !self.arrivals_over || !self.conns[conn_idx].queue.is_empty()
         } else {
             !self.claims_over && !self.shared.exhausted(self.config.messages_total)
@@ -563,6 +690,15 @@ impl<'a> Engine<'a> {
                 return;
             };
             self.next_arrival_idx += 1;
+            if self.config.connect_per_arrival {
+                if self.pending.len() >= ARRIVALS_PENDING_MAX {
+                    self.stats.n_arrivals_dropped += 1;
+                } else {
+                    self.pending.push_back((intended_ns, seq));
+                    self.dispatch_arrivals(now_ns);
+                }
+                continue;
+            }
             let conn_idx = self.next_conn_for_arrival;
             self.next_conn_for_arrival = (conn_idx + 1) % self.conns.len();
             let conn = &mut self.conns[conn_idx];
@@ -581,6 +717,10 @@ impl<'a> Engine<'a> {
     fn connect(&mut self, conn_idx: usize, now_ns: u64) {
         let conn = &mut self.conns[conn_idx];
         conn.progress_ns = now_ns;
+        conn.first_txn_done = false;
+        if !self.config.connect_per_arrival {
+            conn.connect_start_ns = now_ns;
+        }
         match TcpStream::connect(self.config.target) {
             Ok(mut stream) => {
                 if let Err(err) = self.poll.registry().register(
@@ -763,6 +903,12 @@ impl<'a> Engine<'a> {
                 return false;
             }
         }
+        if pos > 0 && self.config.think_ns > 0 {
+            // The sender thinks (or its packets travel) before it answers these replies.
+            let hold_until_ns = now_ns + self.think_draw_ns();
+            self.conns[conn_idx].hold_until_ns = hold_until_ns;
+            self.timers.push(Reverse((hold_until_ns, conn_idx)));
+        }
         let conn = &mut self.conns[conn_idx];
         conn.inbuf.copy_within(pos..conn.in_len, 0);
         conn.in_len -= pos;
@@ -923,11 +1069,19 @@ impl<'a> Engine<'a> {
             if !final_reply && txn.mail_ok {
                 conn.need_rset = true;
             }
-            self.finish_txn(txn, ok && final_reply, now_ns);
+            self.finish_txn(conn_idx, txn, ok && final_reply, now_ns);
         }
     }
 
-    fn finish_txn(&mut self, txn: Txn, accepted: bool, now_ns: u64) {
+    fn finish_txn(&mut self, conn_idx: usize, txn: Txn, accepted: bool, now_ns: u64) {
+        let conn = &mut self.conns[conn_idx];
+        let first_on_conn = !conn.first_txn_done;
+        conn.first_txn_done = true;
+        if accepted && first_on_conn && conn.connect_start_ns >= self.warmup_ns {
+            let connect_start_ns = conn.connect_start_ns;
+            self.stats
+                .record_connect_latency_ns(now_ns.saturating_sub(connect_start_ns));
+        }
         if !accepted {
             self.stats.n_rejected += 1;
             return;
@@ -1010,7 +1164,14 @@ impl<'a> Engine<'a> {
             return false;
         }
         let (seq, start_ns) = if self.config.rate_per_sec.is_some() {
-            match self.conns[conn_idx].queue.pop_front() {
+            let next = self.conns[conn_idx].queue.pop_front().or_else(|| {
+                if self.config.connect_per_arrival {
+                    self.pending.pop_front()
+                } else {
+                    None
+                }
+            });
+            match next {
                 Some((intended_ns, seq)) => (seq, intended_ns),
                 None => return false,
             }
@@ -1085,7 +1246,7 @@ impl<'a> Engine<'a> {
                 conn.emitting = None;
                 conn.txns.pop_back();
                 conn.need_rset = txn.mail_ok;
-                self.finish_txn(txn, false, now_ns);
+                self.finish_txn(conn_idx, txn, false, now_ns);
                 return true;
             }
             Step::Data => {
@@ -1137,6 +1298,10 @@ impl<'a> Engine<'a> {
     /// Writes the output buffer until done or the socket is full (through TLS if it is on).
     fn flush(&mut self, conn_idx: usize, now_ns: u64) {
         let conn = &mut self.conns[conn_idx];
+        if conn.hold_until_ns > now_ns {
+            // Thinking: the timer flushes when the hold ends.
+            return;
+        }
         let Some(stream) = conn.stream.as_mut() else {
             return;
         };
@@ -1216,6 +1381,7 @@ impl<'a> Engine<'a> {
         conn.out.clear();
         conn.out_pos = 0;
         conn.quit_acked = false;
+        conn.hold_until_ns = 0;
         if conn.phase != Phase::Done {
             conn.phase = Phase::Idle;
         }
@@ -1227,15 +1393,31 @@ impl<'a> Engine<'a> {
         } else {
             0
         };
-        let has_work = self.has_work(conn_idx);
-        let conn = &mut self.conns[conn_idx];
-        if conn.phase == Phase::Done {
+        if self.conns[conn_idx].phase == Phase::Done {
             return;
         }
+        if self.config.connect_per_arrival && self.conns[conn_idx].queue.is_empty() {
+            // This sender is done; the slot waits for the next arrival.
+            let conn = &mut self.conns[conn_idx];
+            if self.arrivals_over && self.pending.is_empty() {
+                conn.phase = Phase::Done;
+            } else {
+                conn.phase = Phase::Idle;
+                conn.reconnect_at_ns = u64::MAX;
+                self.parked.push(conn_idx);
+                self.dispatch_arrivals(now_ns);
+            }
+            return;
+        }
+        let has_work = self.has_work(conn_idx);
+        let think_ns = if failed { 0 } else { self.think_draw_ns() };
+        let conn = &mut self.conns[conn_idx];
         if has_work {
             conn.phase = Phase::Idle;
-            conn.reconnect_at_ns = now_ns + delay_ns;
-            if !failed {
+            conn.reconnect_at_ns = now_ns + delay_ns + think_ns;
+            if think_ns > 0 {
+                self.timers.push(Reverse((conn.reconnect_at_ns, conn_idx)));
+            } else if !failed {
                 self.connect(conn_idx, now_ns);
             }
         } else {

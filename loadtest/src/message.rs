@@ -32,6 +32,44 @@ const GENERATED_HEADERS: &[&str] = &[
     "x-blaster-checksum",
 ];
 
+/// The header block of `--headers mx`: what a message from a bulk or transactional sender
+/// carries when it reaches an MX (two `Received:` hops, a DKIM signature, the receiving
+/// side's `Authentication-Results`, list and feedback headers), about 1.3 KB. Fixed text:
+/// the server parses and stores it, and no server in the comparison verifies it.
+const MX_HEADER_BLOCK: &str = "Received: from mta-out-7.mailer.example.net (mta-out-7.mailer.example.net [198.51.100.27])\r\n\
+\tby relay-3.mailer.example.net (Postfix) with ESMTPS id 4QxK9Z1v2Rz8s\r\n\
+\tfor <bounce@mailer.example.net>; Sat, 05 Dec 2026 10:00:00 +0000 (UTC)\r\n\
+Received: from app-12.internal.example.net (app-12.internal.example.net [10.20.30.40])\r\n\
+\tby mta-out-7.mailer.example.net (Postfix) with ESMTP id 9F2C81A0042\r\n\
+\tSat, 05 Dec 2026 09:59:59 +0000 (UTC)\r\n\
+DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=mailer.example.net;\r\n\
+\ts=s2026; t=1796551200; h=from:to:subject:date:message-id:mime-version:\r\n\
+\tcontent-type:list-unsubscribe:list-unsubscribe-post:feedback-id;\r\n\
+\tbh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\r\n\
+\tb=kZ3cQ8mJ0vN2hV5xR7yT1uW4aS6dF9gH2jK5lP8oI3uY6tR1eW4qA7sD0fG3hJ6k\r\n\
+\t L9zX2cV5bN8mQ1wE4rT7yU0iO3pA6sD9fG2hJ5kL8zX1cV4bN7mQ0wE3rT6yU9iO\r\n\
+\t 2pA5sD8fG1hJ4kL7zX0cV3bN6mQ9wE2rT5yU8iO1pA4sD7fG0hJ3kL6zX9cV2bN5\r\n\
+\t mQ8wE1rT4yU7iO0pA3sD6fG9hJ2kL5zX8cV1bN4mQ7wE0rT3yU6iO9pA2sD5fG8h\r\n\
+\t J1kL4zX7cV0bN3mQ6wE9rT2yU5iO8pA1sD4fG7hJ0kL3zX6cV9bN2mQ5w==\r\n\
+Authentication-Results: mx.example.test; dkim=pass header.d=mailer.example.net;\r\n\
+\tspf=pass smtp.mailfrom=bounce@mailer.example.net; dmarc=pass header.from=example.test\r\n\
+Reply-To: Support <support@example.test>\r\n\
+List-Unsubscribe: <https://mailer.example.net/u/7f3a9c2e1b>, <mailto:unsub-7f3a9c2e1b@mailer.example.net>\r\n\
+List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\
+Feedback-ID: 7f3a9c2e:transactional:mailer\r\n\
+X-Mailer: mailer-platform 4.12.3\r\n\
+Content-Transfer-Encoding: 7bit\r\n";
+
+/// Which header block generated messages carry besides the ones every message has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeaderBlock {
+    /// Only From, To, Subject, Date, MIME headers and ours (the default; the smallest).
+    #[default]
+    Minimal,
+    /// A realistic block as an MX receives it: see [`MX_HEADER_BLOCK`].
+    Mx,
+}
+
 /// What every message of a run shares: who sends it and where it goes.
 #[derive(Debug, Clone)]
 pub struct MessageSpec {
@@ -184,13 +222,27 @@ impl MessageSpec {
 impl Template {
     /// A generated plain-text template whose messages are about `size_bytes` long in total.
     pub fn generated(spec: &MessageSpec, size_bytes: usize, seed: u64) -> Self {
-        let template = Self::from_parts(Vec::new(), b"\r\n".to_vec(), true);
+        Self::generated_with(spec, size_bytes, seed, HeaderBlock::Minimal)
+    }
+
+    /// As [`Template::generated`], with the given extra header block (counted in the size).
+    pub fn generated_with(
+        spec: &MessageSpec,
+        size_bytes: usize,
+        seed: u64,
+        header_block: HeaderBlock,
+    ) -> Self {
+        let extra_headers = match header_block {
+            HeaderBlock::Minimal => Vec::new(),
+            HeaderBlock::Mx => MX_HEADER_BLOCK.as_bytes().to_vec(),
+        };
+        let template = Self::from_parts(extra_headers.clone(), b"\r\n".to_vec(), true);
         // Size the body so that headers plus body come to about `size_bytes`; the header
         // length varies by a few bytes with the sequence number, which does not matter.
         let mut probe = Vec::new();
         spec.write_headers(&mut probe, &template, 1000);
         let body_bytes = size_bytes.saturating_sub(probe.len()).max(2);
-        Self::from_parts(Vec::new(), generated_body(body_bytes, seed), true)
+        Self::from_parts(extra_headers, generated_body(body_bytes, seed), true)
     }
 
     /// A template with the given header lines (CRLF-ended, not yet dot-stuffed; they must
@@ -291,12 +343,21 @@ pub fn generated_body(body_bytes: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Builds one template per size class.
-pub fn generated_templates(spec: &MessageSpec, classes: &[SizeClass]) -> Vec<Template> {
+pub fn generated_templates(
+    spec: &MessageSpec,
+    classes: &[SizeClass],
+    header_block: HeaderBlock,
+) -> Vec<Template> {
     classes
         .iter()
         .enumerate()
         .map(|(class_idx, class)| {
-            Template::generated(spec, class.size_bytes, spec.run_id ^ class_idx as u64)
+            Template::generated_with(
+                spec,
+                class.size_bytes,
+                spec.run_id ^ class_idx as u64,
+                header_block,
+            )
         })
         .collect()
 }
@@ -533,6 +594,32 @@ mod tests {
                 assert_eq!(&bdat[line_end + 2..], &stored[..]);
                 assert_eq!(spec.stored_len(&template, &mut scratch, seq), stored.len());
             }
+        }
+    }
+
+    #[test]
+    fn mx_header_block_is_well_formed_and_counted_in_the_size() {
+        let spec = spec(1);
+        for size_bytes in [1024, 4096, 10_240] {
+            let template = Template::generated_with(&spec, size_bytes, 7, HeaderBlock::Mx);
+            let mut data = Vec::new();
+            spec.write_data_message(&mut data, &template, 11);
+            let stored = undata(&data);
+            assert_eq!(check_message(&stored).seq, Some(11));
+            assert!(check_message(&stored).checksum_ok);
+            let (header_block, _) = split_header_block(&stored);
+            for line in header_block.split(|&b| b == b'\n') {
+                assert!(line.len() <= 998, "header line too long");
+                assert!(
+                    line.is_empty() || line.ends_with(b"\r"),
+                    "bare LF in headers"
+                );
+            }
+            let text = String::from_utf8(stored.clone()).unwrap();
+            assert_eq!(text.matches("\r\nReceived: ").count(), 2, "{text}");
+            assert!(text.starts_with("Message-ID") && text.contains("DKIM-Signature: v=1;"));
+            assert_eq!(text.matches("From:").count(), 1, "{text}");
+            assert!(stored.len().abs_diff(size_bytes) < 32 || size_bytes < 1500);
         }
     }
 

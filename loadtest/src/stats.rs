@@ -24,6 +24,10 @@ pub struct Stats {
     /// Transaction latency in nanoseconds (MAIL sent, or the intended send time in
     /// open-loop mode, until the final 250), for transactions started after the warm-up.
     pub latency_ns: Histogram<u64>,
+    /// Connect-to-250 latency in nanoseconds: from the connect (or, with
+    /// `--connect-per-arrival`, from the arrival's intended time) to the final 250 of the
+    /// connection's first message, for connections started after the warm-up.
+    pub connect_latency_ns: Histogram<u64>,
     /// Transactions started (MAIL sent).
     pub n_started: u64,
     /// Transactions that got a final 2xx.
@@ -76,6 +80,9 @@ pub struct Report {
     pub megabytes_per_sec: f64,
     /// Transaction latency percentiles.
     pub latency_us: Latency,
+    /// Connect (or intended arrival) to the first message's final 250; samples 0 when no
+    /// connection of the measured window finished a message.
+    pub connect_to_250_us: Latency,
     /// Non-2xx replies by "code enhanced-code".
     pub reply_errors: BTreeMap<String, u64>,
     /// Connection failures by kind.
@@ -118,6 +125,7 @@ impl Stats {
         let latency_ns = Histogram::new_with_bounds(1, LATENCY_NS_MAX, HISTOGRAM_SIGFIGS)
             .expect("constant histogram bounds are valid");
         Self {
+            connect_latency_ns: latency_ns.clone(),
             latency_ns,
             n_started: 0,
             n_accepted: 0,
@@ -142,6 +150,12 @@ impl Stats {
             .saturating_record(latency_ns.clamp(1, LATENCY_NS_MAX));
     }
 
+    /// Records one connect-to-250 sample.
+    pub fn record_connect_latency_ns(&mut self, latency_ns: u64) {
+        self.connect_latency_ns
+            .saturating_record(latency_ns.clamp(1, LATENCY_NS_MAX));
+    }
+
     /// Counts one error reply.
     pub fn count_reply_error(&mut self, key: String) {
         *self.reply_errors.entry(key).or_default() += 1;
@@ -156,6 +170,7 @@ impl Stats {
     pub fn merge(&mut self, other: Stats) {
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.latency_ns.add(&other.latency_ns);
+        let _ = self.connect_latency_ns.add(&other.connect_latency_ns);
         self.n_started += other.n_started;
         self.n_accepted += other.n_accepted;
         self.n_rejected += other.n_rejected;
@@ -202,6 +217,7 @@ impl Stats {
             messages_per_sec: per_sec(self.n_accepted_measured as f64),
             megabytes_per_sec: per_sec(self.bytes_accepted_measured as f64) / 1e6,
             latency_us: latency_summary(&self.latency_ns),
+            connect_to_250_us: latency_summary(&self.connect_latency_ns),
             reply_errors: self.reply_errors.clone(),
             connection_errors: self.connection_errors.clone(),
             connections_opened: self.n_connections,
@@ -260,6 +276,14 @@ impl Report {
             "latency (us): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  mean {:.1}  ({} samples)",
             l.p50, l.p90, l.p99, l.p999, l.max, l.mean, l.samples
         );
+        let c = &self.connect_to_250_us;
+        if c.samples > 0 {
+            let _ = writeln!(
+                out,
+                "connect to 250 (us): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  mean {:.1}  ({} connections)",
+                c.p50, c.p90, c.p99, c.p999, c.max, c.mean, c.samples
+            );
+        }
         let _ = writeln!(
             out,
             "client: idle {:.0}% of the time (near 0% means the load generator may be the bottleneck)",

@@ -61,8 +61,11 @@ pub enum Trust<'a> {
 pub struct TlsSettings {
     /// When TLS starts.
     pub mode: TlsMode,
-    /// Shared by every connection (and its session cache, when resumption is on).
+    /// The configuration every connection starts from; with `resumption`, each connection
+    /// slot gets a copy with a session cache of its own ([`sender_config`]).
     pub config: Arc<ClientConfig>,
+    /// Connections resume the session of their slot's previous connection.
+    pub resumption: bool,
     /// Sent as SNI and checked against the certificate (unless [`Trust::Insecure`]).
     pub server_name: ServerName<'static>,
 }
@@ -85,7 +88,19 @@ pub struct TlsInfo {
 /// # Errors
 /// When the CA file cannot be read or holds no usable certificate.
 pub fn client_config(trust: Trust<'_>, resumption: bool) -> anyhow::Result<Arc<ClientConfig>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    client_config_with(trust, resumption, rustls::crypto::ring::default_provider())
+}
+
+/// As [`client_config`], with a crypto provider of the caller's (e.g. one key-exchange group).
+///
+/// # Errors
+/// As [`client_config`].
+pub fn client_config_with(
+    trust: Trust<'_>,
+    resumption: bool,
+    provider: rustls::crypto::CryptoProvider,
+) -> anyhow::Result<Arc<ClientConfig>> {
+    let provider = Arc::new(provider);
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("TLS protocol versions")?;
@@ -203,10 +218,29 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 ///
 /// # Errors
 /// When rustls refuses the configuration (not expected with [`client_config`]'s).
-pub fn connect(settings: &TlsSettings) -> Result<Box<ClientConnection>, String> {
-    ClientConnection::new(Arc::clone(&settings.config), settings.server_name.clone())
+pub fn connect(
+    settings: &TlsSettings,
+    config: &Arc<ClientConfig>,
+) -> Result<Box<ClientConnection>, String> {
+    ClientConnection::new(Arc::clone(config), settings.server_name.clone())
         .map(Box::new)
         .map_err(|err| format!("tls: cannot start a session: {err}"))
+}
+
+/// Sessions (tickets) one sender keeps for its next connections.
+pub const SENDER_SESSIONS_MAX: usize = 4;
+
+/// The configuration of one connection slot: `settings.config` with a session cache of its
+/// own when resumption is on. An MX's senders are independent MTAs, each remembering only
+/// its own last session; one cache shared by hundreds of connections would instead hand
+/// each ticket to whichever connection starts next (and rustls keeps only a few per name).
+pub fn sender_config(settings: &TlsSettings) -> Arc<ClientConfig> {
+    if !settings.resumption {
+        return Arc::clone(&settings.config);
+    }
+    let mut config = (*settings.config).clone();
+    config.resumption = Resumption::in_memory_sessions(SENDER_SESSIONS_MAX);
+    Arc::new(config)
 }
 
 /// Version and cipher of a finished handshake, for the report (counts start at 1).

@@ -783,6 +783,100 @@ fn open_loop_follows_the_schedule() {
 }
 
 #[test]
+fn mx_senders_think_and_connect_per_message() {
+    let mock = start_mock(MockOptions {
+        extensions: true,
+        tls: MockTls::StartTls,
+        ..MockOptions::default()
+    });
+    // 20 closed-loop senders, a new connection and a STARTTLS handshake per message, and
+    // a think time of 1 to 3 ms before every command.
+    let (json, output) = json_run(
+        mock.port,
+        &[
+            "--messages",
+            "60",
+            "--connections",
+            "20",
+            "--messages-per-connection",
+            "1",
+            "--starttls",
+            "--tls-insecure",
+            "--think-ms",
+            "2",
+            "--headers",
+            "mx",
+            "--size-dist",
+            "1k:1,10k:1",
+            "--epoll",
+        ],
+    );
+    assert!(output.status.success(), "{json}");
+    assert_eq!(json["messages_accepted"].as_u64(), Some(60), "{json}");
+    // A closed-loop sender connects before it learns that the message count ran out, so
+    // the last round may open connections that send nothing.
+    let opened = json["connections_opened"].as_u64().unwrap();
+    assert!((60..=80).contains(&opened), "{json}");
+    assert_eq!(json["tls"]["handshakes"].as_u64(), Some(opened), "{json}");
+    // Each sender resumes the session of its own previous connection: all but the first
+    // connection of each of the 20 slots.
+    assert!(
+        json["tls"]["resumed"].as_u64().unwrap() + 20 >= opened,
+        "{json}"
+    );
+    assert_eq!(
+        json["connect_to_250_us"]["samples"].as_u64(),
+        Some(60),
+        "{json}"
+    );
+    // Seven commands wait for a think of at least 1 ms each before the final 250 (EHLO,
+    // STARTTLS's handshake, EHLO, MAIL, RCPT, DATA, the body): a lower bound, not a speed.
+    let connect_p50_us = json["connect_to_250_us"]["p50"].as_f64().unwrap();
+    assert!(connect_p50_us >= 7_000.0, "{json}");
+    assert_eq!(mock.seen.n_messages.load(Ordering::Relaxed), 60);
+    assert_eq!(mock.seen.n_bad_checksum.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn open_loop_arrivals_open_their_own_connections() {
+    let mock = start_mock(MockOptions {
+        extensions: true,
+        ..MockOptions::default()
+    });
+    let (json, output) = json_run(
+        mock.port,
+        &[
+            "--rate",
+            "400",
+            "--duration",
+            "1",
+            "--connections",
+            "64",
+            "--connect-per-arrival",
+            "--messages-per-connection",
+            "1",
+            "--epoll",
+        ],
+    );
+    assert!(output.status.success(), "{json}");
+    let accepted = json["messages_accepted"].as_u64().unwrap();
+    assert!((380..=401).contains(&accepted), "{json}");
+    assert_eq!(json["messages_started"].as_u64(), Some(accepted), "{json}");
+    assert_eq!(
+        json["connections_opened"].as_u64(),
+        Some(accepted),
+        "{json}"
+    );
+    assert_eq!(json["arrivals_dropped"].as_u64(), Some(0), "{json}");
+    // Each arrival's latency includes its connect, so the two histograms hold the same.
+    assert_eq!(
+        json["connect_to_250_us"]["samples"].as_u64(),
+        json["latency_us"]["samples"].as_u64(),
+        "{json}"
+    );
+}
+
+#[test]
 fn verify_finds_missing_and_corrupted_messages() {
     let mock = start_mock(MockOptions {
         extensions: true,

@@ -30,6 +30,17 @@ use crate::net::NetCtx;
 /// A PEM file larger than this is not a certificate chain or key; refuse to read it whole.
 const PEM_FILE_BYTES_MAX: u64 = 1 << 20;
 
+/// Session tickets sent after each TLS 1.3 handshake (rustls sends 2 by default). A sender
+/// that reconnects needs one (each is good for one resumption), and every ticket costs an
+/// encryption and a record on every connection, most of which are never resumed.
+const TLS13_TICKETS_PER_HANDSHAKE: usize = 1;
+
+/// The ticket sealer of the whole process, shared by every config a reload builds, so
+/// tickets issued before a SIGHUP still resume after it. rustls's `Ticketer` rotates its
+/// AEAD key itself (every 6 hours, keeping the previous one for decryption).
+static TICKETER: std::sync::OnceLock<Result<Arc<dyn rustls::server::ProducesTickets>, String>> =
+    std::sync::OnceLock::new();
+
 /// A connection the socket loops can serve: plain TCP or TLS over TCP. The TCP stream
 /// inside is reachable for its socket options (read timeout, fd for shutdown).
 pub trait Conn: AsyncRead + AsyncWrite + Unpin {
@@ -43,9 +54,89 @@ impl Conn for TcpStream {
     }
 }
 
-impl Conn for TlsStream<TcpStream> {
+impl Conn for TlsStream<GatherTcp> {
     fn tcp(&self) -> &TcpStream {
-        self.get_ref().0
+        &self.get_ref().0.0
+    }
+}
+
+/// Most bytes [`GatherTcp`] copies together into one write; a larger batch goes out in
+/// several (each still one `send`).
+const GATHER_BYTES_MAX: usize = 64 * 1024;
+
+thread_local! {
+    /// Where [`GatherTcp`] puts the pieces of one write together: one per executor thread,
+    /// because a connection keeps nothing between writes.
+    static GATHER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// glommio's `TcpStream` with a vectored write that sends every piece in one `send`.
+///
+/// rustls hands its queued TLS records to `write_vectored` in one call (a server's
+/// handshake flight is ServerHello, ChangeCipherSpec, then the encrypted handshake
+/// messages and tickets), but glommio's stream has no vectored write, so the default sent
+/// only the first piece per call: one `sendto` per record, four or five per handshake, each
+/// a trip through loopback TCP into the peer's receive path. Copying the pieces together
+/// costs a memcpy of a few KiB instead.
+pub struct GatherTcp(pub TcpStream);
+
+impl AsyncRead for GatherTcp {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for GatherTcp {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let mut pieces = bufs.iter().filter(|buf| !buf.is_empty());
+        let Some(first) = pieces.next() else {
+            return std::task::Poll::Ready(Ok(0));
+        };
+        let Some(second) = pieces.next() else {
+            return std::pin::Pin::new(&mut self.0).poll_write(cx, first);
+        };
+        GATHER.with_borrow_mut(|gather| {
+            gather.clear();
+            for piece in [first, second].into_iter().chain(pieces) {
+                if !gather.is_empty() && gather.len() + piece.len() > GATHER_BYTES_MAX {
+                    break;
+                }
+                gather.extend_from_slice(piece);
+            }
+            // Nothing is kept across calls: if only part is sent, the caller offers the
+            // rest again (rustls keeps its records until they are written).
+            std::pin::Pin::new(&mut self.0).poll_write(cx, gather)
+        })
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_close(cx)
     }
 }
 
@@ -175,8 +266,8 @@ impl TlsCerts {
         &self,
         stream: TcpStream,
         timeout: Duration,
-    ) -> Result<(TlsStream<TcpStream>, Negotiated), HandshakeError> {
-        let accept = TlsAcceptor::from(self.server_config()).accept(stream);
+    ) -> Result<(TlsStream<GatherTcp>, Negotiated), HandshakeError> {
+        let accept = TlsAcceptor::from(self.server_config()).accept(GatherTcp(stream));
         let outcome = futures_lite::future::or(async { Some(accept.await) }, async {
             glommio::timer::Timer::new(timeout).await;
             None
@@ -199,7 +290,7 @@ impl TlsCerts {
 pub async fn accept<S>(
     ctx: &NetCtx<S>,
     stream: TcpStream,
-) -> Option<(TlsStream<TcpStream>, Negotiated)> {
+) -> Option<(TlsStream<GatherTcp>, Negotiated)> {
     let Some(certs) = &ctx.tls else {
         tracing::error!("TLS requested without a certificate; closing the connection");
         return None;
@@ -293,18 +384,50 @@ fn parse_pem(
     Ok((chain, key_der))
 }
 
-/// A rustls server config with the ring provider, TLS 1.2 and 1.3, no client certificates.
+/// A rustls server config with the ring provider, TLS 1.2 and 1.3, no client certificates,
+/// and stateless session resumption: the session state is sealed into the ticket the
+/// client keeps (rustls `Ticketer`), so every returning sender can resume, however many
+/// there are, without a server-side cache to fill, share or evict (the default in-memory
+/// cache holds 256 sessions, two per handshake, so with a few hundred senders half the
+/// resumptions missed). A resumed TLS 1.3 handshake skips the certificate and its
+/// signature (it still does the key exchange: rustls offers only `psk_dhe_ke`). 0-RTT
+/// stays off: SMTP commands are not safe to replay.
 fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key_der: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    // AES-128-GCM first, and the server's order over the client's (rustls and OpenSSL
+    // clients ask for AES-256-GCM with SHA-384 first): the TLS 1.3 key schedule then runs
+    // HKDF on SHA-256, which this class of CPU has in hardware (SHA-NI) and SHA-384 is not;
+    // a full handshake costs 13% less server CPU, a resumed one 20% (tls-floor, 88 vs 102
+    // and 72 vs 90 us). AES-128 is TLS 1.3's mandatory suite and the first choice of
+    // Mozilla's recommended server configurations.
+    provider.cipher_suites.sort_by_key(|suite| {
+        !matches!(
+            suite.suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    let provider = Arc::new(provider);
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|error| error.to_string())?
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
         .map_err(|error| error.to_string())?;
+    let mut config = config;
+    config.ticketer = TICKETER
+        .get_or_init(|| {
+            rustls::crypto::ring::Ticketer::new()
+                .map_err(|error| format!("TLS session tickets: {error}"))
+        })
+        .clone()?;
+    config.send_tls13_tickets = TLS13_TICKETS_PER_HANDSHAKE;
+    config.ignore_client_order = true;
+    debug_assert_eq!(config.max_early_data_size, 0, "0-RTT must stay off");
     Ok(Arc::new(config))
 }
 
