@@ -468,16 +468,8 @@ mod tests {
 
     #[test]
     fn every_verdict_serializes_as_its_rfc_8601_word() {
-        for verdict in [
-            Verdict::Pass,
-            Verdict::Fail,
-            Verdict::SoftFail,
-            Verdict::Neutral,
-            Verdict::None,
-            Verdict::TempError,
-            Verdict::PermError,
-            Verdict::Policy,
-        ] {
+        for verdict in Verdict::ALL {
+            assert_eq!(Verdict::ALL[verdict.index()], verdict);
             assert_eq!(serde_json::to_value(verdict).unwrap(), verdict.as_str());
         }
     }

@@ -27,15 +27,8 @@ pub const TOKEN_PARAMETER: &str = "token";
 /// `no_such_inbox()` for an inbox request or WebSocket without the inbox's token, with
 /// `--private-inboxes`.
 pub fn authorize(route: Route, request: &Request, tokens: &InboxTokens) -> Result<Route, Response> {
-    if !tokens.required() {
+    let Some(key) = inbox_of(&route).filter(|_| tokens.required()) else {
         return Ok(route);
-    }
-    let key = match &route {
-        Route::Inbox(inbox_request) => &inbox_request.key,
-        Route::WebSocket { key, .. } => key,
-        Route::Asset(_) | Route::Healthz | Route::Metrics | Route::CreateAddress { .. } => {
-            return Ok(route);
-        }
     };
     if tokens.admits(key, presented_token(request).as_deref()) {
         Ok(route)
@@ -44,19 +37,22 @@ pub fn authorize(route: Route, request: &Request, tokens: &InboxTokens) -> Resul
     }
 }
 
+/// The inbox a route reads, if it reads one (an inbox request or its WebSocket); the
+/// page, health, metrics and address creation name none.
+fn inbox_of(route: &Route) -> Option<&crate::address::InboxKey<'static>> {
+    match route {
+        Route::Inbox(inbox_request) => Some(&inbox_request.key),
+        Route::WebSocket { key, .. } => Some(key),
+        Route::Asset(_) | Route::Healthz | Route::Metrics | Route::CreateAddress { .. } => None,
+    }
+}
+
 /// With `--owned-partitions`, a request for an inbox this node does not serve is a 421
 /// Misdirected Request (RFC 9110 15.5.20): HTTPS's routing (HAProxy, docs/scale-out.md)
 /// sent it to the wrong node, which says so instead of answering for an empty inbox.
 pub fn check_partition(route: Route, owned: PartitionSet) -> Result<Route, Response> {
-    if owned.is_all() {
+    let Some(key) = inbox_of(&route).filter(|_| !owned.is_all()) else {
         return Ok(route);
-    }
-    let key = match &route {
-        Route::Inbox(inbox_request) => &inbox_request.key,
-        Route::WebSocket { key, .. } => key,
-        Route::Asset(_) | Route::Healthz | Route::Metrics | Route::CreateAddress { .. } => {
-            return Ok(route);
-        }
     };
     if owned.contains(Partition::of(key)) {
         Ok(route)
