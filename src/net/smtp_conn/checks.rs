@@ -108,12 +108,9 @@ impl Dnsbl {
     pub async fn refusal(&self, client_ip: IpAddr, counters: &Counters) -> Option<Vec<u8>> {
         let answer = self.resolver.dnsbl(client_ip, self.zones.clone());
         let deadline = self.resolver.deadline() + AUTH_ANSWER_MARGIN;
-        let result = futures_lite::future::or(async { answer.await.ok() }, async {
-            glommio::timer::sleep(deadline).await;
-            None
-        })
-        .await
-        .unwrap_or_else(|| crate::auth::DnsblResult::temperror(&self.zones));
+        let result = answer_within(answer, deadline)
+            .await
+            .unwrap_or_else(|| crate::auth::DnsblResult::temperror(&self.zones));
         let mut score = 0i64;
         let mut blocking_zone = None;
         for (zone, &weight) in result.zones.iter().zip(self.weights.iter()) {
@@ -133,6 +130,19 @@ impl Dnsbl {
         let zone = blocking_zone.filter(|_| score >= self.threshold)?;
         Some(crate::smtp::reply::blocklisted(zone))
     }
+}
+
+/// The resolver thread's answer, or `None` if it has none within `wait` (or is gone): the
+/// thread answers every request by its own deadline, so this only fires if it is stuck.
+async fn answer_within<T>(
+    answer: futures_channel::oneshot::Receiver<T>,
+    wait: Duration,
+) -> Option<T> {
+    futures_lite::future::or(async { answer.await.ok() }, async {
+        glommio::timer::sleep(wait).await;
+        None
+    })
+    .await
 }
 
 /// Sends a blocklisted client `refusal` instead of the greeting, then answers what it
@@ -323,12 +333,7 @@ impl<S: Shards> Connection<S> {
         let settled = async move {
             let auth_answer = async {
                 let (answer, fallback, deadline) = auth?;
-                let results = futures_lite::future::or(async { answer.await.ok() }, async {
-                    glommio::timer::sleep(deadline).await;
-                    None
-                })
-                .await;
-                Some(results.unwrap_or(fallback))
+                Some(answer_within(answer, deadline).await.unwrap_or(fallback))
             };
             let spam_answer = async {
                 let (filter, head) = ctx.checks.spam.as_ref().zip(spam_head)?;
