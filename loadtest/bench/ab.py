@@ -16,6 +16,12 @@ from /proc/<pid>/stat before and after. Binaries alternate in every round (rever
 rounds) so none always gets the quieter moment; --rest sleeps before each run. Prints every
 run and the median CPU us/msg per binary, with GB/s per core for --size workloads.
 Needs the blaster from SMTP_BLASTER (default: target/release/smtp-blaster); 127.0.0.1 only.
+
+--source "ARGS" drives the server with Postfix's smtp-source instead (e.g. `-d -l 1024 -s 32
+-m 30000` for W2: a client that sleeps while it waits for every reply); --secs is then unused
+and the rate is the messages over smtp-source's wall time. Every run also reports the
+reschedule IPIs CPU 0 took per message (the RES line of /proc/interrupts), the cost the wait
+path pays when the server parks.
 """
 import argparse
 import json
@@ -36,6 +42,16 @@ def cpu_ticks(pid):
         stat = f.read()
     fields = stat[stat.rindex(")") + 2:].split()
     return int(fields[11]) + int(fields[12])
+
+
+def res_ipis(cpu=0):
+    """Reschedule interrupts `cpu` has taken since boot."""
+    with open("/proc/interrupts") as f:
+        for line in f:
+            fields = line.split()
+            if fields and fields[0] == "RES:":
+                return int(fields[1 + cpu])
+    return 0
 
 
 def metric(http, name):
@@ -59,10 +75,14 @@ def run_once(spec, args):
         http = re.search(r"http=(\S+)", line)
         if not match:
             raise RuntimeError(f"{path} did not start")
-        ticks_before = cpu_ticks(server.pid)
-        blast = subprocess.run(["taskset", "-c", "1", args.blaster, match.group(1), "--json", "--timeout", "10",
-                                "-d", str(args.secs), *args.load.split()], capture_output=True, timeout=120)
-        ticks_after = cpu_ticks(server.pid)
+        ticks_before, ipis_before, started = cpu_ticks(server.pid), res_ipis(), time.monotonic()
+        if args.source:
+            blast = subprocess.run(["taskset", "-c", "1", args.smtp_source, *args.source.split(), match.group(1)],
+                                   capture_output=True, timeout=300)
+        else:
+            blast = subprocess.run(["taskset", "-c", "1", args.blaster, match.group(1), "--json", "--timeout", "10",
+                                    "-d", str(args.secs), *args.load.split()], capture_output=True, timeout=120)
+        ticks_after, ipis_after, elapsed = cpu_ticks(server.pid), res_ipis(), time.monotonic() - started
         if data:
             fsyncs = metric(http.group(1), "mayfly_journal_fsyncs_total")
     finally:
@@ -70,13 +90,20 @@ def run_once(spec, args):
         server.wait()
         if data:
             shutil.rmtree(data, ignore_errors=True)
-    report = json.loads(blast.stdout)
-    n_messages = report["messages_accepted"]
+    if args.source:
+        if blast.returncode != 0:
+            raise RuntimeError(f"smtp-source failed: {blast.stderr.decode()[-300:]}")
+        n_messages = int(re.search(r"-m (\d+)", args.source).group(1))
+        report = {"messages_per_sec": n_messages / elapsed}
+    else:
+        report = json.loads(blast.stdout)
+        n_messages = report["messages_accepted"]
     cpu_us = (ticks_after - ticks_before) / CLK_TCK * 1e6
     return {"us_per_msg": cpu_us / n_messages, "msgs_per_s": report["messages_per_sec"],
             "rejected": report.get("messages_rejected"), "load1": os.getloadavg()[0],
             "fsyncs_per_msg": fsyncs / n_messages if fsyncs is not None else None,
-            "lat_p99_us": (report.get("latency_us") or {}).get("p99")}
+            "lat_p99_us": (report.get("latency_us") or {}).get("p99"),
+            "res_ipis_per_msg": (ipis_after - ipis_before) / n_messages}
 
 
 def main():
@@ -85,13 +112,15 @@ def main():
     parser.add_argument("--secs", type=int, default=3)
     parser.add_argument("--rest", type=float, default=0.0)
     parser.add_argument("--load", default="-c 16 --size 102400 --pipelining")
+    parser.add_argument("--source", default=None, help="smtp-source arguments instead of the blaster")
+    parser.add_argument("--smtp-source", default="/usr/sbin/smtp-source")
     parser.add_argument("--blaster", default=os.environ.get("SMTP_BLASTER", "target/release/smtp-blaster"))
     parser.add_argument("--data-root", default="/var/tmp",
                         help="where {data} directories are made: a real disk, not tmpfs")
     parser.add_argument("binaries", nargs="+", metavar="NAME=PATH")
     args = parser.parse_args()
     binaries = [spec.split("=", 1) for spec in args.binaries]
-    size = re.search(r"--size (\d+)", args.load)
+    size = None if args.source else re.search(r"--size (\d+)", args.load)
     results = {name: [] for name, _ in binaries}
     for round_idx in range(args.rounds):
         for name, path in binaries if round_idx % 2 == 0 else binaries[::-1]:
@@ -100,7 +129,8 @@ def main():
             results[name].append(run)
             fsyncs = f", {run['fsyncs_per_msg']:.3f} fsyncs/msg" if run["fsyncs_per_msg"] is not None else ""
             print(f"round {round_idx} {name}: {run['us_per_msg']:.1f} us/msg, {run['msgs_per_s']:,.0f} msg/s, "
-                  f"p99 {run['lat_p99_us']} us{fsyncs}, rejected {run['rejected']}, load {run['load1']:.2f}",
+                  f"p99 {run['lat_p99_us']} us{fsyncs}, {run['res_ipis_per_msg']:.2f} RES/msg, "
+                  f"rejected {run['rejected']}, load {run['load1']:.2f}",
                   flush=True)
     for name, runs in results.items():
         median_us = statistics.median(run["us_per_msg"] for run in runs)
@@ -108,7 +138,9 @@ def main():
         per_core = f" = {int(size.group(1)) / median_us / 1e3:.2f} GB/s per core" if size else ""
         fsyncs = [run["fsyncs_per_msg"] for run in runs if run["fsyncs_per_msg"] is not None]
         fsync_text = f", {statistics.median(fsyncs):.3f} fsyncs/msg" if fsyncs else ""
-        print(f"median {name}: {median_us:.1f} us/msg{per_core}, {median_rate:,.0f} msg/s{fsync_text}; "
+        ipis = statistics.median(run["res_ipis_per_msg"] for run in runs)
+        print(f"median {name}: {median_us:.1f} us/msg{per_core}, {median_rate:,.0f} msg/s{fsync_text}, "
+              f"{ipis:.2f} RES/msg; "
               f"all {[round(run['us_per_msg'], 1) for run in runs]}")
 
 

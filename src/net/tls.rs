@@ -11,6 +11,7 @@
 //! handshakes that start after it; established sessions keep the config they started with.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -54,6 +55,12 @@ impl Conn for TcpStream {
     }
 }
 
+impl Conn for GatherTcp {
+    fn tcp(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
 impl Conn for TlsStream<GatherTcp> {
     fn tcp(&self) -> &TcpStream {
         &self.get_ref().0.0
@@ -81,12 +88,55 @@ thread_local! {
 pub struct GatherTcp(pub TcpStream);
 
 impl AsyncRead for GatherTcp {
+    /// Reads what the socket holds with a plain non-blocking `recv`, and waits through
+    /// glommio only when it holds nothing.
+    ///
+    /// glommio's own read arms a readiness poll on the ring after every read that did not
+    /// fill the buffer, and the next read then waits for that poll even when the bytes are
+    /// already there: one io_uring operation and one completion per read. Here glommio is
+    /// asked for a single byte, which never leaves such a poll behind, so a socket that has
+    /// input costs one `recv` and a socket that has none costs one armed poll.
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut [u8],
     ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+        use std::task::Poll;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if let Some(read) = recv_now(self.0.as_raw_fd(), buf) {
+            return Poll::Ready(read);
+        }
+        let first = match std::pin::Pin::new(&mut self.0).poll_read(cx, &mut buf[..1]) {
+            Poll::Ready(Ok(1)) => 1,
+            other => return other,
+        };
+        match recv_now(self.0.as_raw_fd(), &mut buf[first..]) {
+            Some(Ok(more)) => Poll::Ready(Ok(first + more)),
+            // The byte already taken must reach the caller; the error comes again on the
+            // next read.
+            Some(Err(_)) | None => Poll::Ready(Ok(first)),
+        }
+    }
+}
+
+/// One non-blocking `recv` into `buf`: `None` when the socket has nothing to read now.
+fn recv_now(fd: std::os::fd::RawFd, buf: &mut [u8]) -> Option<io::Result<usize>> {
+    if buf.is_empty() {
+        return Some(Ok(0));
+    }
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call, and `fd`
+    // is the open socket of the `TcpStream` the caller borrows.
+    let n_read = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n_read >= 0 {
+        return Some(Ok(n_read as usize));
+    }
+    let error = io::Error::last_os_error();
+    match error.kind() {
+        io::ErrorKind::WouldBlock => None,
+        io::ErrorKind::Interrupted => None,
+        _ => Some(Err(error)),
     }
 }
 

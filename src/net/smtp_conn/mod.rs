@@ -185,12 +185,12 @@ async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: b
     let plain = if implicit_tls {
         Some(stream)
     } else {
-        let mut stream = stream;
+        let mut stream = tls::GatherTcp(stream);
         conn.session.greeting(&mut conn.out);
         match conn.run(&mut stream, &guard).await {
             End::Close => {
                 drop(guard);
-                let _ = stream.close().await;
+                let _ = stream.0.close().await;
                 Counters::sub(&ctx.counters.smtp_sessions_open, 1);
                 return;
             }
@@ -198,7 +198,7 @@ async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: b
                 // CVE-2011-0411: whatever the client pipelined after STARTTLS was sent in
                 // plaintext and must not be executed after the upgrade.
                 (conn.start, conn.end) = (0, 0);
-                Some(stream)
+                Some(stream.0)
             }
         }
     };
