@@ -1055,3 +1055,102 @@ fn a_message_of_exactly_the_advertised_size_is_stored() {
         "552",
     );
 }
+
+/// The CPUs this test process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data, valid zeroed; sched_getaffinity writes at most its size.
+    let mask = unsafe {
+        let mut mask: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut mask),
+            0
+        );
+        mask
+    };
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, so CPU_ISSET reads inside `mask`.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &mask) })
+        .collect()
+}
+
+/// Runs `open` on a thread pinned to `cpu`, so the connection it makes sends its SYN from
+/// there (loopback processes a packet on the CPU that sent it).
+fn on_cpu<T: Send + 'static>(cpu: usize, open: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: as in `allowed_cpus`; `cpu` is one of the allowed CPUs, below CPU_SETSIZE.
+        unsafe {
+            let mut mask: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut mask);
+            assert_eq!(
+                libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &mask),
+                0
+            );
+        }
+        open()
+    })
+    .join()
+    .expect("the pinned thread")
+}
+
+/// `mayfly_smtp_sessions_open` per shard.
+fn sessions_open_per_shard(server: &Server) -> Vec<u64> {
+    let metrics = server.metrics();
+    let mut per_shard = Vec::new();
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("mayfly_smtp_sessions_open{shard=\"") {
+            let (_, value) = rest.split_once(' ').expect("a value");
+            per_shard.push(value.parse::<f64>().expect("a number") as u64);
+        }
+    }
+    per_shard
+}
+
+#[test]
+fn steered_connections_are_served_on_the_cpu_that_opened_them() {
+    let cpus = allowed_cpus();
+    if cpus.len() < 2 {
+        eprintln!("skipped: steering needs two CPUs, this test may use {cpus:?}");
+        return;
+    }
+    let server = Server::start(&["--cores", "2", "--steer-connections"]);
+    let mut sessions = Vec::new();
+    // (cpu the client ran on, shard that took the connection), over 16 connections: with
+    // the reuseport hash alone, all 16 landing this way by chance is about 1 in 30,000.
+    let mut placements = Vec::new();
+    for round in 0..16 {
+        let cpu = cpus[round % 2];
+        let before = sessions_open_per_shard(&server);
+        let smtp_addr = server.smtp_addr;
+        let smtp = on_cpu(cpu, move || {
+            let mut smtp = Smtp::connect(smtp_addr);
+            smtp.read_reply().assert_code(220);
+            smtp
+        });
+        sessions.push(smtp);
+        let after = sessions_open_per_shard(&server);
+        assert_eq!(after.len(), 2, "two shards in /metrics");
+        let grew: Vec<usize> = (0..2)
+            .filter(|&shard| after[shard] > before[shard])
+            .collect();
+        assert_eq!(
+            grew.len(),
+            1,
+            "one shard took the session: {before:?} -> {after:?}"
+        );
+        placements.push((cpu, grew[0]));
+    }
+    let shard_of = |cpu: usize| {
+        let shards: std::collections::BTreeSet<usize> = placements
+            .iter()
+            .filter(|(on, _)| *on == cpu)
+            .map(|(_, shard)| *shard)
+            .collect();
+        assert_eq!(
+            shards.len(),
+            1,
+            "every connection from CPU {cpu} on one shard: {placements:?}"
+        );
+        shards.into_iter().next().expect("one shard")
+    };
+    assert_ne!(shard_of(cpus[0]), shard_of(cpus[1]), "{placements:?}");
+}

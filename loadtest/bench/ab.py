@@ -3,6 +3,7 @@
 
 Usage: ab.py [--rounds N] [--secs S] [--rest S] [--load "BLASTER ARGS"] NAME=PATH [NAME=PATH ...]
 
+A PATH whose file name is smtp-sink runs Postfix's smtp-sink instead (the plaintext floor).
 PATH may carry extra server flags after it, separated by spaces (quote the whole spec):
 `journal="target/release/mayfly --durability journal --data-dir {data}"`; `{data}` becomes a
 fresh empty directory under --data-root for every run (removed afterwards), so durability
@@ -10,7 +11,7 @@ modes can be compared with the same binary. For those, the journal's fdatasyncs 
 are read from /metrics after the run and printed.
 
 Each run starts one binary fresh (`taskset -c 0 ... --cores 1 --max-memory 512MiB`, as
-bench.py does), drives it with smtp-blaster on CPU 1 for --secs seconds (default load: the
+bench.py does; --server-cpus, --cores and --load-cpus change that), drives it with smtp-blaster on CPU 1 for --secs seconds (default load: the
 100 KiB workload, `-c 16 --size 102400 --pipelining`), and reads the server's utime+stime
 from /proc/<pid>/stat before and after. Binaries alternate in every round (reversed in odd
 rounds) so none always gets the quieter moment; --rest sleeps before each run. Prints every
@@ -20,7 +21,7 @@ Needs the blaster from SMTP_BLASTER (default: target/release/smtp-blaster); 127.
 --source "ARGS" drives the server with Postfix's smtp-source instead (e.g. `-d -l 1024 -s 32
 -m 30000` for W2: a client that sleeps while it waits for every reply); --secs is then unused
 and the rate is the messages over smtp-source's wall time. Every run also reports the
-reschedule IPIs CPU 0 took per message (the RES line of /proc/interrupts), the cost the wait
+reschedule IPIs the server's CPUs took per message (the RES line of /proc/interrupts), the cost the wait
 path pays when the server parks.
 """
 import argparse
@@ -28,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -44,13 +46,22 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def res_ipis(cpu=0):
-    """Reschedule interrupts `cpu` has taken since boot."""
+def cpu_list(text):
+    """The CPUs of a taskset list such as "0", "0,1" or "0-3"."""
+    cpus = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def res_ipis(cpus):
+    """Reschedule interrupts the CPUs `cpus` have taken since boot."""
     with open("/proc/interrupts") as f:
         for line in f:
             fields = line.split()
             if fields and fields[0] == "RES:":
-                return int(fields[1 + cpu])
+                return sum(int(fields[1 + cpu]) for cpu in cpus)
     return 0
 
 
@@ -60,29 +71,51 @@ def metric(http, name):
                if line.startswith(name + " ") or line.startswith(name + "{"))
 
 
+def start_smtp_sink(path, args):
+    """Postfix's smtp-sink on a free port, as the plaintext floor (a spec named smtp-sink)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(["taskset", "-c", args.server_cpus, path, "-u", "nobody", "-c",
+                               f"127.0.0.1:{port}", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, re.match(r"(.*)", f"127.0.0.1:{port}"), None
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    raise RuntimeError("smtp-sink did not start")
+
+
 def run_once(spec, args):
     path, *extra = spec.split()
     data = tempfile.mkdtemp(prefix="ab-data-", dir=args.data_root) if any("{data}" in a for a in extra) else None
     extra = [a.replace("{data}", data) if data else a for a in extra]
-    server = subprocess.Popen(["taskset", "-c", "0", path, "--smtp", "127.0.0.1:0", "--http", "127.0.0.1:0",
-                               "--cores", "1", "--max-memory", "512MiB", "--max-sessions-per-core", "12000",
-                               "--log-level", "warn", *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "MAYFLY_MAX_SESSIONS_PER_IP": "0"})
-    fsyncs = None
-    try:
+    if os.path.basename(path) == "smtp-sink":
+        server, match, http = start_smtp_sink(path, args)
+    else:
+        server = subprocess.Popen(["taskset", "-c", args.server_cpus, path, "--smtp", "127.0.0.1:0",
+                                   "--http", "127.0.0.1:0", "--cores", str(args.cores), "--max-memory", "512MiB",
+                                   "--max-sessions-per-core", "12000", "--log-level", "warn", *extra],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  env={**os.environ, "MAYFLY_MAX_SESSIONS_PER_IP": "0"})
         line = server.stdout.readline().decode()
         match = re.search(r"smtp=(\S+)", line)
         http = re.search(r"http=(\S+)", line)
+    fsyncs = None
+    try:
         if not match:
             raise RuntimeError(f"{path} did not start")
-        ticks_before, ipis_before, started = cpu_ticks(server.pid), res_ipis(), time.monotonic()
+        ticks_before, ipis_before, started = cpu_ticks(server.pid), res_ipis(cpu_list(args.server_cpus)), time.monotonic()
         if args.source:
-            blast = subprocess.run(["taskset", "-c", "1", args.smtp_source, *args.source.split(), match.group(1)],
+            blast = subprocess.run(["taskset", "-c", args.load_cpus, args.smtp_source, *args.source.split(), match.group(1)],
                                    capture_output=True, timeout=300)
         else:
-            blast = subprocess.run(["taskset", "-c", "1", args.blaster, match.group(1), "--json", "--timeout", "10",
+            blast = subprocess.run(["taskset", "-c", args.load_cpus, args.blaster, match.group(1), "--json", "--timeout", "10",
                                     "-d", str(args.secs), *args.load.split()], capture_output=True, timeout=120)
-        ticks_after, ipis_after, elapsed = cpu_ticks(server.pid), res_ipis(), time.monotonic() - started
+        ticks_after, ipis_after, elapsed = cpu_ticks(server.pid), res_ipis(cpu_list(args.server_cpus)), time.monotonic() - started
         if data:
             fsyncs = metric(http.group(1), "mayfly_journal_fsyncs_total")
     finally:
@@ -112,6 +145,9 @@ def main():
     parser.add_argument("--secs", type=int, default=3)
     parser.add_argument("--rest", type=float, default=0.0)
     parser.add_argument("--load", default="-c 16 --size 102400 --pipelining")
+    parser.add_argument("--server-cpus", default="0", help="taskset list for the server")
+    parser.add_argument("--cores", type=int, default=1, help="the server's --cores")
+    parser.add_argument("--load-cpus", default="1", help="taskset list for the load")
     parser.add_argument("--source", default=None, help="smtp-source arguments instead of the blaster")
     parser.add_argument("--smtp-source", default="/usr/sbin/smtp-source")
     parser.add_argument("--blaster", default=os.environ.get("SMTP_BLASTER", "target/release/smtp-blaster"))

@@ -169,6 +169,17 @@ settings! {
         help: "Executor threads, one per CPU [default: all available CPUs, at most 255, and at \
                most --max-memory / max(--max-message-size, 1MiB)]",
     },
+    /// Whether each listener asks the kernel for the connections whose packets its
+    /// executor's CPU received (`SO_INCOMING_CPU` on the reuseport group).
+    steer_connections: bool = steer_connections {
+        shape: Switch,
+        value: "",
+        default: "false",
+        bounds: Other("on-only flag; true or false in TOML and environment"),
+        parse: parse_bool,
+        help: "Serve each connection on the executor of the CPU that received its packets \
+               (SO_INCOMING_CPU; for NICs with one receive queue per executor CPU)",
+    },
     /// Name in the banner, EHLO reply and Received header.
     hostname: String = hostname {
         shape: Text,

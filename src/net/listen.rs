@@ -6,6 +6,12 @@
 //! The sockets are created on the starting thread, where errors can still be reported as
 //! configuration errors, and each executor takes ownership of its own fds
 //! (`Listeners::take`).
+//!
+//! With `--steer-connections` each executor, once it runs pinned to its CPU, marks its
+//! listeners with `SO_INCOMING_CPU` = that CPU: Linux 6.2 and later then pick, within the
+//! reuseport group, the listener of the CPU that processed the connection's SYN (and fall
+//! back to the hash when none matches), so a connection is served where its packets arrive
+//! and its completions need no interrupt from another CPU.
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
@@ -40,6 +46,8 @@ pub struct Listeners {
     /// Index = shard; `None` once that executor took its sockets.
     per_shard: Mutex<Vec<Option<RawListeners>>>,
     addrs: ListenAddrs,
+    /// `--steer-connections`.
+    steer: bool,
 }
 
 /// One executor's listening fds, owned until `Listeners::take` turns them into listeners.
@@ -121,6 +129,7 @@ impl Listeners {
         Ok(Listeners {
             per_shard: Mutex::new(per_shard),
             addrs,
+            steer: config.steer_connections,
         })
     }
 
@@ -140,6 +149,16 @@ impl Listeners {
             .unwrap_or_else(std::sync::PoisonError::into_inner)[shard_idx]
             .take()
             .expect("each executor takes its listeners once");
+        let fds = [raw.smtp, raw.http];
+        let optional_fds = [
+            raw.smtps, raw.https, raw.pop3, raw.pop3s, raw.imap, raw.imaps,
+        ];
+        if self.steer {
+            let all_fds = fds.into_iter().chain(optional_fds.into_iter().flatten());
+            if let Err(error) = steer_to_this_cpu(all_fds) {
+                tracing::warn!("--steer-connections: {error}; connections are spread by hash");
+            }
+        }
         // SAFETY: each fd was created by `bind_reuseport`, is a listening TCP socket, and is
         // handed out exactly once (the `Option` above is taken), so this listener becomes
         // its sole owner.
@@ -184,6 +203,33 @@ impl Drop for Listeners {
             }
         }
     }
+}
+
+/// Marks each listener in `fds` with `SO_INCOMING_CPU` = the CPU this thread runs on (an
+/// executor thread is pinned to one).
+fn steer_to_this_cpu(fds: impl Iterator<Item = RawFd>) -> std::io::Result<()> {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu: libc::c_int = unsafe { libc::sched_getcpu() };
+    if cpu < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    for fd in fds {
+        // SAFETY: `fd` is an open socket owned by `Listeners`; the option value is a
+        // c_int that lives for the whole call, and its size is passed with it.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_INCOMING_CPU,
+                (&raw const cpu).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Binds `n` SO_REUSEPORT listeners on `addr`. Port 0 is resolved by the first bind and
