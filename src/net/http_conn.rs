@@ -93,12 +93,14 @@ fn opened<S>(ctx: &NetCtx<S>, stream: &TcpStream) {
     let _ = stream.set_read_timeout(Some(ctx.config.http_idle_timeout));
 }
 
-async fn serve_plain<S: Shards>(ctx: Rc<NetCtx<S>>, mut stream: TcpStream) {
+async fn serve_plain<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream) {
     opened(&ctx, &stream);
     let guard = ctx.connections.register(stream.as_raw_fd(), Kind::Http);
+    // Through `GatherTcp` for its reads (see there): one `recv` when a request is waiting.
+    let mut stream = tls::GatherTcp(stream);
     serve_requests(&ctx, &mut stream, &guard).await;
     drop(guard);
-    let _ = stream.close().await;
+    let _ = stream.0.close().await;
     Counters::sub(&ctx.counters.http_connections_open, 1);
 }
 

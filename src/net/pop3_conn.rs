@@ -74,17 +74,17 @@ pub async fn serve<S: Shards>(
     if implicit_tls {
         Box::pin(conn.run_over_tls(stream, guard, true)).await;
     } else {
-        let mut stream = stream;
+        let mut stream = tls::GatherTcp(stream);
         conn.session.greeting(&mut conn.out);
         match conn.run(&mut stream, &guard).await {
             End::Close => {
                 drop(guard);
-                let _ = stream.close().await;
+                let _ = stream.0.close().await;
             }
             End::StartTls => {
                 // Nothing the client pipelined in plaintext after STLS may count.
                 conn.input.discard();
-                Box::pin(conn.run_over_tls(stream, guard, false)).await;
+                Box::pin(conn.run_over_tls(stream.0, guard, false)).await;
             }
         }
     }
