@@ -5,6 +5,7 @@
 //!
 //! - `record`: what is written (rkyv archives in checksummed frames).
 //! - `crypto`: the keys and the sealing.
+//! - `ratchet`: each file's own data key, destroyed when the file is deleted.
 //! - `segment`: one journal file, written and read.
 //! - `layout`: the data directory, its generations and `CURRENT`.
 //! - `restore`: reading a generation back into the shards at start.
@@ -31,9 +32,12 @@
 //! Journal files are deleted in order, oldest first, as soon as every message they hold
 //! is gone from the store: the store pops messages in the order they were stored, so a
 //! file whose last message's seq is below the store's oldest live seq holds nothing live.
+//! With a key, the shard's key file is advanced past the files first (`delete_files`),
+//! so their keys are gone before their blocks are freed (`ratchet`).
 
 pub mod crypto;
 pub mod layout;
+pub mod ratchet;
 pub mod record;
 pub mod restore;
 pub mod segment;
@@ -48,6 +52,7 @@ use std::time::Instant;
 use futures_channel::{mpsc, oneshot};
 
 use crate::journal::crypto::KeyRing;
+use crate::journal::ratchet::{FileKey, KeyFile};
 use crate::journal::record::Record;
 use crate::journal::segment::FileWriter;
 use crate::metrics::LatencyHistogram;
@@ -91,6 +96,9 @@ pub struct Journal {
     completed: Cell<u64>,
     /// The first batch that failed, if any did.
     first_failed: Cell<Option<u64>>,
+    /// The directory's key file when frames are sealed: made by the flusher before its
+    /// first file, advanced by `delete_files`. Never borrowed across an await.
+    key_file: RefCell<Option<KeyFile>>,
     pub stats: JournalStats,
 }
 
@@ -112,6 +120,8 @@ pub struct JournalStats {
     pub commits_total: Cell<u64>,
     pub commit_failures_total: Cell<u64>,
     pub files_deleted_total: Cell<u64>,
+    /// Key-file advances that failed: the deleted files' keys stay until one succeeds.
+    pub key_advance_failures_total: Cell<u64>,
     /// Write plus `fdatasync` of one batch.
     pub commit_latency: LatencyHistogram,
 }
@@ -161,6 +171,7 @@ impl Journal {
             failed_file: Cell::new(None),
             completed: Cell::new(0),
             first_failed: Cell::new(None),
+            key_file: RefCell::new(None),
             stats: JournalStats::default(),
         }
     }
@@ -427,32 +438,38 @@ pub async fn run_flusher(
             if writer.is_none() {
                 let created = match next_file.take() {
                     Some(task) => task.await,
-                    None => {
-                        let created = FileWriter::create(
-                            &config.dir,
-                            config.shard_idx,
-                            next_number,
-                            config.keys.as_ref(),
-                            now_ms(),
-                            config.file_bytes_max,
-                        )
-                        .await;
-                        next_number += 1;
-                        created
-                    }
+                    None => match file_key(&journal, &config, next_number).await {
+                        Ok(file_key) => {
+                            let created = FileWriter::create(
+                                &config.dir,
+                                config.shard_idx,
+                                next_number,
+                                file_key,
+                                now_ms(),
+                                config.file_bytes_max,
+                            )
+                            .await;
+                            next_number += 1;
+                            created
+                        }
+                        Err(error) => Err(error),
+                    },
                 };
                 match created {
                     Ok(created) => {
                         writer = Some(created);
-                        let (dir, keys) = (config.dir.clone(), config.keys.clone());
-                        let (shard_idx, number) = (config.shard_idx, next_number);
+                        // The key is derived here, so the file made ahead needs no
+                        // borrow of the key file while it is made.
+                        let number = next_number;
+                        let ahead = file_key(&journal, &config, number).await;
+                        let (dir, shard_idx) = (config.dir.clone(), config.shard_idx);
                         let (bytes, created_at_ms) = (config.file_bytes_max, now_ms());
                         next_file = Some(glommio::spawn_local(async move {
                             FileWriter::create(
                                 &dir,
                                 shard_idx,
                                 number,
-                                keys.as_ref(),
+                                ahead?,
                                 created_at_ms,
                                 bytes,
                             )
@@ -532,6 +549,34 @@ pub async fn run_flusher(
     }
 }
 
+/// The data key of new file `number` (None when frames are not sealed), making the
+/// directory's key file first if this flusher has not yet.
+async fn file_key(
+    journal: &Journal,
+    config: &FlusherConfig,
+    number: u64,
+) -> std::io::Result<Option<FileKey>> {
+    let Some(keys) = &config.keys else {
+        return Ok(None);
+    };
+    if journal.key_file.borrow().is_none() {
+        let key_file = KeyFile::open_or_create(
+            &config.dir,
+            config.shard_idx,
+            config.first_file_number,
+            keys,
+        )
+        .await
+        .map_err(std::io::Error::other)?;
+        *journal.key_file.borrow_mut() = Some(key_file);
+    }
+    let mut key_file = journal.key_file.borrow_mut();
+    let Some(key_file) = key_file.as_mut() else {
+        unreachable!("made above");
+    };
+    key_file.new_file_key(number).map(Some)
+}
+
 /// Makes batch `number` (already written to `file`) durable, settles what that allows,
 /// and gives its unit of `syncs` back.
 async fn sync_batch(
@@ -569,10 +614,30 @@ async fn close_file(journal: &Journal, file: FileWriter, last_seq: u64) {
         .push_back((path, last_seq));
 }
 
-/// Deletes retired journal files (and syncs their directory), counting them.
+/// Deletes retired journal files (and syncs their directory), counting them. With a key,
+/// the key file is first advanced past them, durably, so their keys are destroyed before
+/// their blocks are freed; if that fails the files are deleted all the same (a full disk
+/// is worse) and the next deletion's advance covers them.
 pub async fn delete_files(journal: &Journal, dir: &Path, files: Vec<PathBuf>) {
     if files.is_empty() {
         return;
+    }
+    let newest = files
+        .iter()
+        .filter_map(|path| path.file_name()?.to_str().and_then(segment::number_of))
+        .max();
+    if let Some(newest) = newest
+        && let Err(error) = advance_keys(journal, newest + 1).await
+    {
+        let stats = &journal.stats;
+        stats
+            .key_advance_failures_total
+            .set(stats.key_advance_failures_total.get() + 1);
+        tracing::error!(
+            dir = %dir.display(),
+            "cannot advance the journal key file: {error}; the deleted files' keys stay on disk \
+             until an advance succeeds"
+        );
     }
     for path in &files {
         match glommio::io::remove(path).await {
@@ -590,6 +655,29 @@ pub async fn delete_files(journal: &Journal, dir: &Path, files: Vec<PathBuf>) {
     if let Err(error) = segment::sync_dir(dir).await {
         tracing::warn!(dir = %dir.display(), "cannot sync the journal directory: {error}");
     }
+}
+
+/// Moves the key file's base up to `new_base` (durably) and forgets the older seed; a
+/// no-op without a key file or when it is there already.
+///
+/// # Errors
+/// The new state could not be written.
+async fn advance_keys(journal: &Journal, new_base: u64) -> std::io::Result<()> {
+    let (advance, path) = {
+        let key_file = journal.key_file.borrow();
+        let Some(key_file) = key_file.as_ref() else {
+            return Ok(());
+        };
+        match key_file.prepare_advance(new_base)? {
+            Some(advance) => (advance, key_file.path().to_path_buf()),
+            None => return Ok(()),
+        }
+    };
+    KeyFile::write_advance(&path, &advance).await?;
+    if let Some(key_file) = journal.key_file.borrow_mut().as_mut() {
+        key_file.finish_advance(advance);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
