@@ -623,3 +623,46 @@ fn a_deleted_journal_file_cannot_be_opened_from_a_copy_of_the_disk() {
     stop(server);
     std::fs::remove_dir_all(&aside).unwrap();
 }
+
+#[test]
+fn a_journal_file_that_never_fills_is_still_deleted_after_its_mail_expires() {
+    let data = DataDir::new("rotate");
+    let aside = std::env::temp_dir().join(format!("mayfly-rotate-key-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&aside);
+    std::fs::create_dir_all(&aside).unwrap();
+    let key_path = aside.join("master.key");
+    run_to_exit(
+        &["keygen", key_path.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    let flags = [
+        "--encryption-key-file",
+        key_path.to_str().unwrap(),
+        "--cores",
+        "1",
+        "--ttl",
+        "1s",
+    ];
+    let server = start(&data, &flags);
+    server.smtp_ehlo().send_mail(
+        "s@example.test",
+        &["once@example.test"],
+        &simple_message("once", "a lone message in a 1 MiB file"),
+    );
+    let shard_dir = data.0.join("gen-000001").join("shard-000");
+    let first = shard_dir.join("0000000000000001.journal");
+    assert!(first.exists());
+    // Its message expires after 1 s; the file is closed once it has been open for the
+    // journal's minimum (10 s), then deleted, its key destroyed.
+    assert!(
+        common::eventually(Duration::from_secs(40), || !first.exists()),
+        "a file holding only expired mail stayed on disk"
+    );
+    let master = Arc::new(KeyRing::load(&key_path).expect("key"));
+    let key_file = mayfly::journal::ratchet::KeyFile::load(&shard_dir, &master)
+        .expect("opens")
+        .expect("there");
+    assert!(key_file.base() >= 2, "base {}", key_file.base());
+    stop(server);
+    std::fs::remove_dir_all(&aside).unwrap();
+}

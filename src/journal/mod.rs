@@ -34,6 +34,13 @@
 //! file whose last message's seq is below the store's oldest live seq holds nothing live.
 //! With a key, the shard's key file is advanced past the files first (`delete_files`),
 //! so their keys are gone before their blocks are freed (`ratchet`).
+//!
+//! A file is also closed, whatever its size, once the first message written into it has
+//! left the store (`retire` asks the flusher): without that, a file at low traffic would
+//! take days to fill, and every record in it, deleted messages' included, would stay on
+//! disk as long. With it, a record is on disk at most about two TTLs (plus
+//! `FILE_OPEN_MIN`): its file is closed within one TTL of its first message, and deleted
+//! within one TTL of its last.
 
 pub mod crypto;
 pub mod layout;
@@ -65,6 +72,10 @@ const BATCH_BYTES_KEPT: usize = 1 << 20;
 /// more in flight make each commit carry fewer messages (more `fdatasync`s, more CPU per
 /// message) and measured no faster (`docs/performance.md`, "Durability modes").
 pub const SYNCS_IN_FLIGHT_MAX: usize = 2;
+/// A file is closed early (its first message gone from the store) only after it has
+/// taken records for this long, so a tiny TTL cannot make the flusher start a new file
+/// (zeros written ahead: `--journal-file-size` of them) every housekeeping turn.
+const FILE_OPEN_MIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Told whether the batch holding a record became durable.
 type Waiter = oneshot::Sender<Result<(), NotDurable>>;
@@ -85,6 +96,11 @@ pub struct Journal {
     signal: RefCell<Option<mpsc::Sender<()>>>,
     /// Closed files, oldest first, with the seq of the last message each holds.
     closed_files: RefCell<VecDeque<(PathBuf, u64)>>,
+    /// The seq of the first message written into the file being written, and when (None:
+    /// no file open, or none written to it yet). Set and cleared by the flusher.
+    open_file_first_seq: Cell<Option<(u64, Instant)>>,
+    /// `retire` found that message gone: the flusher closes the file at its next turn.
+    rotate_requested: Cell<bool>,
     /// Batches written (or failed) and not yet settled, in batch order.
     /// Invariant: numbers strictly increase, and all are above `completed`.
     unsettled: RefCell<VecDeque<Unsettled>>,
@@ -135,6 +151,8 @@ struct Batch {
     frame_starts: Vec<usize>,
     /// The largest store seq among its Stored records (0: none).
     last_seq: u64,
+    /// The smallest store seq among its Stored records.
+    first_seq: Option<u64>,
 }
 
 /// A batch taken by the flusher.
@@ -143,6 +161,7 @@ struct TakenBatch {
     bytes: Vec<u8>,
     frame_starts: Vec<usize>,
     last_seq: u64,
+    first_seq: Option<u64>,
 }
 
 /// Where a shard's flusher writes.
@@ -167,6 +186,8 @@ impl Journal {
             waiters: RefCell::new(VecDeque::new()),
             signal: RefCell::new(Some(signal)),
             closed_files: RefCell::new(VecDeque::new()),
+            open_file_first_seq: Cell::new(None),
+            rotate_requested: Cell::new(false),
             unsettled: RefCell::new(VecDeque::with_capacity(SYNCS_IN_FLIGHT_MAX + 1)),
             failed_file: Cell::new(None),
             completed: Cell::new(0),
@@ -191,6 +212,7 @@ impl Journal {
             batch.frame_starts.push(start);
             if let Some(seq) = seq {
                 batch.last_seq = batch.last_seq.max(seq);
+                batch.first_seq = Some(batch.first_seq.map_or(seq, |first| first.min(seq)));
             }
             batch.number
         };
@@ -244,8 +266,20 @@ impl Journal {
 
     /// The closed files whose messages are all gone from the store (its oldest live seq
     /// is `oldest_live_seq`), oldest first; they are forgotten here and the caller deletes
-    /// them.
+    /// them. Asks the flusher to close the file being written if its first message is
+    /// gone too, so that file follows within one TTL.
     pub fn retire(&self, oldest_live_seq: u64) -> Vec<PathBuf> {
+        if self
+            .open_file_first_seq
+            .get()
+            .is_some_and(|(first_seq, since)| {
+                first_seq < oldest_live_seq && since.elapsed() >= FILE_OPEN_MIN
+            })
+            && !self.rotate_requested.replace(true)
+            && let Some(signal) = self.signal.borrow_mut().as_mut()
+        {
+            let _ = signal.try_send(());
+        }
         let mut closed = self.closed_files.borrow_mut();
         let mut retired = Vec::new();
         while closed
@@ -273,6 +307,7 @@ impl Journal {
             bytes,
             frame_starts: std::mem::take(&mut batch.frame_starts),
             last_seq: std::mem::take(&mut batch.last_seq),
+            first_seq: batch.first_seq.take(),
         };
         batch.number += 1;
         Some(taken)
@@ -424,7 +459,15 @@ pub async fn run_flusher(
             if syncs.acquire(1).await.is_err() {
                 unreachable!("the flusher's semaphore is never closed");
             }
-            let Some(mut batch) = journal.take() else {
+            let taken = journal.take();
+            // Asked by `retire`: the file's first message is gone, so it is closed now
+            // (a batch taken meanwhile goes into the next file).
+            if journal.rotate_requested.replace(false)
+                && let Some(open) = writer.take()
+            {
+                close_file(&journal, open, writer_last_seq).await;
+            }
+            let Some(mut batch) = taken else {
                 syncs.signal(1);
                 break;
             };
@@ -512,6 +555,12 @@ pub async fn run_flusher(
                 .records_total
                 .set(stats.records_total.get() + batch.frame_starts.len() as u64);
             writer_last_seq = writer_last_seq.max(batch.last_seq);
+            if journal.open_file_first_seq.get().is_none() {
+                let since = Instant::now();
+                journal
+                    .open_file_first_seq
+                    .set(batch.first_seq.map(|first_seq| (first_seq, since)));
+            }
             journal.unsettled(batch.number, file.number(), None);
             glommio::spawn_local(sync_batch(
                 journal.clone(),
@@ -606,6 +655,7 @@ async fn sync_batch(
 }
 
 async fn close_file(journal: &Journal, file: FileWriter, last_seq: u64) {
+    journal.open_file_first_seq.set(None);
     let path = file.path().to_path_buf();
     file.close().await;
     journal
@@ -753,6 +803,31 @@ mod tests {
         let barrier = journal.barrier();
         let outcome = futures_util::FutureExt::now_or_never(barrier);
         assert_eq!(outcome, Some(Ok(())));
+    }
+
+    #[test]
+    fn retire_asks_to_close_the_open_file_once_its_first_message_is_gone() {
+        let journal = journal();
+        let long_ago = Instant::now()
+            .checked_sub(FILE_OPEN_MIN * 2)
+            .expect("the clock is past boot by far");
+        // No file open, or the first message still held: nothing asked.
+        assert!(journal.retire(100).is_empty());
+        journal.open_file_first_seq.set(Some((5, long_ago)));
+        journal.retire(5);
+        assert!(!journal.rotate_requested.get());
+        // Gone, but the file is new: a tiny TTL must not churn files.
+        journal.open_file_first_seq.set(Some((5, Instant::now())));
+        journal.retire(6);
+        assert!(!journal.rotate_requested.get());
+        journal.open_file_first_seq.set(Some((5, long_ago)));
+        journal.retire(6);
+        assert!(journal.rotate_requested.get());
+        // A batch records its smallest and largest seq for the flusher.
+        drop(journal.append(&Record::InboxDeleted { key: "a@x.test" }, Some(9)));
+        drop(journal.append(&Record::InboxDeleted { key: "a@x.test" }, Some(7)));
+        let taken = journal.take().expect("appended");
+        assert_eq!((taken.first_seq, taken.last_seq), (Some(7), 9));
     }
 
     /// One step of a flusher's life: write the next batch (to the current file, or to a
