@@ -415,8 +415,27 @@ fn snapshots_keep_everything_across_a_clean_restart() {
 
 #[test]
 fn a_different_number_of_cores_keeps_every_inbox() {
+    // In the clear, and sealed: each old shard directory has its own key file.
+    let keys = std::env::temp_dir().join(format!("mayfly-cores-key-{}", std::process::id()));
+    let _ = std::fs::remove_file(&keys);
+    run_to_exit(&["keygen", keys.to_str().unwrap()], Duration::from_secs(10));
+    for key_flags in [
+        vec![],
+        vec!["--encryption-key-file", keys.to_str().unwrap()],
+    ] {
+        resharded_keeps_every_inbox(&key_flags);
+    }
+    std::fs::remove_file(&keys).unwrap();
+}
+
+fn resharded_keeps_every_inbox(key_flags: &[&str]) {
     let data = DataDir::new("cores");
-    let server = start(&data, &["--cores", "2"]);
+    let with = |cores: &'static str| {
+        let mut flags = vec!["--cores", cores];
+        flags.extend_from_slice(key_flags);
+        flags
+    };
+    let server = start(&data, &with("2"));
     let mut smtp = server.smtp_ehlo();
     for index in 0..24 {
         smtp.send_mail(
@@ -430,7 +449,7 @@ fn a_different_number_of_cores_keeps_every_inbox() {
         .collect();
     stop(server);
     for cores in ["1", "2"] {
-        let server = start(&data, &["--cores", cores]);
+        let server = start(&data, &with(cores));
         for (n, messages) in before.iter().enumerate() {
             assert_eq!(
                 &inbox_raw(&server, &format!("spread{n}@example.test")),

@@ -426,10 +426,15 @@ impl FileContents {
     /// # Errors
     /// As `read`.
     pub fn check_key(path: &Path, keys: &mut DirKeys) -> Result<(), ReadError> {
-        let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
+        use std::io::Read as _;
+        let io_error = |source: io::Error| ReadError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut bytes = Vec::with_capacity(HEADER_USED_BYTES);
+        std::fs::File::open(path)
+            .and_then(|file| file.take(HEADER_USED_BYTES as u64).read_to_end(&mut bytes))
+            .map_err(io_error)?;
         let header = FileHeader::decode(&bytes).ok_or_else(|| ReadError::BadHeader {
             path: path.to_path_buf(),
         })?;
