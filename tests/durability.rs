@@ -387,8 +387,23 @@ fn a_damaged_journal_is_reported_and_the_rest_restored() {
 
 #[test]
 fn snapshots_keep_everything_across_a_clean_restart() {
+    // In the clear, and sealed: each snapshot generation has its own key files.
+    let keys = std::env::temp_dir().join(format!("mayfly-snapshot-key-{}", std::process::id()));
+    let _ = std::fs::remove_file(&keys);
+    run_to_exit(&["keygen", keys.to_str().unwrap()], Duration::from_secs(10));
+    for key_flags in [
+        vec![],
+        vec!["--encryption-key-file", keys.to_str().unwrap()],
+    ] {
+        snapshot_keeps_everything(&key_flags);
+    }
+    std::fs::remove_file(&keys).unwrap();
+}
+
+fn snapshot_keeps_everything(key_flags: &[&str]) {
     let data = DataDir::new("snapshot");
-    let flags = ["--durability", "snapshot", "--cores", "2"];
+    let mut flags = vec!["--durability", "snapshot", "--cores", "2"];
+    flags.extend_from_slice(key_flags);
     let server = start(&data, &flags);
     let mut smtp = server.smtp_ehlo();
     for index in 0..12 {
@@ -402,6 +417,17 @@ fn snapshots_keep_everything_across_a_clean_restart() {
         .map(|n| inbox_raw(&server, &format!("snap{n}@example.test")))
         .collect();
     stop(server);
+    let files = data.journal_files();
+    assert!(!files.is_empty());
+    for file in &files {
+        let key_file = file.parent().expect("a shard dir").join(KEY_FILE_NAME);
+        assert_eq!(
+            key_file.exists(),
+            !key_flags.is_empty(),
+            "{}",
+            key_file.display()
+        );
+    }
     let server = start(&data, &flags);
     for (n, messages) in before.iter().enumerate() {
         assert_eq!(
