@@ -4,7 +4,8 @@
 //!
 //! The promise checked: in journal mode every message that got a 250 is readable after
 //! `kill -9`, byte for byte, with its id; a deleted message never comes back; files hold
-//! no plaintext when a key is given; damage is detected and reported, never trusted.
+//! no plaintext when a key is given; damage is detected and reported, never trusted; a
+//! journal file deleted with a key can no longer be opened from a copy of the disk.
 
 mod common;
 
@@ -14,6 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Server, Smtp, inbox_path, run_to_exit, simple_message, strip_received};
+use mayfly::journal::crypto::KeyRing;
+use mayfly::journal::ratchet::{DirKeys, KEY_FILE_NAME};
+use mayfly::journal::segment::{FileContents, ReadError};
 
 /// A data directory for one test, removed at the end.
 struct DataDir(PathBuf);
@@ -383,8 +387,23 @@ fn a_damaged_journal_is_reported_and_the_rest_restored() {
 
 #[test]
 fn snapshots_keep_everything_across_a_clean_restart() {
+    // In the clear, and sealed: each snapshot generation has its own key files.
+    let keys = std::env::temp_dir().join(format!("mayfly-snapshot-key-{}", std::process::id()));
+    let _ = std::fs::remove_file(&keys);
+    run_to_exit(&["keygen", keys.to_str().unwrap()], Duration::from_secs(10));
+    for key_flags in [
+        vec![],
+        vec!["--encryption-key-file", keys.to_str().unwrap()],
+    ] {
+        snapshot_keeps_everything(&key_flags);
+    }
+    std::fs::remove_file(&keys).unwrap();
+}
+
+fn snapshot_keeps_everything(key_flags: &[&str]) {
     let data = DataDir::new("snapshot");
-    let flags = ["--durability", "snapshot", "--cores", "2"];
+    let mut flags = vec!["--durability", "snapshot", "--cores", "2"];
+    flags.extend_from_slice(key_flags);
     let server = start(&data, &flags);
     let mut smtp = server.smtp_ehlo();
     for index in 0..12 {
@@ -398,6 +417,17 @@ fn snapshots_keep_everything_across_a_clean_restart() {
         .map(|n| inbox_raw(&server, &format!("snap{n}@example.test")))
         .collect();
     stop(server);
+    let files = data.journal_files();
+    assert!(!files.is_empty());
+    for file in &files {
+        let key_file = file.parent().expect("a shard dir").join(KEY_FILE_NAME);
+        assert_eq!(
+            key_file.exists(),
+            !key_flags.is_empty(),
+            "{}",
+            key_file.display()
+        );
+    }
     let server = start(&data, &flags);
     for (n, messages) in before.iter().enumerate() {
         assert_eq!(
@@ -411,8 +441,27 @@ fn snapshots_keep_everything_across_a_clean_restart() {
 
 #[test]
 fn a_different_number_of_cores_keeps_every_inbox() {
+    // In the clear, and sealed: each old shard directory has its own key file.
+    let keys = std::env::temp_dir().join(format!("mayfly-cores-key-{}", std::process::id()));
+    let _ = std::fs::remove_file(&keys);
+    run_to_exit(&["keygen", keys.to_str().unwrap()], Duration::from_secs(10));
+    for key_flags in [
+        vec![],
+        vec!["--encryption-key-file", keys.to_str().unwrap()],
+    ] {
+        resharded_keeps_every_inbox(&key_flags);
+    }
+    std::fs::remove_file(&keys).unwrap();
+}
+
+fn resharded_keeps_every_inbox(key_flags: &[&str]) {
     let data = DataDir::new("cores");
-    let server = start(&data, &["--cores", "2"]);
+    let with = |cores: &'static str| {
+        let mut flags = vec!["--cores", cores];
+        flags.extend_from_slice(key_flags);
+        flags
+    };
+    let server = start(&data, &with("2"));
     let mut smtp = server.smtp_ehlo();
     for index in 0..24 {
         smtp.send_mail(
@@ -426,7 +475,7 @@ fn a_different_number_of_cores_keeps_every_inbox() {
         .collect();
     stop(server);
     for cores in ["1", "2"] {
-        let server = start(&data, &["--cores", cores]);
+        let server = start(&data, &with(cores));
         for (n, messages) in before.iter().enumerate() {
             assert_eq!(
                 &inbox_raw(&server, &format!("spread{n}@example.test")),
@@ -462,4 +511,203 @@ fn durability_without_a_data_dir_is_a_configuration_error() {
         stderr.contains("--durability journal needs --data-dir"),
         "{stderr}"
     );
+}
+
+/// A body of about 20 KiB in short lines, each carrying `marker`.
+fn marked_body(marker: &str) -> String {
+    (0..240)
+        .map(|line| format!("{marker} line {line} {}\r\n", "z".repeat(60)))
+        .collect()
+}
+
+/// Whether journal file `segment` opens with the key file of `dir` under `master`, and
+/// if so whether one of its records holds `marker`. Runs the crate's own reader.
+fn open_segment(
+    segment: &Path,
+    dir: &Path,
+    master: &Arc<KeyRing>,
+    marker: &str,
+) -> Result<bool, String> {
+    let (segment, dir, master) = (segment.to_path_buf(), dir.to_path_buf(), master.clone());
+    let marker = marker.as_bytes().to_vec();
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("executor")
+            .run(async move {
+                let mut keys = DirKeys::new(&dir, Some(master));
+                let contents = FileContents::read(&segment, &mut keys)
+                    .await
+                    .map_err(|error| match error {
+                        ReadError::Shredded { .. } => format!("shredded: {error}"),
+                        other => other.to_string(),
+                    })?;
+                Ok(contents.records().any(|record| match record {
+                    Ok(mayfly::journal::record::ArchivedRecord::Stored { body, .. }) => {
+                        let body: &[u8] = body.as_ref();
+                        body.windows(marker.len()).any(|window| window == marker)
+                    }
+                    _ => false,
+                }))
+            })
+    })
+    .join()
+    .expect("reader thread")
+}
+
+#[test]
+fn a_deleted_journal_file_cannot_be_opened_from_a_copy_of_the_disk() {
+    let data = DataDir::new("shred");
+    let aside = std::env::temp_dir().join(format!("mayfly-shred-aside-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&aside);
+    std::fs::create_dir_all(&aside).unwrap();
+    let key_path = aside.join("master.key");
+    let (status, stdout, _) = run_to_exit(
+        &["keygen", key_path.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert!(status.success(), "{stdout}");
+    let master = Arc::new(KeyRing::load(&key_path).expect("key"));
+    // One shard, a 2 MiB ring and 1 MiB files: new mail evicts the oldest, so the first
+    // file empties and is deleted without waiting for a TTL.
+    let flags = [
+        "--encryption-key-file",
+        key_path.to_str().unwrap(),
+        "--cores",
+        "1",
+        "--max-memory",
+        "2MiB",
+        "--max-message-size",
+        "64KiB",
+    ];
+    let server = start(&data, &flags);
+    let shard_dir = data.0.join("gen-000001").join("shard-000");
+    let mut smtp = server.smtp_ehlo();
+    // About 1.2 MiB: the first file fills and the shard goes on in the second.
+    for index in 0..60 {
+        let marker = format!("Shred-A-{index:03}");
+        smtp.send_mail(
+            "s@example.test",
+            &[&format!("early{}@example.test", index % 5)],
+            &simple_message(&marker, &marked_body(&marker)),
+        );
+    }
+    let first = shard_dir.join("0000000000000001.journal");
+    assert!(first.exists() && shard_dir.join("0000000000000002.journal").exists());
+    // The disk as it is now: the first file and the key file, copied aside.
+    let copy_dir = aside.join("copy");
+    std::fs::create_dir_all(&copy_dir).unwrap();
+    let first_copy = copy_dir.join("0000000000000001.journal");
+    std::fs::copy(&first, &first_copy).unwrap();
+    std::fs::copy(shard_dir.join(KEY_FILE_NAME), copy_dir.join(KEY_FILE_NAME)).unwrap();
+    let copied_bytes = std::fs::read(&first_copy).unwrap();
+    assert!(
+        !copied_bytes
+            .windows(12)
+            .any(|window| window == b"Shred-A-000 ")
+    );
+    // With the key file as it was, the copy opens: the test can see a readable copy.
+    assert_eq!(
+        open_segment(&first_copy, &copy_dir, &master, "Shred-A-000 "),
+        Ok(true)
+    );
+
+    // About 2.5 MiB more: every early message is evicted, the first file deleted.
+    for index in 0..125 {
+        let marker = format!("Shred-B-{index:03}");
+        smtp.send_mail(
+            "s@example.test",
+            &[&format!("late{}@example.test", index % 5)],
+            &simple_message(&marker, &marked_body(&marker)),
+        );
+    }
+    assert!(
+        common::eventually(Duration::from_secs(30), || !first.exists()),
+        "the first journal file was never deleted"
+    );
+    assert_eq!(server.inbox("early0@example.test")["total"], 0);
+    // Same master key, the data directory's key file now: the copy does not open.
+    let reopened = open_segment(&first_copy, &shard_dir, &master, "Shred-A-000 ");
+    assert!(
+        reopened
+            .as_ref()
+            .is_err_and(|error| error.starts_with("shredded")),
+        "{reopened:?}"
+    );
+    // And the key file holds neither of the seeds sealed in the copy.
+    let old_keys = std::fs::read(copy_dir.join(KEY_FILE_NAME)).unwrap();
+    let new_keys = std::fs::read(shard_dir.join(KEY_FILE_NAME)).unwrap();
+    assert_eq!(old_keys.len(), new_keys.len(), "overwritten in place");
+    for slot_at in [0, 4096] {
+        let sealed_seed = &old_keys[slot_at + 52..slot_at + 84];
+        assert!(!new_keys.windows(32).any(|window| window == sealed_seed));
+    }
+
+    // The live files still restore byte for byte after kill -9.
+    let live: Vec<_> = (0..5)
+        .map(|n| inbox_raw(&server, &format!("late{n}@example.test")))
+        .collect();
+    assert!(
+        live.iter().map(Vec::len).sum::<usize>() >= 40,
+        "the ring holds ~2 MiB"
+    );
+    let old_key_file = std::fs::File::open(shard_dir.join(KEY_FILE_NAME)).unwrap();
+    kill_9(server);
+    let server = start(&data, &flags);
+    for (n, messages) in live.iter().enumerate() {
+        assert_eq!(
+            &inbox_raw(&server, &format!("late{n}@example.test")),
+            messages
+        );
+    }
+    // The old generation went, its key file zeroed where it lay before the unlink.
+    assert!(!shard_dir.exists());
+    let mut old_key_bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &old_key_file, &mut old_key_bytes).unwrap();
+    assert!(!old_key_bytes.is_empty() && old_key_bytes.iter().all(|&byte| byte == 0));
+    stop(server);
+    std::fs::remove_dir_all(&aside).unwrap();
+}
+
+#[test]
+fn a_journal_file_that_never_fills_is_still_deleted_after_its_mail_expires() {
+    let data = DataDir::new("rotate");
+    let aside = std::env::temp_dir().join(format!("mayfly-rotate-key-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&aside);
+    std::fs::create_dir_all(&aside).unwrap();
+    let key_path = aside.join("master.key");
+    run_to_exit(
+        &["keygen", key_path.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    let flags = [
+        "--encryption-key-file",
+        key_path.to_str().unwrap(),
+        "--cores",
+        "1",
+        "--ttl",
+        "1s",
+    ];
+    let server = start(&data, &flags);
+    server.smtp_ehlo().send_mail(
+        "s@example.test",
+        &["once@example.test"],
+        &simple_message("once", "a lone message in a 1 MiB file"),
+    );
+    let shard_dir = data.0.join("gen-000001").join("shard-000");
+    let first = shard_dir.join("0000000000000001.journal");
+    assert!(first.exists());
+    // Its message expires after 1 s; the file is closed once it has been open for the
+    // journal's minimum (10 s), then deleted, its key destroyed.
+    assert!(
+        common::eventually(Duration::from_secs(40), || !first.exists()),
+        "a file holding only expired mail stayed on disk"
+    );
+    let master = Arc::new(KeyRing::load(&key_path).expect("key"));
+    let key_file = mayfly::journal::ratchet::KeyFile::load(&shard_dir, &master)
+        .expect("opens")
+        .expect("there");
+    assert!(key_file.base() >= 2, "base {}", key_file.base());
+    stop(server);
+    std::fs::remove_dir_all(&aside).unwrap();
 }

@@ -8,10 +8,17 @@
 //! it. Each file names the key that sealed it by a fingerprint (the first 8 bytes of the
 //! key's SHA-256), never by the key itself.
 //!
-//! Nonces are never reused under a key: each file draws a random 32-bit prefix when it is
-//! created, and its frames count up from 0 after it (prefix || counter, 96 bits). The
-//! additional data binds each frame to its file and position (file number || counter), so
-//! frames cannot be moved between files or reordered without failing to open.
+//! Since crypto-shredding (`ratchet`), the master keys seal only each shard's small key
+//! file; every journal file is sealed with a data key of its own, derived from that key
+//! file, so deleting a file can destroy its key. Files written before that (format
+//! version 1) were sealed with a master key directly, and are still read with it.
+//!
+//! Nonces are never reused under a key: a data key seals one file only, and its frames
+//! count up from 0 (prefix || counter, 96 bits; the prefix was random per file when the
+//! master key sealed many files). The additional data binds each frame to its file and
+//! position (file number || counter), so frames cannot be moved between files or
+//! reordered without failing to open. Key-file slots are sealed under the master key
+//! with a random 96-bit nonce each; a shard writes a few of them per segment lifetime.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -70,9 +77,8 @@ pub struct OpenError;
 
 /// Seals or opens the frames of one file: its key, nonce prefix and number.
 pub struct Sealer {
-    ring: Arc<KeyRing>,
-    /// Index of the file's key in `ring.keys`.
-    key_idx: usize,
+    /// The file's data key (or, for a version-1 file, the master key that sealed it).
+    key: LessSafeKey,
     nonce_prefix: u32,
     file_number: u64,
 }
@@ -145,26 +151,6 @@ impl KeyRing {
         self.keys[0].0
     }
 
-    /// A sealer for a new file number `file_number`, with the current key and a fresh
-    /// random nonce prefix; the prefix goes into the file's header.
-    ///
-    /// # Errors
-    /// The system's random generator failed.
-    pub fn sealer(self: &Arc<Self>, file_number: u64) -> Result<(Sealer, u32), getrandom::Error> {
-        let mut prefix = [0u8; 4];
-        getrandom::fill(&mut prefix)?;
-        let nonce_prefix = u32::from_le_bytes(prefix);
-        Ok((
-            Sealer {
-                ring: self.clone(),
-                key_idx: 0,
-                nonce_prefix,
-                file_number,
-            },
-            nonce_prefix,
-        ))
-    }
-
     /// An opener for a file sealed with key `key_id`, prefix `nonce_prefix`, number
     /// `file_number`.
     ///
@@ -177,33 +163,90 @@ impl KeyRing {
         file_number: u64,
         what: &str,
     ) -> Result<Sealer, KeyError> {
-        let key_idx = self
-            .keys
-            .iter()
-            .position(|(id, _)| *id == key_id)
-            .ok_or_else(|| KeyError::Missing {
-                what: what.to_string(),
-                key_id,
-                path: self.path.clone(),
-            })?;
         Ok(Sealer {
-            ring: self.clone(),
-            key_idx,
+            key: self.key(key_id, what)?.clone(),
             nonce_prefix,
             file_number,
         })
     }
+
+    /// Seals `data` in place under the current key with `nonce`, binding `aad`; returns
+    /// the key's fingerprint and the tag (for the key files of `ratchet`).
+    pub fn seal_current(
+        &self,
+        nonce: [u8; 12],
+        aad: &[u8],
+        data: &mut [u8],
+    ) -> (KeyId, [u8; TAG_BYTES]) {
+        let (key_id, key) = &self.keys[0];
+        let tag = key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), data)
+            .expect("AES-GCM seals any short buffer");
+        let mut bytes = [0u8; TAG_BYTES];
+        bytes.copy_from_slice(tag.as_ref());
+        (*key_id, bytes)
+    }
+
+    /// Opens `data` in place, sealed by `seal_current` under key `key_id`.
+    ///
+    /// # Errors
+    /// `Err(Err(Missing))` when the ring lacks that key (`what` names the sealed thing),
+    /// `Err(Ok(OpenError))` when it does not authenticate.
+    pub fn open_with(
+        &self,
+        key_id: KeyId,
+        nonce: [u8; 12],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: [u8; TAG_BYTES],
+        what: &str,
+    ) -> Result<(), Result<OpenError, KeyError>> {
+        let key = self.key(key_id, what).map_err(Err)?;
+        key.open_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            Tag::from(tag),
+            data,
+            0..,
+        )
+        .map(|_| ())
+        .map_err(|_| Ok(OpenError))
+    }
+
+    /// Whether the ring holds key `key_id`.
+    pub fn holds(&self, key_id: KeyId) -> bool {
+        self.keys.iter().any(|(id, _)| *id == key_id)
+    }
+
+    fn key(&self, key_id: KeyId, what: &str) -> Result<&LessSafeKey, KeyError> {
+        self.keys
+            .iter()
+            .find(|(id, _)| *id == key_id)
+            .map(|(_, key)| key)
+            .ok_or_else(|| KeyError::Missing {
+                what: what.to_string(),
+                key_id,
+                path: self.path.clone(),
+            })
+    }
 }
 
 impl Sealer {
-    fn key(&self) -> &LessSafeKey {
-        &self.ring.keys[self.key_idx].1
+    /// A sealer for file number `file_number` with its own data key `key` (the frames'
+    /// nonces are `nonce_prefix` || counter).
+    pub fn new(key: &[u8; KEY_BYTES], nonce_prefix: u32, file_number: u64) -> Sealer {
+        let unbound = UnboundKey::new(&AES_256_GCM, key).expect("32 bytes is an AES-256 key");
+        Sealer {
+            key: LessSafeKey::new(unbound),
+            nonce_prefix,
+            file_number,
+        }
     }
 
     /// Encrypts frame number `counter` in place and returns its tag.
     pub fn seal(&self, counter: u64, plaintext: &mut [u8]) -> [u8; TAG_BYTES] {
         let tag = self
-            .key()
+            .key
             .seal_in_place_separate_tag(self.nonce(counter), self.aad(counter), plaintext)
             .expect("AES-GCM seals any frame under 64 GiB");
         let mut bytes = [0u8; TAG_BYTES];
@@ -222,7 +265,7 @@ impl Sealer {
         }
         let (ciphertext, tag) = sealed.split_at_mut(sealed.len() - TAG_BYTES);
         let tag = Tag::try_from(&*tag).map_err(|_| OpenError)?;
-        self.key()
+        self.key
             .open_in_place_separate_tag(
                 self.nonce(counter),
                 self.aad(counter),
@@ -303,7 +346,11 @@ mod tests {
     #[test]
     fn seals_and_opens_in_place_bound_to_file_and_position() {
         let keys = ring(&[[1u8; 32]]);
-        let (sealer, prefix) = keys.sealer(7).expect("random");
+        // A version-1 file: sealed with the master key directly.
+        let prefix = 9;
+        let sealer = keys
+            .opener(keys.current_id(), prefix, 7, "test")
+            .expect("key");
         let mut frame = b"the archived record".to_vec();
         let tag = sealer.seal(3, &mut frame);
         assert_ne!(&frame[..], b"the archived record");
@@ -329,7 +376,8 @@ mod tests {
     #[test]
     fn old_keys_open_and_missing_keys_are_named() {
         let old = ring(&[[1u8; 32]]);
-        let (sealer, prefix) = old.sealer(1).unwrap();
+        let prefix = 5;
+        let sealer = old.opener(old.current_id(), prefix, 1, "test").unwrap();
         let mut frame = b"sealed with the old key".to_vec();
         let tag = sealer.seal(0, &mut frame);
         frame.extend_from_slice(&tag);

@@ -14,6 +14,10 @@
 //! generation, and a half-written newer one is removed at the next start. The same
 //! switch takes a snapshot (`--durability snapshot`), and carries mail across a change of
 //! `--cores` (each new shard reads every old shard's files and keeps its own inboxes).
+//!
+//! A generation is removed by first overwriting each shard's key file with zeros
+//! (`ratchet::shred_key_file`), then unlinking the lot: its journal files' keys are
+//! destroyed before their blocks are freed.
 
 use std::fs;
 use std::io::{self, Write as _};
@@ -150,7 +154,7 @@ impl Layout {
     pub fn create_generation(&self, generation: u64, cores: usize) -> io::Result<()> {
         let dir = self.generation_dir(generation);
         if dir.exists() {
-            fs::remove_dir_all(&dir)?;
+            remove_generation_dir(&dir)?;
         }
         for shard_idx in 0..cores {
             fs::DirBuilder::new()
@@ -178,7 +182,7 @@ impl Layout {
                 continue;
             };
             if generation != keep {
-                fs::remove_dir_all(entry.path())?;
+                remove_generation_dir(&entry.path())?;
             }
         }
         fs::File::open(&self.root)?.sync_all()
@@ -203,6 +207,27 @@ impl Layout {
         files.sort();
         Ok(files.into_iter().map(|(_, path)| path).collect())
     }
+}
+
+/// Removes a generation directory, its key files shredded first. A key file that cannot
+/// be shredded is reported and the removal goes on (keeping the directory would keep
+/// its journal files too).
+fn remove_generation_dir(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let shard_dir = entry?.path();
+        if !shard_dir.is_dir() {
+            continue;
+        }
+        let key_file = shard_dir.join(crate::journal::ratchet::KEY_FILE_NAME);
+        if let Err(error) = crate::journal::ratchet::shred_key_file(&key_file) {
+            tracing::error!(
+                file = %key_file.display(),
+                "cannot overwrite the journal key file before removing it: {error}; its \
+                 sealed seed stays in free space on the disk"
+            );
+        }
+    }
+    fs::remove_dir_all(dir)
 }
 
 fn bad_current(path: &Path, what: &str) -> io::Error {
@@ -236,8 +261,23 @@ mod tests {
         assert!(layout.shard_dir(3, 1).is_dir());
         // A half-written newer generation and an older one both go; the current stays.
         layout.create_generation(4, 1).expect("created");
-        fs::create_dir_all(layout.generation_dir(2)).unwrap();
+        fs::create_dir_all(layout.shard_dir(2, 0)).unwrap();
+        // The old generation's key file is overwritten where it lies before it is
+        // unlinked: a descriptor kept open reads the same blocks afterwards.
+        let key_file = layout
+            .shard_dir(2, 0)
+            .join(crate::journal::ratchet::KEY_FILE_NAME);
+        fs::write(
+            &key_file,
+            vec![0xa5; crate::journal::ratchet::KEY_FILE_BYTES],
+        )
+        .unwrap();
+        let still_open = fs::File::open(&key_file).unwrap();
         layout.remove_other_generations(3).expect("removed");
+        let mut after = Vec::new();
+        std::io::Read::read_to_end(&mut &still_open, &mut after).unwrap();
+        assert_eq!(after.len(), crate::journal::ratchet::KEY_FILE_BYTES);
+        assert!(after.iter().all(|&byte| byte == 0), "overwritten in place");
         assert!(layout.generation_dir(3).is_dir());
         assert!(!layout.generation_dir(4).exists() && !layout.generation_dir(2).exists());
         fs::write(root.join(CURRENT_FILE), "generation x\n").unwrap();

@@ -5,6 +5,7 @@
 //!
 //! - `record`: what is written (rkyv archives in checksummed frames).
 //! - `crypto`: the keys and the sealing.
+//! - `ratchet`: each file's own data key, destroyed when the file is deleted.
 //! - `segment`: one journal file, written and read.
 //! - `layout`: the data directory, its generations and `CURRENT`.
 //! - `restore`: reading a generation back into the shards at start.
@@ -31,9 +32,19 @@
 //! Journal files are deleted in order, oldest first, as soon as every message they hold
 //! is gone from the store: the store pops messages in the order they were stored, so a
 //! file whose last message's seq is below the store's oldest live seq holds nothing live.
+//! With a key, the shard's key file is advanced past the files first (`delete_files`),
+//! so their keys are gone before their blocks are freed (`ratchet`).
+//!
+//! A file is also closed, whatever its size, once the first message written into it has
+//! left the store (`retire` asks the flusher): without that, a file at low traffic would
+//! take days to fill, and every record in it, deleted messages' included, would stay on
+//! disk as long. With it, a record is on disk at most about two TTLs (plus
+//! `FILE_OPEN_MIN`): its file is closed within one TTL of its first message, and deleted
+//! within one TTL of its last.
 
 pub mod crypto;
 pub mod layout;
+pub mod ratchet;
 pub mod record;
 pub mod restore;
 pub mod segment;
@@ -48,6 +59,7 @@ use std::time::Instant;
 use futures_channel::{mpsc, oneshot};
 
 use crate::journal::crypto::KeyRing;
+use crate::journal::ratchet::{FileKey, KeyFile};
 use crate::journal::record::Record;
 use crate::journal::segment::FileWriter;
 use crate::metrics::LatencyHistogram;
@@ -60,6 +72,10 @@ const BATCH_BYTES_KEPT: usize = 1 << 20;
 /// more in flight make each commit carry fewer messages (more `fdatasync`s, more CPU per
 /// message) and measured no faster (`docs/performance.md`, "Durability modes").
 pub const SYNCS_IN_FLIGHT_MAX: usize = 2;
+/// A file is closed early (its first message gone from the store) only after it has
+/// taken records for this long, so a tiny TTL cannot make the flusher start a new file
+/// (zeros written ahead: `--journal-file-size` of them) every housekeeping turn.
+const FILE_OPEN_MIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Told whether the batch holding a record became durable.
 type Waiter = oneshot::Sender<Result<(), NotDurable>>;
@@ -80,6 +96,11 @@ pub struct Journal {
     signal: RefCell<Option<mpsc::Sender<()>>>,
     /// Closed files, oldest first, with the seq of the last message each holds.
     closed_files: RefCell<VecDeque<(PathBuf, u64)>>,
+    /// The seq of the first message written into the file being written, and when (None:
+    /// no file open, or none written to it yet). Set and cleared by the flusher.
+    open_file_first_seq: Cell<Option<(u64, Instant)>>,
+    /// `retire` found that message gone: the flusher closes the file at its next turn.
+    rotate_requested: Cell<bool>,
     /// Batches written (or failed) and not yet settled, in batch order.
     /// Invariant: numbers strictly increase, and all are above `completed`.
     unsettled: RefCell<VecDeque<Unsettled>>,
@@ -91,6 +112,9 @@ pub struct Journal {
     completed: Cell<u64>,
     /// The first batch that failed, if any did.
     first_failed: Cell<Option<u64>>,
+    /// The directory's key file when frames are sealed: made by the flusher before its
+    /// first file, advanced by `delete_files`. Never borrowed across an await.
+    key_file: RefCell<Option<KeyFile>>,
     pub stats: JournalStats,
 }
 
@@ -112,6 +136,8 @@ pub struct JournalStats {
     pub commits_total: Cell<u64>,
     pub commit_failures_total: Cell<u64>,
     pub files_deleted_total: Cell<u64>,
+    /// Key-file advances that failed: the deleted files' keys stay until one succeeds.
+    pub key_advance_failures_total: Cell<u64>,
     /// Write plus `fdatasync` of one batch.
     pub commit_latency: LatencyHistogram,
 }
@@ -125,6 +151,8 @@ struct Batch {
     frame_starts: Vec<usize>,
     /// The largest store seq among its Stored records (0: none).
     last_seq: u64,
+    /// The smallest store seq among its Stored records.
+    first_seq: Option<u64>,
 }
 
 /// A batch taken by the flusher.
@@ -133,6 +161,7 @@ struct TakenBatch {
     bytes: Vec<u8>,
     frame_starts: Vec<usize>,
     last_seq: u64,
+    first_seq: Option<u64>,
 }
 
 /// Where a shard's flusher writes.
@@ -157,10 +186,13 @@ impl Journal {
             waiters: RefCell::new(VecDeque::new()),
             signal: RefCell::new(Some(signal)),
             closed_files: RefCell::new(VecDeque::new()),
+            open_file_first_seq: Cell::new(None),
+            rotate_requested: Cell::new(false),
             unsettled: RefCell::new(VecDeque::with_capacity(SYNCS_IN_FLIGHT_MAX + 1)),
             failed_file: Cell::new(None),
             completed: Cell::new(0),
             first_failed: Cell::new(None),
+            key_file: RefCell::new(None),
             stats: JournalStats::default(),
         }
     }
@@ -180,6 +212,7 @@ impl Journal {
             batch.frame_starts.push(start);
             if let Some(seq) = seq {
                 batch.last_seq = batch.last_seq.max(seq);
+                batch.first_seq = Some(batch.first_seq.map_or(seq, |first| first.min(seq)));
             }
             batch.number
         };
@@ -233,8 +266,20 @@ impl Journal {
 
     /// The closed files whose messages are all gone from the store (its oldest live seq
     /// is `oldest_live_seq`), oldest first; they are forgotten here and the caller deletes
-    /// them.
+    /// them. Asks the flusher to close the file being written if its first message is
+    /// gone too, so that file follows within one TTL.
     pub fn retire(&self, oldest_live_seq: u64) -> Vec<PathBuf> {
+        if self
+            .open_file_first_seq
+            .get()
+            .is_some_and(|(first_seq, since)| {
+                first_seq < oldest_live_seq && since.elapsed() >= FILE_OPEN_MIN
+            })
+            && !self.rotate_requested.replace(true)
+            && let Some(signal) = self.signal.borrow_mut().as_mut()
+        {
+            let _ = signal.try_send(());
+        }
         let mut closed = self.closed_files.borrow_mut();
         let mut retired = Vec::new();
         while closed
@@ -262,6 +307,7 @@ impl Journal {
             bytes,
             frame_starts: std::mem::take(&mut batch.frame_starts),
             last_seq: std::mem::take(&mut batch.last_seq),
+            first_seq: batch.first_seq.take(),
         };
         batch.number += 1;
         Some(taken)
@@ -413,7 +459,15 @@ pub async fn run_flusher(
             if syncs.acquire(1).await.is_err() {
                 unreachable!("the flusher's semaphore is never closed");
             }
-            let Some(mut batch) = journal.take() else {
+            let taken = journal.take();
+            // Asked by `retire`: the file's first message is gone, so it is closed now
+            // (a batch taken meanwhile goes into the next file).
+            if journal.rotate_requested.replace(false)
+                && let Some(open) = writer.take()
+            {
+                close_file(&journal, open, writer_last_seq).await;
+            }
+            let Some(mut batch) = taken else {
                 syncs.signal(1);
                 break;
             };
@@ -427,32 +481,38 @@ pub async fn run_flusher(
             if writer.is_none() {
                 let created = match next_file.take() {
                     Some(task) => task.await,
-                    None => {
-                        let created = FileWriter::create(
-                            &config.dir,
-                            config.shard_idx,
-                            next_number,
-                            config.keys.as_ref(),
-                            now_ms(),
-                            config.file_bytes_max,
-                        )
-                        .await;
-                        next_number += 1;
-                        created
-                    }
+                    None => match file_key(&journal, &config, next_number).await {
+                        Ok(file_key) => {
+                            let created = FileWriter::create(
+                                &config.dir,
+                                config.shard_idx,
+                                next_number,
+                                file_key,
+                                now_ms(),
+                                config.file_bytes_max,
+                            )
+                            .await;
+                            next_number += 1;
+                            created
+                        }
+                        Err(error) => Err(error),
+                    },
                 };
                 match created {
                     Ok(created) => {
                         writer = Some(created);
-                        let (dir, keys) = (config.dir.clone(), config.keys.clone());
-                        let (shard_idx, number) = (config.shard_idx, next_number);
+                        // The key is derived here, so the file made ahead needs no
+                        // borrow of the key file while it is made.
+                        let number = next_number;
+                        let ahead = file_key(&journal, &config, number).await;
+                        let (dir, shard_idx) = (config.dir.clone(), config.shard_idx);
                         let (bytes, created_at_ms) = (config.file_bytes_max, now_ms());
                         next_file = Some(glommio::spawn_local(async move {
                             FileWriter::create(
                                 &dir,
                                 shard_idx,
                                 number,
-                                keys.as_ref(),
+                                ahead?,
                                 created_at_ms,
                                 bytes,
                             )
@@ -495,6 +555,12 @@ pub async fn run_flusher(
                 .records_total
                 .set(stats.records_total.get() + batch.frame_starts.len() as u64);
             writer_last_seq = writer_last_seq.max(batch.last_seq);
+            if journal.open_file_first_seq.get().is_none() {
+                let since = Instant::now();
+                journal
+                    .open_file_first_seq
+                    .set(batch.first_seq.map(|first_seq| (first_seq, since)));
+            }
             journal.unsettled(batch.number, file.number(), None);
             glommio::spawn_local(sync_batch(
                 journal.clone(),
@@ -532,6 +598,34 @@ pub async fn run_flusher(
     }
 }
 
+/// The data key of new file `number` (None when frames are not sealed), making the
+/// directory's key file first if this flusher has not yet.
+async fn file_key(
+    journal: &Journal,
+    config: &FlusherConfig,
+    number: u64,
+) -> std::io::Result<Option<FileKey>> {
+    let Some(keys) = &config.keys else {
+        return Ok(None);
+    };
+    if journal.key_file.borrow().is_none() {
+        let key_file = KeyFile::open_or_create(
+            &config.dir,
+            config.shard_idx,
+            config.first_file_number,
+            keys,
+        )
+        .await
+        .map_err(std::io::Error::other)?;
+        *journal.key_file.borrow_mut() = Some(key_file);
+    }
+    let mut key_file = journal.key_file.borrow_mut();
+    let Some(key_file) = key_file.as_mut() else {
+        unreachable!("made above");
+    };
+    key_file.new_file_key(number).map(Some)
+}
+
 /// Makes batch `number` (already written to `file`) durable, settles what that allows,
 /// and gives its unit of `syncs` back.
 async fn sync_batch(
@@ -561,6 +655,7 @@ async fn sync_batch(
 }
 
 async fn close_file(journal: &Journal, file: FileWriter, last_seq: u64) {
+    journal.open_file_first_seq.set(None);
     let path = file.path().to_path_buf();
     file.close().await;
     journal
@@ -569,10 +664,30 @@ async fn close_file(journal: &Journal, file: FileWriter, last_seq: u64) {
         .push_back((path, last_seq));
 }
 
-/// Deletes retired journal files (and syncs their directory), counting them.
+/// Deletes retired journal files (and syncs their directory), counting them. With a key,
+/// the key file is first advanced past them, durably, so their keys are destroyed before
+/// their blocks are freed; if that fails the files are deleted all the same (a full disk
+/// is worse) and the next deletion's advance covers them.
 pub async fn delete_files(journal: &Journal, dir: &Path, files: Vec<PathBuf>) {
     if files.is_empty() {
         return;
+    }
+    let newest = files
+        .iter()
+        .filter_map(|path| path.file_name()?.to_str().and_then(segment::number_of))
+        .max();
+    if let Some(newest) = newest
+        && let Err(error) = advance_keys(journal, newest + 1).await
+    {
+        let stats = &journal.stats;
+        stats
+            .key_advance_failures_total
+            .set(stats.key_advance_failures_total.get() + 1);
+        tracing::error!(
+            dir = %dir.display(),
+            "cannot advance the journal key file: {error}; the deleted files' keys stay on disk \
+             until an advance succeeds"
+        );
     }
     for path in &files {
         match glommio::io::remove(path).await {
@@ -592,168 +707,28 @@ pub async fn delete_files(journal: &Journal, dir: &Path, files: Vec<PathBuf>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    type Receiver = oneshot::Receiver<Result<(), NotDurable>>;
-
-    fn journal() -> Journal {
-        // The flusher is not running: its wake-ups go nowhere.
-        let (signal, _signals) = mpsc::channel(0);
-        Journal::new(false, signal)
-    }
-
-    /// Appends a record and takes it as a batch of its own: its receiver and number.
-    fn batch(journal: &Journal) -> (Receiver, u64) {
-        let receiver = journal.append(&Record::InboxDeleted { key: "a@x.test" }, None);
-        let taken = journal.take().expect("a record was appended");
-        (receiver, taken.number)
-    }
-
-    /// What the receiver has been told so far: None while it waits.
-    fn told(receiver: &mut Receiver) -> Option<Result<(), NotDurable>> {
-        receiver.try_recv().expect("the journal keeps its senders")
-    }
-
-    #[test]
-    fn syncs_that_finish_out_of_order_are_acknowledged_in_order() {
-        let journal = journal();
-        let (mut first, first_number) = batch(&journal);
-        let (mut second, second_number) = batch(&journal);
-        journal.unsettled(first_number, 1, None);
-        journal.unsettled(second_number, 1, None);
-        journal.synced(second_number, Ok(()));
-        assert_eq!((told(&mut first), told(&mut second)), (None, None));
-        journal.synced(first_number, Ok(()));
-        assert_eq!(told(&mut first), Some(Ok(())));
-        assert_eq!(told(&mut second), Some(Ok(())));
-        assert!(journal.take().is_none(), "nothing pending");
-    }
-
-    #[test]
-    fn a_failure_fails_the_later_batches_of_its_file_only() {
-        let journal = journal();
-        let mut batches: Vec<(Receiver, u64)> = (0..4).map(|_| batch(&journal)).collect();
-        // Batches 0 and 1 in file 1, 2 in file 2; 1's sync fails after 2 was written.
-        journal.unsettled(batches[0].1, 1, None);
-        journal.unsettled(batches[1].1, 1, None);
-        journal.unsettled(batches[2].1, 2, None);
-        journal.synced(batches[1].1, Err(NotDurable));
-        // Batch 3 is written to file 1 after the failure: it fails at once, in its turn.
-        journal.unsettled(batches[3].1, 1, None);
-        journal.synced(batches[2].1, Ok(()));
-        assert!(batches.iter_mut().all(|(rx, _)| told(rx).is_none()));
-        journal.synced(batches[0].1, Ok(()));
-        let outcomes: Vec<_> = batches.iter_mut().map(|(rx, _)| told(rx)).collect();
-        let failed = Some(Err(NotDurable));
-        assert_eq!(outcomes, [Some(Ok(())), failed, Some(Ok(())), failed]);
-        assert_eq!(journal.stats.commit_failures_total.get(), 2);
-    }
-
-    #[test]
-    fn barrier_with_nothing_pending_does_not_wait() {
-        let journal = journal();
-        let (mut receiver, number) = batch(&journal);
-        journal.unsettled(number, 1, None);
-        journal.synced(number, Ok(()));
-        assert_eq!(told(&mut receiver), Some(Ok(())));
-        // An empty take does not use up a batch number the barrier would wait for.
-        assert!(journal.take().is_none());
-        let barrier = journal.barrier();
-        let outcome = futures_util::FutureExt::now_or_never(barrier);
-        assert_eq!(outcome, Some(Ok(())));
-    }
-
-    /// One step of a flusher's life: write the next batch (to the current file, or to a
-    /// new one; the write may fail), or finish the sync of one batch in flight.
-    #[derive(Debug, Clone)]
-    enum Step {
-        Write { new_file: bool, fails: bool },
-        Sync { pick: usize, fails: bool },
-    }
-
-    fn step() -> impl Strategy<Value = Step> {
-        prop_oneof![
-            (any::<bool>(), prop::bool::weighted(0.1))
-                .prop_map(|(new_file, fails)| Step::Write { new_file, fails }),
-            (any::<usize>(), prop::bool::weighted(0.15))
-                .prop_map(|(pick, fails)| Step::Sync { pick, fails }),
-        ]
-    }
-
-    proptest! {
-        /// Against a model: acknowledgements come in batch order, and a batch is durable
-        /// exactly when its own write and sync succeeded and every earlier batch of its
-        /// file was durable; after all syncs finish, every batch has its answer.
-        #[test]
-        fn settling_matches_the_model(steps in prop::collection::vec(step(), 1..60)) {
-            let journal = journal();
-            let mut file_number = 1u64;
-            // Per batch: its receiver, number, file and own outcome (None while syncing).
-            let mut batches: Vec<(Receiver, u64, u64, Option<bool>)> = Vec::new();
-            let mut told_so_far: Vec<Option<Result<(), NotDurable>>> = Vec::new();
-            let mut in_flight: Vec<usize> = Vec::new();
-            let check = |batches: &mut Vec<(Receiver, u64, u64, Option<bool>)>,
-                         told_so_far: &mut Vec<Option<Result<(), NotDurable>>>| {
-                for (idx, (receiver, _, _, _)) in batches.iter_mut().enumerate() {
-                    if told_so_far[idx].is_none() {
-                        told_so_far[idx] = told(receiver);
-                    }
-                }
-                // A prefix has been told, and each told batch has finished its own steps.
-                let n_told = told_so_far.iter().take_while(|outcome| outcome.is_some()).count();
-                prop_assert!(told_so_far[n_told..].iter().all(Option::is_none));
-                for idx in 0..n_told {
-                    let (_, _, file, own) = batches[idx];
-                    let earlier_failed = batches[..idx]
-                        .iter()
-                        .any(|batch| batch.2 == file && batch.3 == Some(false));
-                    // Told before its own sync finished only when already doomed.
-                    prop_assert!(own.is_some() || earlier_failed, "batch {} told too early", idx);
-                    let earlier_ok = batches[..idx]
-                        .iter()
-                        .filter(|batch| batch.2 == file)
-                        .all(|batch| batch.3 == Some(true));
-                    let durable = own == Some(true) && earlier_ok;
-                    prop_assert_eq!(told_so_far[idx], Some(if durable { Ok(()) } else { Err(NotDurable) }));
-                }
-                Ok(())
-            };
-            for step in steps.into_iter().chain(std::iter::repeat_n(Step::Sync { pick: 0, fails: false }, 60)) {
-                match step {
-                    Step::Write { new_file, fails } => {
-                        // Writes may go on in a failed file (a write in progress when the
-                        // failure was found): they must fail.
-                        file_number += u64::from(new_file);
-                        let (receiver, number) = batch(&journal);
-                        if fails {
-                            batches.push((receiver, number, file_number, Some(false)));
-                            told_so_far.push(None);
-                            journal.write_failed(number, file_number);
-                        } else {
-                            batches.push((receiver, number, file_number, None));
-                            told_so_far.push(None);
-                            in_flight.push(batches.len() - 1);
-                            journal.unsettled(number, file_number, None);
-                        }
-                    }
-                    Step::Sync { pick, fails } => {
-                        if in_flight.is_empty() {
-                            continue;
-                        }
-                        let idx = in_flight.swap_remove(pick % in_flight.len());
-                        batches[idx].3 = Some(!fails);
-                        let outcome = if fails { Err(NotDurable) } else { Ok(()) };
-                        journal.synced(batches[idx].1, outcome);
-                    }
-                }
-                check(&mut batches, &mut told_so_far)?;
-            }
-            prop_assert!(in_flight.is_empty());
-            prop_assert!(told_so_far.iter().all(Option::is_some));
+/// Moves the key file's base up to `new_base` (durably) and forgets the older seed; a
+/// no-op without a key file or when it is there already.
+///
+/// # Errors
+/// The new state could not be written.
+async fn advance_keys(journal: &Journal, new_base: u64) -> std::io::Result<()> {
+    let (advance, path) = {
+        let key_file = journal.key_file.borrow();
+        let Some(key_file) = key_file.as_ref() else {
+            return Ok(());
+        };
+        match key_file.prepare_advance(new_base)? {
+            Some(advance) => (advance, key_file.path().to_path_buf()),
+            None => return Ok(()),
         }
+    };
+    KeyFile::write_advance(&path, &advance).await?;
+    if let Some(key_file) = journal.key_file.borrow_mut().as_mut() {
+        key_file.finish_advance(advance);
     }
+    Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,7 +17,9 @@
 //! A corrupt frame is counted and skipped, an archive that fails rkyv's checked access
 //! too, and a torn tail is cut off; none of them stops the start. A file sealed with a key
 //! the key file does not hold, or a file that is not a journal file, does: mail is never
-//! dropped silently.
+//! dropped silently. A file whose key its directory's key file no longer yields was
+//! deleted from the journal (its key destroyed first, `ratchet`) and left on disk by a
+//! crash before the unlink: nothing in it was live, so it is skipped and counted.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -28,6 +30,7 @@ use crate::address::InboxKey;
 use crate::journal::Journal;
 use crate::journal::crypto::KeyRing;
 use crate::journal::layout::{Current, Layout};
+use crate::journal::ratchet::DirKeys;
 use crate::journal::record::{ArchivedRecord, IdRecord, RcptRecord, Record};
 use crate::journal::segment::{FileContents, ReadError};
 use crate::store::{self, Incoming, MessageId, Rcpt, RestoreError, Shard};
@@ -53,6 +56,8 @@ pub struct RestoreStats {
     pub frames_corrupt: u64,
     pub archives_invalid: u64,
     pub torn_tails: u64,
+    /// Files deleted from the journal, their keys destroyed, left on disk by a crash.
+    pub files_shredded: u64,
     /// Messages the store refused (out of order, too large for this ring).
     pub messages_refused: u64,
 }
@@ -124,9 +129,26 @@ pub async fn restore_shard(
         .map(|dir_paths| dir_paths.iter().map(|_| None).collect())
         .collect();
     let mut kept_bytes = 0;
+    let mut dir_keys: Vec<DirKeys> = old_dirs
+        .iter()
+        .map(|dir| DirKeys::new(dir, keys.cloned()))
+        .collect();
+    let mut shredded: Vec<Vec<bool>> = paths.iter().map(|dir| vec![false; dir.len()]).collect();
     for (dir_idx, dir_paths) in paths.iter().enumerate() {
         for (file_idx, path) in dir_paths.iter().enumerate() {
-            let file = FileContents::read(path, keys).await?;
+            let file = match FileContents::read(path, &mut dir_keys[dir_idx]).await {
+                Ok(file) => file,
+                Err(ReadError::Shredded { path, source }) => {
+                    tracing::info!(
+                        file = %path.display(),
+                        "journal file skipped: {source}"
+                    );
+                    stats.files_shredded += 1;
+                    shredded[dir_idx][file_idx] = true;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
             stats.files_read += 1;
             stats.bytes_read += std::fs::metadata(path).map_or(0, |m| m.len());
             stats.frames_corrupt += file.n_corrupt;
@@ -184,7 +206,10 @@ pub async fn restore_shard(
             loaded[dir_idx] = None;
             let file = match kept[dir_idx][file_idx].take() {
                 Some(file) => file,
-                None => FileContents::read(&paths[dir_idx][file_idx], keys).await?,
+                None => {
+                    debug_assert!(!shredded[dir_idx][file_idx], "no record comes from it");
+                    FileContents::read(&paths[dir_idx][file_idx], &mut dir_keys[dir_idx]).await?
+                }
             };
             loaded[dir_idx] = Some((file_idx, file));
         }

@@ -17,26 +17,35 @@
 //! started, so a torn tail left by a crash is only ever read, and cut off by the reader.
 //!
 //! The header names the shard, the file's number (which orders the files of a shard),
-//! and for sealed files the key's fingerprint and the nonce prefix.
+//! and for sealed files the key's fingerprint and the nonce prefix. Version 2 files (this
+//! code writes no other) are sealed with a data key of their own (`ratchet`), derived
+//! from the directory's key file and the random salt in the header; the fingerprint is
+//! the data key's. Version 1 files, written before per-file keys, were sealed with a
+//! master key directly (the fingerprint is the master key's) and are still read.
 
+use glommio::io::{DmaFile, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 
-use glommio::io::{DmaFile, OpenOptions};
-
-use crate::journal::crypto::{KeyError, KeyId, KeyRing, Sealer};
+use crate::journal::crypto::{KeyError, KeyId, Sealer};
+use crate::journal::ratchet::{DirKeys, FileKey, KeyFileError, SALT_BYTES, Shredded};
 use crate::journal::record::{self, FrameError};
 
 /// Bytes before the first frame: one block, so frames start aligned for O_DIRECT too.
 pub const HEADER_BYTES: u64 = 4096;
 /// First bytes of every journal file.
 const FILE_MAGIC: [u8; 8] = *b"MAYFLYJ1";
-/// The format this code writes and reads.
-const FORMAT_VERSION: u32 = 1;
+/// The format this code writes: frames sealed with the file's own data key.
+const FORMAT_VERSION: u32 = 2;
+/// The format before per-file keys: frames sealed with a master key; still read.
+const FORMAT_VERSION_MASTER_KEY: u32 = 1;
+/// Bytes of a version-1 header before its checksum.
+const HEADER_V1_CHECKED_BYTES: usize = 44;
+/// Bytes of a version-2 header before its checksum (version 1's fields, then the salt).
+const HEADER_CHECKED_BYTES: usize = HEADER_V1_CHECKED_BYTES + SALT_BYTES;
 /// Bytes of the header that are used (the rest of the block is zeros).
-const HEADER_USED_BYTES: usize = 48;
+const HEADER_USED_BYTES: usize = HEADER_CHECKED_BYTES + 4;
 /// A journal file is read in pieces of this many bytes.
 const READ_CHUNK_BYTES: usize = 1 << 20;
 /// Zeros are written ahead of the frames in pieces of this many bytes.
@@ -45,6 +54,8 @@ const PREALLOCATE_CHUNK_BYTES: usize = 1 << 20;
 /// What a file's header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileHeader {
+    /// `FORMAT_VERSION`, or 1 for a file sealed with a master key directly.
+    pub version: u32,
     /// The shard that wrote it (with the `cores` of that run, see `journal::Layout`).
     pub shard_idx: u32,
     /// Orders a shard's files: each new file has a larger number.
@@ -53,10 +64,14 @@ pub struct FileHeader {
     pub key_id: Option<KeyId>,
     pub nonce_prefix: u32,
     pub created_at_ms: u64,
+    /// Goes into the file's data key (version 2; zeros in version 1 and unsealed files).
+    pub salt: [u8; SALT_BYTES],
 }
 
 impl FileHeader {
+    /// The header of a file this code writes (version 2).
     fn encode(&self) -> [u8; HEADER_USED_BYTES] {
+        debug_assert_eq!(self.version, FORMAT_VERSION);
         let mut bytes = [0u8; HEADER_USED_BYTES];
         bytes[0..8].copy_from_slice(&FILE_MAGIC);
         bytes[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -65,23 +80,36 @@ impl FileHeader {
         bytes[24..32].copy_from_slice(&self.key_id.unwrap_or(0).to_le_bytes());
         bytes[32..36].copy_from_slice(&self.nonce_prefix.to_le_bytes());
         bytes[36..44].copy_from_slice(&self.created_at_ms.to_le_bytes());
-        let crc = crc32fast::hash(&bytes[..44]);
-        bytes[44..48].copy_from_slice(&crc.to_le_bytes());
+        bytes[44..HEADER_CHECKED_BYTES].copy_from_slice(&self.salt);
+        let crc = crc32fast::hash(&bytes[..HEADER_CHECKED_BYTES]);
+        bytes[HEADER_CHECKED_BYTES..HEADER_USED_BYTES].copy_from_slice(&crc.to_le_bytes());
         bytes
     }
 
+    /// A version-2 header, or a version-1 one (no salt, a shorter checksummed part).
     fn decode(bytes: &[u8]) -> Option<FileHeader> {
         let bytes = bytes.get(..HEADER_USED_BYTES)?;
         let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4"));
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8"));
+        let version = u32_at(8);
+        let checked_bytes = match version {
+            FORMAT_VERSION => HEADER_CHECKED_BYTES,
+            FORMAT_VERSION_MASTER_KEY => HEADER_V1_CHECKED_BYTES,
+            _ => return None,
+        };
         if bytes[0..8] != FILE_MAGIC
-            || u32_at(8) != FORMAT_VERSION
-            || crc32fast::hash(&bytes[..44]) != u32_at(44)
+            || crc32fast::hash(&bytes[..checked_bytes]) != u32_at(checked_bytes)
         {
             return None;
         }
         let key_id = u64_at(24);
+        let mut salt = [0u8; SALT_BYTES];
+        if version == FORMAT_VERSION {
+            salt.copy_from_slice(&bytes[44..HEADER_CHECKED_BYTES]);
+        }
         Some(FileHeader {
+            version,
+            salt,
             shard_idx: u32_at(12),
             number: u64_at(16),
             key_id: (key_id != 0).then_some(key_id),
@@ -121,7 +149,9 @@ pub struct FileWriter {
 
 impl FileWriter {
     /// Creates file `number` in `dir` and makes its header durable (the directory entry
-    /// too). With `keys`, its frames are sealed with the current key.
+    /// too). With `file_key` (from the directory's key file, `ratchet::KeyFile`), its
+    /// frames are sealed with that data key; the key is derived here once per file, never
+    /// per record.
     ///
     /// # Errors
     /// The file cannot be created or written, or the random generator failed.
@@ -129,24 +159,30 @@ impl FileWriter {
         dir: &Path,
         shard_idx: u32,
         number: u64,
-        keys: Option<&Arc<KeyRing>>,
+        file_key: Option<FileKey>,
         now_ms: u64,
         preallocate_bytes: u64,
     ) -> io::Result<FileWriter> {
         let path = dir.join(file_name(number));
-        let (sealer, key_id, nonce_prefix) = match keys {
-            Some(keys) => {
-                let (sealer, prefix) = keys.sealer(number).map_err(io::Error::other)?;
-                (Some(sealer), Some(keys.current_id()), prefix)
-            }
-            None => (None, None, 0),
+        // The data key seals this file only, so the nonce prefix need not be random.
+        let nonce_prefix = 0;
+        let (sealer, key_id, salt) = match &file_key {
+            Some(file_key) => (
+                Some(file_key.key.sealer(nonce_prefix, number)),
+                Some(file_key.key.fingerprint()),
+                file_key.salt,
+            ),
+            None => (None, None, [0; SALT_BYTES]),
         };
+        drop(file_key);
         let header = FileHeader {
+            version: FORMAT_VERSION,
             shard_idx,
             number,
             key_id,
             nonce_prefix,
             created_at_ms: now_ms,
+            salt,
         };
         // Not O_DSYNC (which would make a commit one operation instead of two): the zeros
         // written ahead below would then each wait for the device, and creating a file
@@ -308,18 +344,36 @@ pub enum ReadError {
     BadHeader { path: PathBuf },
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
     #[error("{} is sealed but no --encryption-key-file is given", .path.display())]
     Sealed { path: PathBuf },
+    /// The file was deleted from the journal and its key destroyed, but a crash left it
+    /// on disk: nothing in it is live, and nothing can open it.
+    #[error("{}: {source}", .path.display())]
+    Shredded { path: PathBuf, source: Shredded },
+    #[error(
+        "{} does not open with the key its directory's key file gives (fingerprint \
+         {expected:016x}, derived {derived:016x}); the key file is not this file's",
+        .path.display()
+    )]
+    WrongKeyFile {
+        path: PathBuf,
+        expected: KeyId,
+        derived: KeyId,
+    },
 }
 
 impl FileContents {
-    /// Reads file `path` and opens its frames with `keys` (needed for sealed files).
-    /// Corrupt frames are skipped and counted, a torn tail is cut off; neither is an error.
+    /// Reads file `path` and opens its frames with the keys of its directory, `keys`
+    /// (needed for sealed files). Corrupt frames are skipped and counted, a torn tail is
+    /// cut off; neither is an error.
     ///
     /// # Errors
-    /// The file cannot be read, its header is not one this code wrote, or it is sealed with
-    /// a key that `keys` does not hold.
-    pub async fn read(path: &Path, keys: Option<&Arc<KeyRing>>) -> Result<FileContents, ReadError> {
+    /// The file cannot be read, its header is not one this code wrote, it is sealed with
+    /// a key that `keys` does not hold, or it was deleted and its key destroyed
+    /// (`Shredded`: a crash came between the two).
+    pub async fn read(path: &Path, keys: &mut DirKeys) -> Result<FileContents, ReadError> {
         let io_error = |source: io::Error| ReadError::Io {
             path: path.to_path_buf(),
             source,
@@ -354,20 +408,7 @@ impl FileContents {
         let header = header.ok_or_else(|| ReadError::BadHeader {
             path: path.to_path_buf(),
         })?;
-        let opener = match (header.key_id, keys) {
-            (None, _) => None,
-            (Some(_), None) => {
-                return Err(ReadError::Sealed {
-                    path: path.to_path_buf(),
-                });
-            }
-            (Some(key_id), Some(keys)) => Some(keys.opener(
-                key_id,
-                header.nonce_prefix,
-                header.number,
-                &path.display().to_string(),
-            )?),
-        };
+        let opener = opener(path, &header, keys)?;
         let mut contents = FileContents {
             header,
             bytes,
@@ -377,6 +418,27 @@ impl FileContents {
         };
         contents.open_frames(opener.as_ref());
         Ok(contents)
+    }
+
+    /// Whether the file can be opened with `keys` (its header, and its key), without
+    /// reading its frames: how a copy of a deleted segment is shown to be unreadable.
+    ///
+    /// # Errors
+    /// As `read`.
+    pub fn check_key(path: &Path, keys: &mut DirKeys) -> Result<(), ReadError> {
+        use std::io::Read as _;
+        let io_error = |source: io::Error| ReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut bytes = Vec::with_capacity(HEADER_USED_BYTES);
+        std::fs::File::open(path)
+            .and_then(|file| file.take(HEADER_USED_BYTES as u64).read_to_end(&mut bytes))
+            .map_err(io_error)?;
+        let header = FileHeader::decode(&bytes).ok_or_else(|| ReadError::BadHeader {
+            path: path.to_path_buf(),
+        })?;
+        opener(path, &header, keys).map(|_| ())
     }
 
     /// Walks the frames: checks each, decrypts sealed ones in place, notes where the good
@@ -441,6 +503,47 @@ impl FileContents {
     }
 }
 
+/// The sealer that opens the frames of the file at `path` with header `header`: none if
+/// it is not sealed; a master key for version 1; the data key from its directory's key
+/// file for version 2 (checked against the header's fingerprint).
+fn opener(
+    path: &Path,
+    header: &FileHeader,
+    keys: &mut DirKeys,
+) -> Result<Option<Sealer>, ReadError> {
+    let Some(key_id) = header.key_id else {
+        return Ok(None);
+    };
+    let Some(master) = keys.master() else {
+        return Err(ReadError::Sealed {
+            path: path.to_path_buf(),
+        });
+    };
+    if header.version == FORMAT_VERSION_MASTER_KEY {
+        let what = path.display().to_string();
+        return Ok(Some(master.opener(
+            key_id,
+            header.nonce_prefix,
+            header.number,
+            &what,
+        )?));
+    }
+    let key = keys
+        .data_key(path, header.number, &header.salt)?
+        .map_err(|source| ReadError::Shredded {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if key.fingerprint() != key_id {
+        return Err(ReadError::WrongKeyFile {
+            path: path.to_path_buf(),
+            expected: key_id,
+            derived: key.fingerprint(),
+        });
+    }
+    Ok(Some(key.sealer(header.nonce_prefix, header.number)))
+}
+
 /// Makes a new directory entry (a created or removed file) durable.
 pub async fn sync_dir(dir: &Path) -> io::Result<()> {
     let directory = glommio::io::Directory::open(dir)
@@ -457,205 +560,4 @@ pub fn glommio_io_error(error: glommio::GlommioError<()>) -> io::Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::journal::record::{ArchivedRecord, IdRecord, RcptRecord, Record, append_frame};
-
-    /// A fresh directory for one test, removed at the end.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let path =
-                std::env::temp_dir().join(format!("mayfly-seg-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).expect("temp dir");
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// Runs `future` on a glommio executor on this thread (a test's own thread).
-    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
-        glommio::LocalExecutorBuilder::default()
-            .make()
-            .expect("executor")
-            .run(future)
-    }
-
-    /// A batch of `n` Stored records with bodies `body{first}`.. and their frame starts.
-    fn batch(first: u64, n: u64, sealed: bool) -> (Vec<u8>, Vec<usize>) {
-        let rcpts = [RcptRecord {
-            key: "a@x.test",
-            written: "a@x.test",
-        }];
-        let mut out = Vec::new();
-        let mut starts = Vec::new();
-        for seq in first..first + n {
-            let body = format!("body{seq} {}", "x".repeat(seq as usize * 37 % 3000));
-            let record = Record::Stored {
-                id: IdRecord {
-                    boot_micros: 1,
-                    shard_idx: 0,
-                    seq,
-                },
-                received_at_ms: seq,
-                expires_at_ms: 1_000_000,
-                mail_from: "s@x.test",
-                rcpts: &rcpts,
-                received: b"Received: x\r\n",
-                body: body.as_bytes(),
-            };
-            starts.push(append_frame(&mut out, &record, sealed));
-        }
-        (out, starts)
-    }
-
-    fn seqs(contents: &FileContents) -> Vec<u64> {
-        contents
-            .records()
-            .map(|record| match record.expect("valid") {
-                ArchivedRecord::Stored { id, body, .. } => {
-                    let seq = id.to_native().seq;
-                    assert!(body.as_ref().starts_with(format!("body{seq} ").as_bytes()));
-                    seq
-                }
-                _ => panic!("only Stored records were written"),
-            })
-            .collect()
-    }
-
-    fn keys(key: u8) -> Arc<KeyRing> {
-        Arc::new(KeyRing::from_keys(&[[key; 32]], Path::new("k")).expect("key"))
-    }
-
-    #[test]
-    fn commits_read_back_in_order_sealed_or_not() {
-        for sealed in [false, true] {
-            let dir = TempDir::new(if sealed { "sealed" } else { "plain" });
-            let path = dir.0.clone();
-            let keys = sealed.then(|| keys(1));
-            let read = run(async move {
-                let mut writer = FileWriter::create(&path, 2, 7, keys.as_ref(), 99, 64 * 1024)
-                    .await
-                    .expect("created");
-                // Batches of odd sizes, so commits rewrite partial blocks.
-                let mut first = 0;
-                for n in [1, 5, 2, 30, 1] {
-                    let (mut bytes, starts) = batch(first, n, sealed);
-                    writer.commit(&mut bytes, &starts).await.expect("committed");
-                    first += n;
-                }
-                assert_eq!(writer.number(), 7);
-                let file_path = writer.path().to_path_buf();
-                writer.close().await;
-                FileContents::read(&file_path, keys.as_ref())
-                    .await
-                    .expect("read")
-            });
-            assert_eq!(read.header.shard_idx, 2);
-            assert_eq!(read.header.number, 7);
-            assert_eq!(read.header.key_id.is_some(), sealed);
-            assert_eq!(seqs(&read), (0..39).collect::<Vec<_>>());
-            assert_eq!((read.n_corrupt, read.torn_tail), (0, false));
-        }
-    }
-
-    #[test]
-    fn damage_is_detected_and_the_rest_still_read() {
-        let dir = TempDir::new("damage");
-        let path = dir.0.clone();
-        let file_path = run(async move {
-            let keys = keys(3);
-            let mut writer = FileWriter::create(&path, 0, 1, Some(&keys), 0, 0)
-                .await
-                .expect("created");
-            let (mut bytes, starts) = batch(0, 10, true);
-            writer.commit(&mut bytes, &starts).await.expect("committed");
-            let file_path = writer.path().to_path_buf();
-            writer.close().await;
-            file_path
-        });
-        let original = std::fs::read(&file_path).unwrap();
-        // Sealed: the plaintext is nowhere in the file.
-        assert!(!original.windows(5).any(|window| window == b"body3"));
-
-        // A flipped byte inside the third frame: that record is skipped, the others read.
-        let mut flipped = original.clone();
-        let third = HEADER_BYTES as usize + batch(0, 10, true).1[2] + 40;
-        flipped[third] ^= 0x10;
-        std::fs::write(&file_path, &flipped).unwrap();
-        let path = file_path.clone();
-        let read = run(async move {
-            FileContents::read(&path, Some(&keys(3)))
-                .await
-                .expect("read")
-        });
-        assert_eq!(read.n_corrupt, 1);
-        assert_eq!(seqs(&read), [0, 1, 3, 4, 5, 6, 7, 8, 9]);
-
-        // Cut in the middle of the last frame: a torn tail, the rest read.
-        let cut = HEADER_BYTES as usize + batch(0, 10, true).1[9] + 30;
-        std::fs::write(&file_path, &original[..cut]).unwrap();
-        let path = file_path.clone();
-        let read = run(async move {
-            FileContents::read(&path, Some(&keys(3)))
-                .await
-                .expect("read")
-        });
-        assert!(read.torn_tail);
-        assert_eq!(seqs(&read), (0..9).collect::<Vec<_>>());
-
-        // Without the key, or with another one: refused with a clear error.
-        std::fs::write(&file_path, &original).unwrap();
-        let path = file_path.clone();
-        let error = run(async move {
-            FileContents::read(&path, None)
-                .await
-                .err()
-                .expect("refused")
-        });
-        assert!(
-            error
-                .to_string()
-                .contains("is sealed but no --encryption-key-file"),
-            "{error}"
-        );
-        let path = file_path.clone();
-        let error = run(async move {
-            FileContents::read(&path, Some(&keys(4)))
-                .await
-                .err()
-                .expect("refused")
-        });
-        assert!(
-            error.to_string().contains("which --encryption-key-file"),
-            "{error}"
-        );
-        // A header that is not ours.
-        let mut bad = original.clone();
-        bad[0] = b'X';
-        std::fs::write(&file_path, &bad).unwrap();
-        let path = file_path.clone();
-        let error = run(async move {
-            FileContents::read(&path, Some(&keys(3)))
-                .await
-                .err()
-                .expect("refused")
-        });
-        assert!(matches!(error, ReadError::BadHeader { .. }));
-    }
-
-    #[test]
-    fn file_names_sort_like_numbers() {
-        assert_eq!(file_name(26), "000000000000001a.journal");
-        assert_eq!(number_of(&file_name(u64::MAX)), Some(u64::MAX));
-        assert_eq!(number_of("1a.journal"), None);
-        assert_eq!(number_of("000000000000001a.tmp"), None);
-    }
-}
+mod tests;
