@@ -239,6 +239,8 @@ plain_metrics! {
         journal_fsync_failures_total:
             "Journal commits that failed (their messages got 451, their deletes 503).",
         journal_files_deleted_total: "Journal files deleted because every message in them was gone.",
+        journal_key_advance_failures_total:
+            "Key-file advances that failed: the keys of deleted journal files stay until one succeeds.",
         messages_restored_total: "Messages restored from the data directory at start.",
         restore_records_skipped_total:
             "Records skipped at restore because they were damaged (bad checksum, failed rkyv validation, or not authenticated).",

@@ -330,6 +330,7 @@ async fn restore_into(
             corrupt_frames = stats.frames_corrupt,
             invalid_records = stats.archives_invalid,
             torn_tails = stats.torn_tails,
+            shredded_files = stats.files_shredded,
             refused = stats.messages_refused,
             files = stats.files_read,
             bytes = stats.bytes_read,

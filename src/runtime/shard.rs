@@ -468,6 +468,9 @@ impl ShardCtx {
                 .journal_files_deleted_total
                 .set(stats.files_deleted_total.get());
             counters
+                .journal_key_advance_failures_total
+                .set(stats.key_advance_failures_total.get());
+            counters
                 .journal_commit_latency
                 .set(stats.commit_latency.snapshot());
         }
