@@ -16,33 +16,32 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use mayfly::address::InboxKey;
 use mayfly::config::DomainPolicy;
-use mayfly::http::api::{self, InboxOp, InboxRequest, Outcome, Route};
+use mayfly::http::api::{self, InboxRequest, Outcome, Route};
 use mayfly::http::request::{self, Limits, Method};
 use mayfly::http::response::Response;
-use mayfly::mail::ViewCache;
 use mayfly::mail::search::SearchState;
-use mayfly::store::{Incoming, Rcpt, Shard, ShardConfig};
+
+mod common;
+
+use common::{Inbox, InboxSetup, NOW_MS};
 
 /// The server's allocator (`src/main.rs`), so allocation costs are the ones it pays.
 #[global_allocator]
 static GLOBAL: mayfly::alloc::WipingMiMalloc = mayfly::alloc::WipingMiMalloc;
 
-/// Any fixed process start; ids carry it.
-const BOOT_MICROS: u64 = 1_764_000_000_000_000;
-/// The store clock of every insert and request (Unix ms), so answers are byte-identical.
-const NOW_MS: u64 = 1_795_817_744_000;
-/// The default TTL (1 h).
-const TTL_MS: u64 = 3_600_000;
 /// Messages in the listed inbox: the largest `limit` the API allows.
 const INBOX_MESSAGES: usize = 1000;
-/// Ring of the benchmark shard: room for the inbox many times over.
-const RING_BYTES: usize = 16 * 1024 * 1024;
-/// View cache of the benchmark shard: room for every summary, so "cached" stays cached.
-const VIEW_CACHE_BYTES: usize = 64 * 1024 * 1024;
 const ADDRESS: &str = "bob.inbox@example.test";
 const MAIL_FROM: &str = "notifications@service.example.org";
+const SETUP: InboxSetup = InboxSetup {
+    address: ADDRESS,
+    mail_from: MAIL_FROM,
+    // Room for the inbox many times over.
+    ring_bytes: 16 * 1024 * 1024,
+    // Room for every summary, so "cached" stays cached.
+    view_cache_bytes: 64 * 1024 * 1024,
+};
 /// A browser's GET of an inbox, as `net::http_conn` would read it.
 const GET_REQUEST: &[u8] = b"GET /api/v1/inboxes/bob.inbox%40example.test?limit=50 HTTP/1.1\r\n\
     Host: mail.example.test\r\n\
@@ -96,48 +95,6 @@ fn message(n: usize) -> Vec<u8> {
     raw.into_bytes()
 }
 
-/// A shard and its view cache: what `api::execute` runs against.
-type Inbox = (Shard, ViewCache);
-
-/// A shard holding `INBOX_MESSAGES` messages for `ADDRESS`, no summary parsed yet.
-fn filled_shard(messages: &[Vec<u8>]) -> Inbox {
-    let mut shard = Shard::new(ShardConfig {
-        shard_idx: 0,
-        boot_micros: BOOT_MICROS,
-        ring_bytes: RING_BYTES,
-        ttl_ms: TTL_MS,
-        inbox_messages_max: INBOX_MESSAGES,
-    });
-    let rcpts = [Rcpt::new(ADDRESS).expect("a valid address")];
-    for raw in messages {
-        let incoming = Incoming {
-            mail_from: MAIL_FROM,
-            rcpts: &rcpts,
-            parts: &[raw.as_slice()],
-            received_at_ms: NOW_MS,
-        };
-        if let Err(error) = shard.insert(&incoming, NOW_MS) {
-            panic!("insert failed: {error}");
-        }
-    }
-    assert_eq!(shard.stats().messages_held, INBOX_MESSAGES as u64);
-    (shard, ViewCache::new(VIEW_CACHE_BYTES))
-}
-
-fn list_request(limit: usize) -> InboxRequest {
-    InboxRequest {
-        key: InboxKey::new(ADDRESS)
-            .expect("a valid address")
-            .into_owned(),
-        op: InboxOp::List {
-            after: None,
-            limit,
-            wait_secs: 0,
-            query: None,
-        },
-    }
-}
-
 /// Runs `request` and returns the 200 response, or panics.
 fn execute_list(request: &InboxRequest, (shard, views): &mut Inbox) -> Response {
     let outcome = api::execute(
@@ -187,9 +144,9 @@ fn check_listing(body: &[u8], limit: usize) {
 
 fn bench_list(c: &mut Criterion) {
     let messages: Vec<Vec<u8>> = (0..INBOX_MESSAGES).map(message).collect();
-    let mut shard = filled_shard(&messages);
-    let list_all = list_request(INBOX_MESSAGES);
-    let list_default = list_request(api::LIMIT_DEFAULT);
+    let mut shard = SETUP.filled_shard(&messages);
+    let list_all = SETUP.list_request(None, INBOX_MESSAGES);
+    let list_default = SETUP.list_request(None, api::LIMIT_DEFAULT);
     let all_json = execute_list(&list_all, &mut shard).body;
     check_listing(&all_json, INBOX_MESSAGES);
     let default_json = execute_list(&list_default, &mut shard).body;
@@ -226,7 +183,7 @@ fn bench_list(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("uncached_1000", |b| {
         b.iter_batched(
-            || filled_shard(&messages),
+            || SETUP.filled_shard(&messages),
             |mut shard| {
                 let response = execute_list(&list_all, &mut shard);
                 assert_eq!(response.body, all_json);
@@ -242,7 +199,7 @@ fn bench_list(c: &mut Criterion) {
 fn bench_request(c: &mut Criterion) {
     let limits = Limits::default();
     let domains = DomainPolicy::new(&["example.test"]);
-    let expected_route = Route::Inbox(list_request(api::LIMIT_DEFAULT));
+    let expected_route = Route::Inbox(SETUP.list_request(None, api::LIMIT_DEFAULT));
 
     let mut group = c.benchmark_group("http_request");
     group.throughput(Throughput::Elements(1));

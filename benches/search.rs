@@ -19,28 +19,29 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use mayfly::address::InboxKey;
-use mayfly::http::api::{self, InboxOp, InboxRequest, Outcome};
+use mayfly::http::api::{self, InboxRequest, Outcome};
 use mayfly::http::response::Response;
-use mayfly::mail::ViewCache;
-use mayfly::mail::search::{Query, SearchState};
-use mayfly::store::{Incoming, Rcpt, Shard, ShardConfig};
+use mayfly::mail::search::SearchState;
+
+mod common;
+
+use common::{Inbox, InboxSetup, NOW_MS};
 
 /// The server's allocator (`src/main.rs`), so allocation costs are the ones it pays.
 #[global_allocator]
 static GLOBAL: mayfly::alloc::WipingMiMalloc = mayfly::alloc::WipingMiMalloc;
 
-const BOOT_MICROS: u64 = 1_764_000_000_000_000;
-const NOW_MS: u64 = 1_795_817_744_000;
-const TTL_MS: u64 = 3_600_000;
 /// Messages in the searched inbox.
 const INBOX_MESSAGES: usize = 10_000;
-/// Room for the inbox (about 16 MB) with its metadata budget.
-const RING_BYTES: usize = 64 * 1024 * 1024;
-/// Room for every summary and search view, so "warm" stays warm.
-const VIEW_CACHE_BYTES: usize = 256 * 1024 * 1024;
 const ADDRESS: &str = "bob.inbox@example.test";
 const MAIL_FROM: &str = "bounces@shop.example.org";
+const SETUP: InboxSetup = InboxSetup {
+    address: ADDRESS,
+    mail_from: MAIL_FROM,
+    ring_bytes: 64 * 1024 * 1024,
+    // Room for every summary, so a warm search finds them all parsed.
+    view_cache_bytes: 256 * 1024 * 1024,
+};
 
 fn criterion_config() -> Criterion {
     Criterion::default()
@@ -80,47 +81,6 @@ fn message(n: usize) -> Vec<u8> {
     }
     raw.push_str("-- \r\nShop team\r\n");
     raw.into_bytes()
-}
-
-type Inbox = (Shard, ViewCache);
-
-/// A shard holding `INBOX_MESSAGES` messages for `ADDRESS`, nothing parsed yet.
-fn filled_shard(messages: &[Vec<u8>]) -> Inbox {
-    let mut shard = Shard::new(ShardConfig {
-        shard_idx: 0,
-        boot_micros: BOOT_MICROS,
-        ring_bytes: RING_BYTES,
-        ttl_ms: TTL_MS,
-        inbox_messages_max: INBOX_MESSAGES,
-    });
-    let rcpts = [Rcpt::new(ADDRESS).expect("a valid address")];
-    for raw in messages {
-        let incoming = Incoming {
-            mail_from: MAIL_FROM,
-            rcpts: &rcpts,
-            parts: &[raw.as_slice()],
-            received_at_ms: NOW_MS,
-        };
-        if let Err(error) = shard.insert(&incoming, NOW_MS) {
-            panic!("insert failed: {error}");
-        }
-    }
-    assert_eq!(shard.stats().messages_held, INBOX_MESSAGES as u64);
-    (shard, ViewCache::new(VIEW_CACHE_BYTES))
-}
-
-fn search_request(q: &str, limit: usize) -> InboxRequest {
-    InboxRequest {
-        key: InboxKey::new(ADDRESS)
-            .expect("a valid address")
-            .into_owned(),
-        op: InboxOp::List {
-            after: None,
-            limit,
-            wait_secs: 0,
-            query: Some(Query::parse(q).expect("a valid query")),
-        },
-    }
 }
 
 /// Runs `request` to its answer as the runtime does; returns the 200 response and the
@@ -171,17 +131,17 @@ fn check(response: &Response, expected_ns: &[usize]) {
 
 fn bench_search(c: &mut Criterion) {
     let messages: Vec<Vec<u8>> = (0..INBOX_MESSAGES).map(message).collect();
-    let subject = search_request("subject:\"order #10000 \"", 50);
-    let from = search_request("from:nobody@shop", 50);
-    let text = search_request("\"tracking number: 2z\"", 50);
-    let locker = search_request("\"parcel locker\"", 50);
+    let subject = SETUP.list_request(Some("subject:\"order #10000 \""), 50);
+    let from = SETUP.list_request(Some("from:nobody@shop"), 50);
+    let text = SETUP.list_request(Some("\"tracking number: 2z\""), 50);
+    let locker = SETUP.list_request(Some("\"parcel locker\""), 50);
     let lockers: Vec<usize> = (0..INBOX_MESSAGES)
         .rev()
         .filter(|n| n.is_multiple_of(100))
         .take(50)
         .collect();
 
-    let mut inbox = filled_shard(&messages);
+    let mut inbox = SETUP.filled_shard(&messages);
     // The first search of the inbox parses every summary and body; after it, all is warm.
     let (response, _) = execute_search(&text, &mut inbox);
     check(&response, &[]);
@@ -208,7 +168,7 @@ fn bench_search(c: &mut Criterion) {
     for (name, request) in [("subject_cold", &subject), ("text_cold", &text)] {
         group.bench_function(name, |b| {
             b.iter_batched(
-                || filled_shard(&messages),
+                || SETUP.filled_shard(&messages),
                 |mut inbox| {
                     let (response, _) = execute_search(request, &mut inbox);
                     check(&response, &[]);
