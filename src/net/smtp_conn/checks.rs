@@ -299,9 +299,11 @@ impl<S: Shards> Connection<S> {
                 // Should the resolver thread not answer at all, the `temperror` answer
                 // is made then, from MAIL FROM and (only when it has no domain, so SPF
                 // checked the HELO name) a copy of the HELO name kept for it.
-                let fallback_helo = (!mail_from.contains('@'))
-                    .then(|| self.session.helo().to_string())
-                    .unwrap_or_default();
+                let fallback_helo = if mail_from.contains('@') {
+                    String::new()
+                } else {
+                    self.session.helo().to_string()
+                };
                 let fallback_ip = ctx.config.log_client_ip.then_some(peer_ip);
                 Some((
                     verifier.verify(request),
