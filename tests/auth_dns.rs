@@ -582,10 +582,12 @@ fn a_full_queue_is_answered_at_once_with_temperror() {
     let verifier = start_verifier(silent.addr, Duration::from_secs(30));
     let message = plain_message("alice@example.test");
     let n_requests = auth::IN_FLIGHT_MAX + auth::QUEUE_MAX + 16;
+    // Each from a client of its own, so no client's share of the places in flight is
+    // what turns requests away: the shared queue is.
     let mut receivers: Vec<oneshot::Receiver<AuthResults>> = (0..n_requests)
-        .map(|_| {
+        .map(|n| {
             verifier.verify(request(
-                GOOD_IP,
+                &client_number(n),
                 "mail.sender.test",
                 "a@pass.sender.test",
                 &message,
@@ -613,9 +615,9 @@ fn a_full_queue_is_answered_at_once_with_temperror() {
     // which can finish in 30 s), which makes room in the queue: push until many pushes in
     // a row are turned away, so the queue stays full for the DNSBL request below.
     let mut n_refused_in_a_row = 0;
-    for _ in 0..100_000 {
+    for n in 0..100_000 {
         let mut extra = verifier.verify(request(
-            GOOD_IP,
+            &client_number(n_requests + n),
             "mail.sender.test",
             "a@pass.sender.test",
             &message,
@@ -640,6 +642,50 @@ fn a_full_queue_is_answered_at_once_with_temperror() {
         .expect("answered at once");
     assert_eq!(answer.zones[0].verdict, DnsblVerdict::TempError);
     assert_eq!(verifier.stats().n_queue_full, n_queue_full + 1);
+}
+
+/// One client's checks all hang (its sender domain's name servers never answer): it holds
+/// its share of the places in flight, and another client's message, right behind its
+/// flood, is checked in full at once instead of waiting out the deadline in the queue.
+#[test]
+fn a_client_whose_lookups_hang_leaves_places_for_the_others() {
+    let dns = Nsd::start();
+    let relay = DroppingRelay::start(dns.addr, "blackhole.test");
+    let deadline = Duration::from_secs(4);
+    let verifier = start_verifier(relay.addr, deadline);
+    let message = plain_message("alice@example.test");
+    let n_hung = auth::IN_FLIGHT_MAX + 16;
+    let mut hung: Vec<oneshot::Receiver<AuthResults>> = (0..n_hung)
+        .map(|n| {
+            verifier.verify(request(
+                LIAR_IP,
+                "mail.sender.test",
+                &format!("a{n}@blackhole.test"),
+                &message,
+            ))
+        })
+        .collect();
+    let results = verify(
+        &verifier,
+        request(GOOD_IP, "mail.sender.test", "a@pass.sender.test", &message),
+    );
+    assert_eq!(results.spf.result, Verdict::Pass, "{results:?}");
+    assert_eq!(results.iprev.result, Verdict::Pass);
+    // It did not wait for the flood's deadline: none of those is answered yet.
+    assert!(
+        hung.iter_mut()
+            .all(|receiver| receiver.try_recv().expect("not cancelled").is_none()),
+        "answered only after the hung requests"
+    );
+    for receiver in hung {
+        assert_eq!(wait(receiver).spf.result, Verdict::TempError);
+    }
+    let stats = verifier.stats();
+    assert!(
+        stats.n_deadline_expired >= auth::IN_FLIGHT_PER_CLIENT_MAX as u64,
+        "{stats:?}"
+    );
+    assert!(relay.n_dropped() > 0);
 }
 
 // ---- the DNS server ----
@@ -966,6 +1012,106 @@ impl SilentResolver {
         }
         panic!("no port free for both UDP and TCP");
     }
+}
+
+/// A name server that answers as `upstream` does, except for names at or under `dropped`,
+/// which it never answers (as a dead or firewalled name server would): a UDP relay on a
+/// thread of its own, stopped when dropped.
+struct DroppingRelay {
+    addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    n_dropped: Arc<AtomicU32>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DroppingRelay {
+    fn start(upstream: SocketAddr, dropped: &str) -> DroppingRelay {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("udp");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let addr = socket.local_addr().expect("addr");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let n_dropped = Arc::new(AtomicU32::new(0));
+        let suffix = format!(".{}", dropped.trim_end_matches('.').to_ascii_lowercase());
+        let thread = {
+            let (stop, n_dropped) = (Arc::clone(&stop), Arc::clone(&n_dropped));
+            std::thread::spawn(move || {
+                // Query id -> who asked (ids are random per query; a clash only loses
+                // an answer, which the asker retries).
+                let mut askers: std::collections::HashMap<[u8; 2], SocketAddr> =
+                    std::collections::HashMap::new();
+                let mut buf = [0u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let datagram = &buf[..n];
+                    if n < 12 {
+                        continue;
+                    }
+                    let id = [datagram[0], datagram[1]];
+                    if from == upstream {
+                        if let Some(asker) = askers.remove(&id) {
+                            let _ = socket.send_to(datagram, asker);
+                        }
+                        continue;
+                    }
+                    let name = format!(".{}", question_name(datagram));
+                    if name.ends_with(&suffix) {
+                        n_dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    askers.insert(id, from);
+                    let _ = socket.send_to(datagram, upstream);
+                }
+            })
+        };
+        DroppingRelay {
+            addr,
+            stop,
+            n_dropped,
+            thread: Some(thread),
+        }
+    }
+
+    fn n_dropped(&self) -> u32 {
+        self.n_dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for DroppingRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The question's name of a DNS query, lowercase, dotted, without the root's dot;
+/// whatever could be read of it when the query is malformed.
+fn question_name(datagram: &[u8]) -> String {
+    let mut labels = Vec::new();
+    let mut idx = 12;
+    while let Some(&len) = datagram.get(idx) {
+        let len = usize::from(len);
+        if len == 0 || len > 63 {
+            break;
+        }
+        let Some(label) = datagram.get(idx + 1..idx + 1 + len) else {
+            break;
+        };
+        labels.push(String::from_utf8_lossy(label).to_ascii_lowercase());
+        idx += 1 + len;
+    }
+    labels.join(".")
+}
+
+/// A distinct client address for request `n` (198.18.0.0/15, for benchmarks: RFC 2544).
+fn client_number(n: usize) -> String {
+    let n = u32::try_from(n).expect("few requests") & 0x1_ffff;
+    IpAddr::from(std::net::Ipv4Addr::from(0xc612_0000 | n)).to_string()
 }
 
 fn start_verifier(addr: SocketAddr, deadline: Duration) -> Verifier {

@@ -13,12 +13,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mail_auth::common::cache::NoCache;
-use mail_auth::{MX, Parameters, RecordSet, ResolverCache, Txt};
+use mail_auth::hickory_resolver::proto::op::ResponseCode;
+use mail_auth::{DnsError, MX, Parameters, RecordSet, ResolverCache, Txt};
 
-use crate::auth::{ADDRESS_CACHE_ENTRIES_MAX, TXT_CACHE_ENTRIES_MAX};
+use crate::auth::{ADDRESS_CACHE_ENTRIES_MAX, NEGATIVE_CACHE_TTL_MAX, TXT_CACHE_ENTRIES_MAX};
 
 /// Entries with the instant they expire. Invariant: `entries.len() <= entries_max`.
 pub(super) struct TtlCache<K, V> {
@@ -148,6 +149,30 @@ impl Caches {
             .with_ipv6_cache(&self.ipv6)
     }
 
+    /// Whether the TXT cache has a live answer for `name` (a fully qualified, lowercase
+    /// name such as `_dmarc.example.com.`), positive or negative.
+    pub(super) fn has_txt(&self, name: &str) -> bool {
+        self.txt.get(name).is_some()
+    }
+
+    /// Remembers, as of `now`, that `name` has no TXT record: `rcode` is NXDOMAIN when the
+    /// name does not exist, NOERROR when it has no TXT ("no data"). The entry lasts
+    /// `negative_ttl` (the SOA minimum the answer came with, RFC 2308 5), at most
+    /// `NEGATIVE_CACHE_TTL_MAX`. mail-auth reads it back as the very error its own lookup
+    /// gives for such an answer (`DnsError::RecordNotFound(rcode)`), so a hit behaves as
+    /// the lookup would, without the lookup.
+    pub(super) fn insert_negative_txt(
+        &self,
+        name: &str,
+        rcode: ResponseCode,
+        negative_ttl: Duration,
+        now: Instant,
+    ) {
+        let valid_until = now + negative_ttl.min(NEGATIVE_CACHE_TTL_MAX);
+        let answer = Txt::Error(mail_auth::Error::Dns(DnsError::RecordNotFound(rcode)));
+        self.txt.insert_at(name.into(), answer, valid_until, now);
+    }
+
     /// The A-record cache, for DNSBL lookups.
     pub(super) fn ipv4(&self) -> &TtlCache<Box<str>, RecordSet<Ipv4Addr>> {
         &self.ipv4
@@ -186,6 +211,55 @@ mod tests {
         }
         // The newest entry always survives its own insert.
         assert_eq!(cache.get("n9999.example."), Some(9_999));
+    }
+
+    /// A negative answer is read back by mail-auth as the error its own lookup gives, so
+    /// the DMARC walk goes on past it exactly as after an NXDOMAIN, until the TTL ends.
+    #[test]
+    fn a_negative_answer_is_cached_until_its_ttl_ends() {
+        let caches = Caches::new();
+        let now = Instant::now();
+        let name = "_dmarc.test.";
+        assert!(!caches.has_txt(name));
+        caches.insert_negative_txt(name, ResponseCode::NXDomain, Duration::from_secs(60), now);
+        assert!(caches.has_txt(name));
+        match caches.txt.get(name) {
+            Some(Txt::Error(mail_auth::Error::Dns(DnsError::RecordNotFound(code)))) => {
+                assert_eq!(code, ResponseCode::NXDomain);
+            }
+            Some(_) => panic!("not a negative entry"),
+            None => panic!("no entry"),
+        }
+        // One answered two seconds ago with a TTL of one second has expired by now:
+        // the next lookup goes to the resolver again.
+        let stale = "_dmarc.stale.";
+        caches.insert_negative_txt(
+            stale,
+            ResponseCode::NXDomain,
+            Duration::from_secs(1),
+            now - Duration::from_secs(2),
+        );
+        assert!(!caches.has_txt(stale));
+        assert!(caches.has_txt(name));
+    }
+
+    /// However long the SOA says, a negative answer is kept at most
+    /// `NEGATIVE_CACHE_TTL_MAX`, so a record published meanwhile is seen soon.
+    #[test]
+    fn a_negative_answer_is_kept_at_most_the_cap() {
+        let caches = Caches::new();
+        let now = Instant::now();
+        caches.insert_negative_txt(
+            "_dmarc.example.",
+            ResponseCode::NoError,
+            Duration::from_secs(86_400),
+            now,
+        );
+        let expires = caches.txt.entries.borrow()["_dmarc.example."].1;
+        assert_eq!(expires, now + NEGATIVE_CACHE_TTL_MAX);
+        // A zero TTL is not cached at all.
+        caches.insert_negative_txt("_dmarc.zero.", ResponseCode::NXDomain, Duration::ZERO, now);
+        assert!(!caches.has_txt("_dmarc.zero."));
     }
 
     #[test]

@@ -24,6 +24,7 @@
 
 pub mod header;
 
+mod admission;
 mod cache;
 mod resolver;
 mod results;
@@ -48,10 +49,17 @@ pub use results::{
 /// so 1,024 signed messages are some 30 to 50 ms of its work.
 pub const QUEUE_MAX: usize = 1_024;
 /// How long a sender domain whose checks ran into their deadline is answered `temperror`
-/// at once (see `VerifierStats::n_stalled_skipped`): long enough that a domain whose DNS
-/// never answers holds at most a few places in flight, short enough that a brief outage
-/// costs little.
+/// without a lookup (see `VerifierStats::n_stalled_skipped`): long enough that a domain
+/// whose DNS never answers holds at most a few places in flight, short enough that a
+/// brief outage costs little. Such an answer is given at the request's deadline, as a
+/// lookup that never returns would have been, but from a timer, holding no place in
+/// flight: answered at once instead, the domain's senders would get a reply per message
+/// in microseconds, and a few hundred of their sessions would take the executor's time
+/// from everyone else's mail.
 pub const STALLED_DOMAIN_TTL: Duration = Duration::from_secs(30);
+/// Answers of stalled sender domains held until their deadline at once; beyond it they
+/// are given at once.
+pub const STALLED_HELD_MAX: usize = QUEUE_MAX;
 /// Stalled sender domains remembered at once.
 pub const STALLED_DOMAINS_MAX: usize = 4_096;
 /// Requests the resolver thread works on at once. Each has up to four lookups in flight
@@ -59,6 +67,17 @@ pub const STALLED_DOMAINS_MAX: usize = 4_096;
 /// this also bounds the thread's sockets (to about 512). While it is reached, requests
 /// wait in the queue.
 pub const IN_FLIGHT_MAX: usize = 128;
+/// Requests of one client address in flight at once: a quarter of `IN_FLIGHT_MAX`, so a
+/// client whose checks all hang (its DNS, or the domains it sends from, never answer)
+/// leaves three quarters of the places to everyone else. Its further requests wait in a
+/// line of their own (`CLIENT_WAITING_MAX`) while others' go ahead. A busy honest client
+/// loses nothing: its warm checks take microseconds each, so its share turns over fast.
+pub const IN_FLIGHT_PER_CLIENT_MAX: usize = IN_FLIGHT_MAX / 4;
+/// Requests of one client set aside while it has `IN_FLIGHT_PER_CLIENT_MAX` in flight;
+/// beyond it they are answered `temperror` at once (`VerifierStats::n_client_refused`).
+pub const CLIENT_WAITING_MAX: usize = 256;
+/// Requests set aside for all clients together.
+pub const WAITING_MAX: usize = QUEUE_MAX;
 /// DKIM signatures checked per message (RFC 6376 6.1 lets a verifier limit them); the
 /// rest are not looked at. Each costs a DNS lookup and a signature verification, so a
 /// message with hundreds of signatures cannot buy hundreds of each.
@@ -142,9 +161,17 @@ pub struct VerifierStats {
     pub n_deadline_expired: u64,
     /// Requests answered with `temperror` because the resolver thread is gone.
     pub n_unavailable: u64,
-    /// Messages answered `temperror` at once because their sender domain's checks ran
-    /// into the deadline within the last `STALLED_DOMAIN_TTL`.
+    /// Messages answered `temperror` without a lookup (at their deadline, from a timer)
+    /// because their sender domain's checks ran into the deadline within the last
+    /// `STALLED_DOMAIN_TTL`.
     pub n_stalled_skipped: u64,
+    /// Requests answered `temperror` at once because their client already had
+    /// `IN_FLIGHT_PER_CLIENT_MAX` in flight and `CLIENT_WAITING_MAX` set aside (or all
+    /// clients `WAITING_MAX`).
+    pub n_client_refused: u64,
+    /// Times a request woke the sleeping resolver thread: at most one per sleep, so under
+    /// load far fewer than requests.
+    pub n_wakeups: u64,
 }
 
 /// A cheap handle to the resolver thread; clone it into every executor.
@@ -228,7 +255,10 @@ impl Verifier {
 
     /// Counts since start.
     pub fn stats(&self) -> VerifierStats {
-        self.shared.counters.snapshot()
+        VerifierStats {
+            n_wakeups: self.shared.doorbell.n_rings.load(Ordering::Relaxed),
+            ..self.shared.counters.snapshot()
+        }
     }
 
     /// The per-request deadline this verifier was started with.
@@ -241,7 +271,9 @@ impl Verifier {
     /// wake-up: never a wait.
     fn submit(&self, job: resolver::Job) {
         match self.shared.jobs.try_send(job) {
-            Ok(()) => self.shared.doorbell.ring(),
+            Ok(()) => {
+                self.shared.doorbell.ring();
+            }
             Err(TrySendError::Full(job)) => {
                 self.shared
                     .counters
@@ -273,30 +305,64 @@ impl Drop for Shared {
     /// channel's own disconnection comes only after this runs, when `jobs` is dropped, too
     /// late to wake a thread that already found the channel empty.)
     fn drop(&mut self) {
-        self.doorbell.closed.store(true, Ordering::Release);
+        self.doorbell.closed.store(true, Ordering::SeqCst);
         self.doorbell.ring();
     }
 }
 
-/// Wakes the resolver thread when work arrives. crossbeam's `recv` would block the
-/// thread's tokio runtime, and with it every lookup in flight; so the thread polls the
-/// channel with `try_recv` and, when it is empty, sleeps on this `Notify`. `notify_one`
-/// keeps a permit when nobody waits, so a push between `try_recv` and the sleep is not
-/// lost.
+/// Wakes the resolver thread when work arrives, at most once per time it goes to sleep.
+///
+/// crossbeam's `recv` would block the thread's tokio runtime, and with it every lookup in
+/// flight; so the thread polls the channel with `try_recv` and, when it is empty, sleeps
+/// on this `Notify`. Waking it is a syscall on the executor (tokio's unpark writes an
+/// eventfd) and a context switch on the core, so a push rings only when the thread has
+/// said it is going to sleep (`sleeping`): the pushes of a burst, up to the moment the
+/// thread runs again, cost one wake-up between them, not one each.
+///
+/// No push is left unseen (a Dekker handshake over two `SeqCst` fences): the thread sets
+/// `sleeping` and then looks at the queue once more, a pusher pushes and then looks at
+/// `sleeping`; at least one of them sees the other's write. When both do, the ring leaves
+/// a permit in the `Notify` and the thread's next sleep returns at once: one spare turn.
 #[derive(Default)]
 struct Doorbell {
     notify: tokio::sync::Notify,
+    /// Set by the thread as it runs out of work, cleared by whoever wakes it.
+    sleeping: AtomicBool,
     /// Set when the last `Verifier` is dropped.
     closed: AtomicBool,
+    /// Times a push (or the last `Verifier` going) actually woke the thread.
+    n_rings: AtomicU64,
 }
 
 impl Doorbell {
-    fn ring(&self) {
+    /// After a push (or after setting `closed`): wakes the thread if it may be asleep.
+    /// Returns whether it rang.
+    fn ring(&self) -> bool {
+        // Orders the caller's push before the look at `sleeping` (see the type's doc).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !self.sleeping.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        self.n_rings.fetch_add(1, Ordering::Relaxed);
         self.notify.notify_one();
+        true
+    }
+
+    /// The thread, having found the queue empty: whether it may sleep now. It announces
+    /// the sleep first and then asks `has_work` once more, so a push that came in between
+    /// is either seen here (no sleep) or rings the bell.
+    fn may_sleep(&self, has_work: impl FnOnce() -> bool) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if has_work() || self.is_closed() {
+            self.sleeping.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
     }
 
     fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.closed.load(Ordering::SeqCst)
     }
 }
 
@@ -310,6 +376,7 @@ struct Counters {
     n_deadline_expired: AtomicU64,
     n_unavailable: AtomicU64,
     n_stalled_skipped: AtomicU64,
+    n_client_refused: AtomicU64,
 }
 
 impl Counters {
@@ -321,6 +388,8 @@ impl Counters {
             n_deadline_expired: self.n_deadline_expired.load(Ordering::Relaxed),
             n_unavailable: self.n_unavailable.load(Ordering::Relaxed),
             n_stalled_skipped: self.n_stalled_skipped.load(Ordering::Relaxed),
+            n_client_refused: self.n_client_refused.load(Ordering::Relaxed),
+            n_wakeups: 0,
         }
     }
 }
@@ -328,6 +397,77 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A burst of pushes while the thread sleeps wakes it once; after it has worked the
+    /// queue off and gone to sleep again, the next push wakes it again.
+    #[test]
+    fn a_burst_of_requests_rings_the_doorbell_once() {
+        let (jobs, jobs_rx) = crossbeam_channel::bounded::<u32>(64);
+        let doorbell = Doorbell::default();
+        // The thread finds the queue empty and goes to sleep.
+        assert!(doorbell.may_sleep(|| !jobs_rx.is_empty()));
+        let n_rung = (0..10)
+            .filter(|&n| {
+                jobs.try_send(n).expect("room");
+                doorbell.ring()
+            })
+            .count();
+        assert_eq!(n_rung, 1);
+        assert_eq!(doorbell.n_rings.load(Ordering::Relaxed), 1);
+        // Awake, it takes everything; a push meanwhile does not ring.
+        assert_eq!(jobs_rx.try_recv(), Ok(0));
+        jobs.try_send(10).expect("room");
+        assert!(!doorbell.ring());
+        assert_eq!(jobs_rx.try_iter().count(), 10);
+        assert!(doorbell.may_sleep(|| !jobs_rx.is_empty()));
+        jobs.try_send(11).expect("room");
+        assert!(doorbell.ring());
+        assert_eq!(doorbell.n_rings.load(Ordering::Relaxed), 2);
+    }
+
+    /// A push that lands between the thread's last look at the queue and its sleep is
+    /// seen: `may_sleep` looks again after announcing the sleep.
+    #[test]
+    fn a_push_before_the_sleep_keeps_the_thread_awake() {
+        let (jobs, jobs_rx) = crossbeam_channel::bounded::<u32>(4);
+        let doorbell = Doorbell::default();
+        assert_eq!(
+            jobs_rx.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Empty)
+        );
+        jobs.try_send(1).expect("room");
+        assert!(!doorbell.ring(), "the thread has not said it sleeps");
+        assert!(!doorbell.may_sleep(|| !jobs_rx.is_empty()));
+        assert_eq!(jobs_rx.try_recv(), Ok(1));
+        // And once closed, it never goes to sleep again.
+        doorbell.closed.store(true, Ordering::SeqCst);
+        assert!(!doorbell.may_sleep(|| !jobs_rx.is_empty()));
+    }
+
+    /// Many pushes from several threads while the thread sleeps: exactly one ring, and
+    /// every push is in the queue.
+    #[test]
+    fn concurrent_pushes_ring_once() {
+        let (jobs, jobs_rx) = crossbeam_channel::bounded::<u32>(4_096);
+        let doorbell = Arc::new(Doorbell::default());
+        assert!(doorbell.may_sleep(|| !jobs_rx.is_empty()));
+        let pushers: Vec<_> = (0..4)
+            .map(|_| {
+                let (jobs, doorbell) = (jobs.clone(), Arc::clone(&doorbell));
+                std::thread::spawn(move || {
+                    (0..500)
+                        .filter(|&n| {
+                            jobs.try_send(n).expect("room");
+                            doorbell.ring()
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let n_rung: usize = pushers.into_iter().map(|p| p.join().expect("pusher")).sum();
+        assert_eq!(n_rung, 1);
+        assert_eq!(jobs_rx.try_iter().count(), 2_000);
+    }
 
     /// Executors hold clones of one `Verifier`, and the integration hands it across threads.
     #[test]

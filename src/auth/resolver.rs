@@ -9,7 +9,7 @@
 //! side by side (SPF, DKIM, ARC and iprev, then DMARC, which needs SPF's and DKIM's
 //! results), each writing its part of the answer when it finishes.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use futures_channel::oneshot;
-use futures_util::future::{join_all, join4};
+use futures_util::future::{join, join_all, join4};
 use mail_auth::common::resolver::ToReverseName;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::hickory_resolver::config::{
@@ -27,18 +27,24 @@ use mail_auth::hickory_resolver::system_conf::read_system_conf;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{AuthenticatedMessage, DnsError, MessageAuthenticator, SpfOutput, SpfResult};
 
+use crate::auth::admission::{Admission, Admitted};
 use crate::auth::cache::Caches;
 use crate::auth::results::{
     ArcCheck, AuthResults, DkimCheck, DmarcCheck, DnsblResult, DnsblVerdict, IprevCheck, SpfCheck,
     bounded, spf_identity,
 };
 use crate::auth::{
-    CACHE_TTL_MAX, Counters, DKIM_SIGNATURES_MAX, DnsResolver, Doorbell, Error, IN_FLIGHT_MAX,
+    CACHE_TTL_MAX, Counters, DKIM_SIGNATURES_MAX, DnsResolver, Doorbell, Error,
     NEGATIVE_CACHE_TTL_MAX, RESOLVER_CACHE_ENTRIES_MAX, VerifierConfig, VerifyRequest,
 };
 
 /// The thread's name, as `top -H` and panics show it.
 const THREAD_NAME: &str = "mayfly-auth";
+/// How long one try of a DNS query may take, as a share of the request's deadline.
+const TRY_SHARE_OF_DEADLINE: f64 = 0.4;
+/// Tries after the first (hickory's `attempts`): with `TRY_SHARE_OF_DEADLINE` the third
+/// try starts at 0.8 of the deadline and is cut by it, never the other way round.
+const RETRIES_PER_LOOKUP: usize = 2;
 
 /// A request on its way to the resolver thread.
 pub(super) enum Job {
@@ -57,6 +63,14 @@ pub(super) enum Job {
 }
 
 impl Job {
+    /// The client the request is about, the key of its share of the places in flight.
+    fn client(&self) -> IpAddr {
+        match self {
+            Job::Verify { request, .. } => request.client_ip.to_canonical(),
+            Job::Dnsbl { client_ip, .. } => client_ip.to_canonical(),
+        }
+    }
+
     /// Answers at once, with `temperror` for everything.
     pub(super) fn answer_temperror(self) {
         match self {
@@ -129,10 +143,13 @@ fn resolver_settings(config: &VerifierConfig) -> Result<(ResolverConfig, Resolve
         }
         DnsResolver::At(addr) => (explicit_server(addr), ResolverOpts::default()),
     };
-    // One try per server, as long as the whole request may take: a retry could not
-    // finish in time anyway, and the deadline cuts whatever is still waiting.
-    opts.timeout = config.deadline;
-    opts.attempts = 1;
+    // A lost UDP datagram should cost a retry, not the whole deadline: each try gets a
+    // share of it (`TRY_SHARE_OF_DEADLINE`), and the tries go on until the deadline cuts
+    // them. The last one always runs into the deadline, so a name server that never
+    // answers still shows as a check that ran out of time (and its sender domain is
+    // remembered as stalled).
+    opts.timeout = config.deadline.mul_f64(TRY_SHARE_OF_DEADLINE);
+    opts.attempts = RETRIES_PER_LOOKUP;
     opts.cache_size = RESOLVER_CACHE_ENTRIES_MAX;
     opts.positive_max_ttl = Some(CACHE_TTL_MAX);
     opts.negative_max_ttl = Some(NEGATIVE_CACHE_TTL_MAX);
@@ -201,51 +218,149 @@ fn sender_domain(request: &VerifyRequest) -> String {
     domain.to_ascii_lowercase()
 }
 
-/// Takes jobs off the channel while there is room in flight, until the last `Verifier` is
-/// gone and every job taken has been answered.
+/// Takes jobs off the channel while there is room in flight (see `Admission` for the
+/// share of each client), until the last `Verifier` is gone and every job taken has been
+/// answered.
 async fn serve(ctx: Rc<Ctx>, jobs: Receiver<Job>, doorbell: Arc<Doorbell>) {
-    let n_in_flight = Rc::new(Cell::new(0usize));
+    let admission = Rc::new(RefCell::new(Admission::new()));
+    // Rung when a job leaves flight: a place, maybe one a set-aside job waits for, is free.
     let slot_freed = Rc::new(tokio::sync::Notify::new());
+    let held = HeldCount {
+        n_held: Rc::new(std::cell::Cell::new(0)),
+        gone: Rc::clone(&slot_freed),
+    };
+    let start = |job: Job| {
+        let slot = Slot {
+            client: job.client(),
+            admission: Rc::clone(&admission),
+            slot_freed: Rc::clone(&slot_freed),
+        };
+        let ctx = Rc::clone(&ctx);
+        tokio::task::spawn_local(async move {
+            // Released also when the job panics (the task is dropped).
+            let _slot = slot;
+            run(&ctx, job).await;
+        });
+    };
     loop {
-        while n_in_flight.get() >= IN_FLIGHT_MAX {
+        if admission.borrow().is_full() {
             slot_freed.notified().await;
+            continue;
+        }
+        let ready = admission.borrow_mut().next_ready();
+        if let Some(job) = ready {
+            start(job);
+            continue;
         }
         match jobs.try_recv() {
             Ok(job) => {
-                n_in_flight.set(n_in_flight.get() + 1);
-                let (ctx, n_in_flight, slot_freed) = (
-                    Rc::clone(&ctx),
-                    Rc::clone(&n_in_flight),
-                    Rc::clone(&slot_freed),
-                );
-                tokio::task::spawn_local(async move {
-                    // Released also when the job panics (the task is dropped).
-                    let _slot = Slot {
-                        n_in_flight,
-                        slot_freed,
-                    };
-                    run(&ctx, job).await;
-                });
+                let Some(job) = hold_if_stalled(&ctx, &held, job) else {
+                    continue;
+                };
+                let admitted = admission.borrow_mut().admit(job.client(), job);
+                match admitted {
+                    Admitted::Start(job) => start(job),
+                    Admitted::SetAside => {}
+                    Admitted::Refused(job) => {
+                        ctx.counters
+                            .n_client_refused
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        job.answer_temperror();
+                    }
+                }
             }
             Err(TryRecvError::Empty) if doorbell.is_closed() => break,
-            Err(TryRecvError::Empty) => doorbell.notify.notified().await,
+            Err(TryRecvError::Empty) => {
+                if doorbell.may_sleep(|| !jobs.is_empty()) {
+                    // New work, or a place freed for a set-aside job.
+                    let new_job = std::pin::pin!(doorbell.notify.notified());
+                    let freed = std::pin::pin!(slot_freed.notified());
+                    futures_util::future::select(new_job, freed).await;
+                }
+            }
             Err(TryRecvError::Disconnected) => break,
         }
     }
-    while n_in_flight.get() > 0 {
+    loop {
+        let ready = admission.borrow_mut().next_ready();
+        if let Some(job) = ready {
+            start(job);
+            continue;
+        }
+        if admission.borrow().is_idle() && held.n_held.get() == 0 {
+            break;
+        }
         slot_freed.notified().await;
+    }
+}
+
+/// A message from a sender domain known to stall gets its `temperror` at its deadline
+/// from a timer, with no place in flight and no lookup (see `STALLED_DOMAIN_TTL`);
+/// returns the job when it is not such a message. Beyond `STALLED_HELD_MAX` held, the
+/// answer goes at once.
+fn hold_if_stalled(ctx: &Ctx, held: &HeldCount, job: Job) -> Option<Job> {
+    let Job::Verify {
+        request,
+        due,
+        reply,
+    } = job
+    else {
+        return Some(job);
+    };
+    if !ctx.is_stalled(&sender_domain(&request), Instant::now()) {
+        return Some(Job::Verify {
+            request,
+            due,
+            reply,
+        });
+    }
+    ctx.counters
+        .n_stalled_skipped
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Made now, so the message itself is not held with it.
+    let answer = AuthResults::temperror(&request);
+    drop(request);
+    if held.n_held.get() >= crate::auth::STALLED_HELD_MAX {
+        let _ = reply.send(answer);
+        return None;
+    }
+    held.n_held.set(held.n_held.get() + 1);
+    let one = Held(held.clone());
+    tokio::task::spawn_local(async move {
+        let _one = one;
+        tokio::time::sleep_until(due.into()).await;
+        let _ = reply.send(answer);
+    });
+    None
+}
+
+/// Answers held by `hold_if_stalled`, and who to tell when one has gone.
+#[derive(Clone)]
+struct HeldCount {
+    n_held: Rc<std::cell::Cell<usize>>,
+    gone: Rc<tokio::sync::Notify>,
+}
+
+/// One answer held by `hold_if_stalled`, counted until its task ends.
+struct Held(HeldCount);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.n_held.set(self.0.n_held.get() - 1);
+        self.0.gone.notify_one();
     }
 }
 
 /// One place in flight, given back when its task ends, however it ends.
 struct Slot {
-    n_in_flight: Rc<Cell<usize>>,
+    client: IpAddr,
+    admission: Rc<RefCell<Admission<Job>>>,
     slot_freed: Rc<tokio::sync::Notify>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.n_in_flight.set(self.n_in_flight.get() - 1);
+        self.admission.borrow_mut().finish(self.client);
         self.slot_freed.notify_one();
     }
 }
@@ -253,16 +368,32 @@ impl Drop for Slot {
 /// Holds an answer while it is being worked out and sends it when dropped: after the
 /// work, at the deadline, or when a check panics. So every request is answered exactly
 /// once, with `temperror` for whatever did not finish.
-struct Answer<T: Clone> {
-    value: T,
+struct Answer<T> {
+    /// `Some` until sent: the value itself goes out, no copy.
+    value: Option<T>,
     reply: Option<oneshot::Sender<T>>,
 }
 
-impl<T: Clone> Drop for Answer<T> {
+impl<T> Answer<T> {
+    fn new(value: T, reply: oneshot::Sender<T>) -> Answer<T> {
+        Answer {
+            value: Some(value),
+            reply: Some(reply),
+        }
+    }
+
+    /// The answer so far, for the checks to fill in.
+    fn value_mut(&mut self) -> &mut T {
+        self.value
+            .as_mut()
+            .expect("an answer holds its value until it is sent")
+    }
+}
+
+impl<T> Drop for Answer<T> {
     fn drop(&mut self) {
-        if let Some(reply) = self.reply.take() {
-            // A clone (a few small strings) rather than a stand-in value to swap in.
-            let _ = reply.send(self.value.clone());
+        if let (Some(reply), Some(value)) = (self.reply.take(), self.value.take()) {
+            let _ = reply.send(value);
         }
     }
 }
@@ -291,10 +422,7 @@ async fn run(ctx: &Ctx, job: Job) {
             if reply.is_canceled() {
                 return;
             }
-            let mut answer = Answer {
-                value: AuthResults::temperror(&request),
-                reply: Some(reply),
-            };
+            let mut answer = Answer::new(AuthResults::temperror(&request), reply);
             let domain = sender_domain(&request);
             if ctx.is_stalled(&domain, Instant::now()) {
                 ctx.counters
@@ -304,7 +432,7 @@ async fn run(ctx: &Ctx, job: Job) {
             }
             let on_time = tokio::time::timeout_at(
                 due.into(),
-                check_message(ctx, &request, &mut answer.value),
+                check_message(ctx, &request, answer.value_mut()),
             )
             .await
             .is_ok();
@@ -322,14 +450,13 @@ async fn run(ctx: &Ctx, job: Job) {
             if reply.is_canceled() {
                 return;
             }
-            let mut answer = Answer {
-                value: DnsblResult::temperror(&zones),
-                reply: Some(reply),
-            };
-            let on_time =
-                tokio::time::timeout_at(due.into(), check_dnsbl(ctx, client_ip, &mut answer.value))
-                    .await
-                    .is_ok();
+            let mut answer = Answer::new(DnsblResult::temperror(&zones), reply);
+            let on_time = tokio::time::timeout_at(
+                due.into(),
+                check_dnsbl(ctx, client_ip, answer.value_mut()),
+            )
+            .await
+            .is_ok();
             ctx.counters.count_dnsbl(on_time);
         }
     }
@@ -421,7 +548,34 @@ async fn check_message(ctx: &Ctx, request: &VerifyRequest, results: &mut AuthRes
             .await;
         *iprev_slot = IprevCheck::from_result(output.result());
     };
-    let (spf_output, dkim_outputs, (), ()) = join4(spf, dkim, arc, iprev).await;
+    let dmarc_names = async {
+        let Some(message) = &message else {
+            return;
+        };
+        // The domains whose DMARC records the check may walk to: the From domain, and
+        // for relaxed alignment the SPF domain and the signing domains.
+        let mut domains: Vec<String> = Vec::with_capacity(2 + message.dkim_headers.len());
+        for domain in std::iter::once(from_domain(message))
+            .chain(std::iter::once(spf_domain.to_ascii_lowercase()))
+            .chain(
+                message
+                    .dkim_headers
+                    .iter()
+                    .map(|header| header.header.d.to_ascii_lowercase()),
+            )
+        {
+            if !domain.is_empty() && !domains.contains(&domain) {
+                domains.push(domain);
+            }
+        }
+        for domain in &domains {
+            for name in dmarc_walk_names(domain) {
+                learn_negative_txt(ctx, &name).await;
+            }
+        }
+    };
+    let ((spf_output, dkim_outputs, (), ()), ()) =
+        join(join4(spf, dkim, arc, iprev), dmarc_names).await;
     let Some(message) = &message else {
         return;
     };
@@ -430,6 +584,64 @@ async fn check_message(ctx: &Ctx, request: &VerifyRequest, results: &mut AuthRes
     let params = DmarcParameters::new(message, &dkim_outputs, spf_output.domain(), &spf_output);
     let output = authenticator.verify_dmarc(caches.parameters(params)).await;
     *dmarc_slot = DmarcCheck::from_output(&output);
+}
+
+/// The names a DMARC tree walk asks for `domain` (RFC 9989 4.10.1, as mail-auth 0.13's
+/// `dmarc_tree_walk` does it): `_dmarc.` before the domain itself, then, for a name of
+/// eight or more labels, before its last seven, then one label fewer at a time down to
+/// the top-level domain. Empty for a single label. Lowercase and fully qualified, as
+/// mail-auth keys its TXT cache.
+fn dmarc_walk_names(domain: &str) -> Vec<String> {
+    let labels: Vec<&str> = domain
+        .split('.')
+        .filter(|label| !label.is_empty())
+        .collect();
+    let n_labels = labels.len();
+    let mut names = Vec::new();
+    if n_labels < 2 {
+        return names;
+    }
+    let mut n_kept = n_labels;
+    loop {
+        let mut name = String::from("_dmarc.");
+        for label in &labels[n_labels - n_kept..] {
+            name.push_str(&label.to_ascii_lowercase());
+            name.push('.');
+        }
+        names.push(name);
+        if n_kept == 1 {
+            break;
+        }
+        n_kept = if n_kept >= 8 { 7 } else { n_kept - 1 };
+    }
+    names
+}
+
+/// Makes sure the TXT cache knows whether `name` has a record. mail-auth's lookups cache
+/// positive answers only; a name with no record (most `_dmarc.` names of a tree walk,
+/// such as `_dmarc.com.` for every sender in .com) would go to hickory for every
+/// message. So a name missing from our cache is asked here first, and a negative answer
+/// that carries its SOA (so its TTL is known) is cached as negative; anything else is
+/// left to mail-auth's own lookup, which then finds the answer in hickory's cache.
+async fn learn_negative_txt(ctx: &Ctx, name: &str) {
+    use mail_auth::hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
+    if ctx.caches.has_txt(name) {
+        return;
+    }
+    let Ok(query) = mail_auth::hickory_resolver::proto::rr::Name::from_str_relaxed(name) else {
+        return;
+    };
+    let answer = ctx.authenticator.resolver().txt_lookup(query).await;
+    if let Err(NetError::Dns(HickoryDnsError::NoRecordsFound(no_records))) = answer
+        && let Some(negative_ttl_secs) = no_records.negative_ttl
+    {
+        ctx.caches.insert_negative_txt(
+            name,
+            no_records.response_code,
+            std::time::Duration::from_secs(u64::from(negative_ttl_secs)),
+            Instant::now(),
+        );
+    }
 }
 
 /// Whether SPF can check `domain` (RFC 7208 4.3): at least two labels of 1 to 63 octets,
@@ -511,5 +723,34 @@ impl Counters {
         if !on_time {
             self.n_deadline_expired.fetch_add(1, Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dmarc_walk_asks_the_names_mail_auth_asks() {
+        assert_eq!(
+            dmarc_walk_names("Mail.Example.Test"),
+            [
+                "_dmarc.mail.example.test.",
+                "_dmarc.example.test.",
+                "_dmarc.test."
+            ]
+        );
+        assert_eq!(
+            dmarc_walk_names("example.test."),
+            ["_dmarc.example.test.", "_dmarc.test."]
+        );
+        assert!(dmarc_walk_names("localhost").is_empty());
+        assert!(dmarc_walk_names("").is_empty());
+        // Eight labels or more: the name itself, then its last seven, then down by one.
+        let names = dmarc_walk_names("a.b.c.d.e.f.g.h.i.example.com");
+        assert_eq!(names.len(), 8, "{names:?}");
+        assert_eq!(names[0], "_dmarc.a.b.c.d.e.f.g.h.i.example.com.");
+        assert_eq!(names[1], "_dmarc.e.f.g.h.i.example.com.");
+        assert_eq!(names[7], "_dmarc.com.");
     }
 }

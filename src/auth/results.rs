@@ -185,7 +185,18 @@ impl AuthResults {
     /// check overwrites its part when it finishes, so what is unfinished at the deadline
     /// stays `temperror`. Made from the envelope alone, never from the message.
     pub fn temperror(request: &VerifyRequest) -> AuthResults {
-        let (identity, domain) = spf_identity(request);
+        AuthResults::temperror_for(
+            &request.mail_from,
+            &request.helo,
+            request.include_client_ip.then_some(request.client_ip),
+        )
+    }
+
+    /// `temperror` from the envelope's parts, for a caller that no longer has the
+    /// request: `helo` matters only when `mail_from` has no domain (the null sender);
+    /// `client_ip` is what the results may show (`None` without `--log-client-ip`).
+    pub fn temperror_for(mail_from: &str, helo: &str, client_ip: Option<IpAddr>) -> AuthResults {
+        let (identity, domain) = spf_identity_of(mail_from, helo);
         AuthResults {
             spf: SpfCheck {
                 result: Verdict::TempError,
@@ -208,7 +219,7 @@ impl AuthResults {
             iprev: IprevCheck {
                 result: Verdict::TempError,
             },
-            client_ip: request.include_client_ip.then_some(request.client_ip),
+            client_ip,
         }
     }
 }
@@ -233,13 +244,17 @@ pub(super) fn truncate_str(text: &str, bytes_max: usize) -> &str {
 /// The identity SPF checks for `request` and its domain: MAIL FROM's domain, or the HELO
 /// name for the null sender (RFC 7208 2.3 and 2.4).
 pub(super) fn spf_identity(request: &VerifyRequest) -> (SpfIdentity, &str) {
-    if request.mail_from.is_empty() {
-        return (SpfIdentity::Helo, &request.helo);
+    spf_identity_of(&request.mail_from, &request.helo)
+}
+
+fn spf_identity_of<'a>(mail_from: &'a str, helo: &'a str) -> (SpfIdentity, &'a str) {
+    if mail_from.is_empty() {
+        return (SpfIdentity::Helo, helo);
     }
     // mail-auth falls back to the HELO name for an address without a domain; say so.
-    match request.mail_from.rsplit_once('@') {
+    match mail_from.rsplit_once('@') {
         Some((_, domain)) => (SpfIdentity::MailFrom, domain),
-        None => (SpfIdentity::MailFrom, &request.helo),
+        None => (SpfIdentity::MailFrom, helo),
     }
 }
 

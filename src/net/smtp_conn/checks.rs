@@ -296,10 +296,18 @@ impl<S: Shards> Connection<S> {
                     message: message.clone(),
                     include_client_ip: ctx.config.log_client_ip,
                 };
-                let fallback = AuthResults::temperror(&request);
+                // Should the resolver thread not answer at all, the `temperror` answer
+                // is made then, from MAIL FROM and (only when it has no domain, so SPF
+                // checked the HELO name) a copy of the HELO name kept for it.
+                let fallback_helo = if mail_from.contains('@') {
+                    String::new()
+                } else {
+                    self.session.helo().to_string()
+                };
+                let fallback_ip = ctx.config.log_client_ip.then_some(peer_ip);
                 Some((
                     verifier.verify(request),
-                    fallback,
+                    (fallback_helo, fallback_ip),
                     verifier.deadline() + AUTH_ANSWER_MARGIN,
                 ))
             }
@@ -332,8 +340,10 @@ impl<S: Shards> Connection<S> {
         let reply = reply_start..self.out.len();
         let settled = async move {
             let auth_answer = async {
-                let (answer, fallback, deadline) = auth?;
-                Some(answer_within(answer, deadline).await.unwrap_or(fallback))
+                let (answer, (fallback_helo, fallback_ip), deadline) = auth?;
+                Some(answer_within(answer, deadline).await.unwrap_or_else(|| {
+                    AuthResults::temperror_for(&mail_from, &fallback_helo, fallback_ip)
+                }))
             };
             let spam_answer = async {
                 let (filter, head) = ctx.checks.spam.as_ref().zip(spam_head)?;
