@@ -19,7 +19,8 @@
 #                   floor (not in the default): the runtime's own floor, a do-nothing SMTP sink on
 #                   glommio 0.9 and on monoio with and without COOP/DEFER_TASKRUN against
 #                   smtp-sink, driven by smtp-source (builds loadtest/floor; see bench/floor.py;
-#                   skipped with a message without smtp-sink and smtp-source; needs no Mayfly build)
+#                   skipped with a message without smtp-sink and smtp-source; needs no Mayfly
+#                   build; with perf installed it also counts syscalls and io_uring work)
 #   --durability MODES  the --durability modes the durability part runs side by side (comma list
 #                   of none, snapshot, journal; default all three); adds that part to --only.
 #                   Data directories go under DATA_ROOT (default /var/tmp: a real disk, not tmpfs)
@@ -90,6 +91,8 @@ if [[ ",$only," == *,floor,* ]]; then
                     --machine "${MACHINE:-$(hostname -s 2>/dev/null || echo machine)}" --max-load "${MAX_BUSY:-0.5}")
         [[ -n "$quick" ]] && floor_args+=("$quick")
         [[ -n "$rounds" ]] && floor_args+=(--rounds "$rounds")
+        # syscalls and io_uring work per message, one extra run per variant, when perf is here
+        command -v perf >/dev/null && floor_args+=(--perf)
         python3 "$here/bench/floor.py" "${floor_args[@]}"
     fi
     [[ -n "$only" ]] || exit 0

@@ -44,6 +44,13 @@ runs first; before each round the script waits (at most 30 s) until other work u
 Medians over rounds, ranges in brackets, are written to <out>/<date>-<commit>-<machine>-floor.md
 (and every run to the .json).
 
+With --perf, after the rounds, one more run per variant and workload under `perf stat` (the
+server started as perf's child, so every thread is counted from its start) gives what each
+runtime asks of the kernel per message: syscalls, io_uring_enter, recvfrom/sendto, io_uring
+requests submitted, task-work items queued, poll arms, membarrier calls, context switches.
+Those counts are exact and do not depend on how busy the machine is; the CPU of that run is
+not used (tracing costs some).
+
 Python 3 standard library only; talks to 127.0.0.1 only; every run is bounded in messages and
 killed after RUN_TIMEOUT_SECS.
 """
@@ -88,6 +95,18 @@ RUN_TIMEOUT_SECS = 120
 START_TIMEOUT_SECS = 10
 STOP_TIMEOUT_SECS = 10
 IDLE_SAMPLE_SECS = 1.0
+# What `--perf` counts, per message: (perf event, column name).
+PERF_EVENTS = (
+    ("raw_syscalls:sys_enter", "syscalls"),
+    ("syscalls:sys_enter_io_uring_enter", "io_uring_enter"),
+    ("syscalls:sys_enter_recvfrom", "recvfrom"),
+    ("syscalls:sys_enter_sendto", "sendto"),
+    ("syscalls:sys_enter_membarrier", "membarrier"),
+    ("io_uring:io_uring_submit_req", "uring requests"),
+    ("io_uring:io_uring_task_add", "task-work adds"),
+    ("io_uring:io_uring_poll_arm", "poll arms"),
+    ("context-switches", "context switches"),
+)
 
 
 # ----------------------------------------------------------------------------- counters
@@ -135,10 +154,22 @@ class Counters:
 # ----------------------------------------------------------------------------- servers
 
 class Server:
-    def __init__(self, variant, proc, addr, cgroup):
+    def __init__(self, variant, proc, addr, cgroup, under_perf):
         self.variant, self.proc, self.addr, self.cgroup = variant, proc, addr, cgroup
+        self.under_perf = under_perf
 
     def stop(self):
+        if self.under_perf:
+            # The server is perf's child: stop the server, and perf writes its counts and exits.
+            for pid in child_pids(self.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_SECS)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -149,20 +180,36 @@ class Server:
         self.cgroup.remove()
 
 
-def start_server(cfg, variant):
+def child_pids(pid):
+    """The children of `pid` (any of its threads), from /proc."""
+    pids = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                pids.extend(int(x) for x in f.read().split())
+    except OSError:
+        pass
+    return pids
+
+
+def start_server(cfg, variant, perf_out=None):
+    """Start one server pinned to the server CPU in a cgroup of its own; with `perf_out`,
+    as the child of `perf stat`, which writes its counts there when the server exits."""
     cgroup = mx.Cgroup(f"mayfly-floor-{os.getpid()}-{variant}")
+    perf = (["perf", "stat", "-x", ",", "-o", perf_out, "-e", ",".join(e for e, _ in PERF_EVENTS), "--"]
+            if perf_out else [])
     log_file = open(os.path.join(cfg.work, f"{variant}.log"), "ab")
     try:
         if variant == "smtp-sink":
             port = tools.free_port()
-            cmd = ["taskset", "-c", cfg.server_cpus, cfg.smtp_sink, "-u", "nobody",
+            cmd = ["taskset", "-c", cfg.server_cpus, *perf, cfg.smtp_sink, "-u", "nobody",
                    "-m", str(SINK_CONCURRENCY), f"127.0.0.1:{port}", str(SINK_BACKLOG)]
             proc = subprocess.Popen(cgroup.wrap(cmd), stdout=log_file, stderr=log_file,
                                     stdin=subprocess.DEVNULL)
             addr = f"127.0.0.1:{port}"
             wait_accepting(proc, port)
         else:
-            cmd = ["taskset", "-c", cfg.server_cpus, cfg.floor_sink, "--runtime", variant,
+            cmd = ["taskset", "-c", cfg.server_cpus, *perf, cfg.floor_sink, "--runtime", variant,
                    "--cpu", str(cfg.server_cpu_list[0]), "--listen", "127.0.0.1:0",
                    "--connections-max", str(FLOOR_CONNECTIONS_MAX)]
             proc = subprocess.Popen(cgroup.wrap(cmd), stdout=subprocess.PIPE, stderr=log_file,
@@ -175,7 +222,7 @@ def start_server(cfg, variant):
         raise
     finally:
         log_file.close()
-    return Server(variant, proc, addr, cgroup)
+    return Server(variant, proc, addr, cgroup, under_perf=bool(perf_out))
 
 
 def read_listening_line(proc, variant):
@@ -255,6 +302,47 @@ def run_one(cfg, variant, workload):
         "load_res_per_msg": per_msg(after.load_res - before.load_res),
         "other_cpus": max(0.0, other_s) / wall if wall > 0 else None,
     }
+
+
+def perf_one(cfg, variant, workload):
+    """One run under `perf stat`: kernel work per message (see PERF_EVENTS)."""
+    flags, n_full, n_quick = WORKLOADS[workload]
+    n = n_quick if cfg.quick else n_full
+    perf_out = os.path.join(cfg.work, f"perf-{variant}-{workload}.csv")
+    server = start_server(cfg, variant, perf_out=perf_out)
+    try:
+        cmd = ["taskset", "-c", cfg.load_cpus, cfg.smtp_source, *flags, "-m", str(n),
+               "-f", SOURCE_FROM, "-t", SOURCE_TO, server.addr]
+        p = subprocess.run(cmd, capture_output=True, timeout=RUN_TIMEOUT_SECS)
+    finally:
+        server.stop()
+    err = p.stderr.decode(errors="replace").strip()
+    rec = {"variant": variant, "workload": workload, "messages": n, "exit": p.returncode,
+           "stderr": err[-500:] or None, "per_msg": {}}
+    names = dict(PERF_EVENTS)
+    with open(perf_out) as f:
+        for line in f:
+            fields = line.strip().split(",")
+            # perf stat -x, lines: value,unit,event,...; "<not counted>" or "<not supported>"
+            # in the value when an event is unavailable.
+            if len(fields) >= 3 and fields[2] in names and fields[0].isdigit():
+                rec["per_msg"][names[fields[2]]] = int(fields[0]) / n
+    return rec
+
+
+def perf_runs(cfg, results):
+    log("perf stat runs (counts per message)")
+    for workload in cfg.workloads:
+        for variant in cfg.variants:
+            try:
+                rec = perf_one(cfg, variant, workload)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                rec = {"variant": variant, "workload": workload, "error": f"{type(e).__name__}: {e}",
+                       "per_msg": {}}
+            results["perf"].append(rec)
+            log(f"  {workload:8} {variant:17} " + " ".join(
+                f"{k}={v:.2f}" for k, v in rec["per_msg"].items()) + (f"  FAILED: {rec.get('error') or rec.get('stderr')}"
+                                                                        if rec.get("error") or rec.get("exit") else ""))
 
 
 def idle_res_per_s(cfg):
@@ -348,6 +436,18 @@ def markdown(results):
     for rd in results["rounds"]:
         L.append(f"- round {rd['round']}: load {' '.join(f'{x:.2f}' for x in rd['loadavg'])}, "
                  f"other work {rd['other_busy_cpus']:.2f} CPUs, {rd['res_idle_per_s']:.0f} RES/s idle")
+    if results.get("perf"):
+        L.append("")
+        L.append("Kernel work per message, one run each under `perf stat` (exact counts, whole server "
+                 "lifetime including start-up, which is a few hundred syscalls):")
+        L.append("")
+        L.append("| workload | server | " + " | ".join(name for _, name in PERF_EVENTS) + " |")
+        L.append("| --- | --- |" + " ---: |" * len(PERF_EVENTS))
+        for r in results["perf"]:
+            L.append(f"| {r['workload']} | {r['variant']} | " + " | ".join(
+                f(r["per_msg"].get(name), 2) for _, name in PERF_EVENTS) + " |"
+                + (f" failed: {r.get('error') or r.get('stderr') or r.get('exit')}"
+                   if r.get("error") or r.get("exit") else ""))
     fails = [r for r in results["runs"] if not r.get("messages")]
     for r in fails:
         L.append(f"- failed run: round {r['round']} {r['workload']} {r['variant']}: "
@@ -379,6 +479,8 @@ def main():
     ap.add_argument("--max-load", type=float, default=0.5)
     ap.add_argument("--commit", default="unknown")
     ap.add_argument("--machine", default=(platform.node().split(".")[0] or "machine"))
+    ap.add_argument("--perf", action="store_true",
+                    help="afterwards, one run per variant and workload under perf stat (syscalls, io_uring work)")
     ap.add_argument("--out", default=None, help="directory for <date>-<commit>-<machine>-floor.json/.md")
     cfg = ap.parse_args()
     cfg.max_wait_quiet = 30
@@ -397,6 +499,8 @@ def main():
     for path in (cfg.smtp_sink, cfg.smtp_source, cfg.floor_sink):
         if not os.access(path, os.X_OK):
             sys.exit(f"floor.py: {path} not found or not executable")
+    if cfg.perf and not shutil.which("perf"):
+        sys.exit("floor.py: --perf needs perf")
     cfg.work = tempfile.mkdtemp(prefix="mayfly-bench-floor-")
     now = datetime.datetime.now(datetime.timezone.utc)
     results = {"meta": {"date": now.strftime("%Y-%m-%d %H%M UTC"), "commit": cfg.commit,
@@ -404,9 +508,11 @@ def main():
                         "kernel": platform.release(), "server_cpus": cfg.server_cpus,
                         "load_cpus": cfg.load_cpus, "quick": cfg.quick, "argv": sys.argv,
                         "workloads": {w: WORKLOADS[w] for w in cfg.workloads}},
-               "rounds": [], "runs": []}
+               "rounds": [], "runs": [], "perf": []}
     try:
         run(cfg, results)
+        if cfg.perf:
+            perf_runs(cfg, results)
     finally:
         md = "\n".join(markdown(results)) + "\n"
         print(md)
