@@ -89,14 +89,18 @@ async fn accept_loop(listener: TcpListener, slots: Rc<Slots>) -> anyhow::Result<
             continue;
         };
         monoio::spawn(async move {
+            let mut stream = stream;
             // A socket error ends the connection; the client sees the close.
-            let _ = serve(stream).await;
+            let _ = serve(&mut stream).await;
+            // The slot is free before the client can see the close, so a client that saw it
+            // can count on the slot.
             drop(slot);
+            drop(stream);
         });
     }
 }
 
-async fn serve(mut stream: TcpStream) -> io::Result<()> {
+async fn serve(stream: &mut TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut conn = Conn::new();
     loop {
