@@ -47,7 +47,9 @@ Medians over rounds, ranges in brackets, are written to <out>/<date>-<commit>-<m
 With --perf, after the rounds, one more run per variant and workload under `perf stat` (the
 server started as perf's child, so every thread is counted from its start) gives what each
 runtime asks of the kernel per message: syscalls, io_uring_enter, recvfrom/sendto, io_uring
-requests submitted, task-work items queued, poll arms, membarrier calls, context switches.
+requests submitted, internal poll arms, membarrier calls, reschedule IPIs taken while the
+server was running (exact, and only the server's: the IPIs that wake it from idle land in
+the idle task and are not in this count), context switches.
 Those counts are exact and do not depend on how busy the machine is; the CPU of that run is
 not used (tracing costs some).
 
@@ -103,7 +105,10 @@ PERF_EVENTS = (
     ("syscalls:sys_enter_sendto", "sendto"),
     ("syscalls:sys_enter_membarrier", "membarrier"),
     ("io_uring:io_uring_submit_req", "uring requests"),
-    ("io_uring:io_uring_task_add", "task-work adds"),
+    # Reschedule IPIs that arrived while a server thread was running (perf counts the event
+    # in the context of the task it interrupts): the server's own, unlike /proc/interrupts,
+    # but without those that wake it from idle.
+    ("irq_vectors:reschedule_entry", "RES IPIs while running"),
     ("io_uring:io_uring_poll_arm", "poll arms"),
     ("context-switches", "context switches"),
 )
