@@ -16,6 +16,11 @@
 #                   mx (not in the default): many slow senders, a new connection and STARTTLS
 #                   per message, Mayfly against Postfix smtpd, Haraka and smtp-sink, and the
 #                   bare rustls handshake (see bench/mx.py; installs Haraka with npm ci first)
+#                   floor (not in the default): the runtime's own floor, a do-nothing SMTP sink on
+#                   glommio 0.9 and on monoio with and without COOP/DEFER_TASKRUN against
+#                   smtp-sink, driven by smtp-source (builds loadtest/floor; see bench/floor.py;
+#                   skipped with a message without smtp-sink and smtp-source; needs no Mayfly
+#                   build; with perf installed it also counts syscalls and io_uring work)
 #   --durability MODES  the --durability modes the durability part runs side by side (comma list
 #                   of none, snapshot, journal; default all three); adds that part to --only.
 #                   Data directories go under DATA_ROOT (default /var/tmp: a real disk, not tmpfs)
@@ -68,6 +73,30 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
+
+# The runtime floor needs neither Mayfly nor the blaster: it runs first and on its own (its
+# own Cargo project, loadtest/floor, outside the workspace), and the other parts follow.
+if [[ ",$only," == *,floor,* ]]; then
+    only="$(echo ",$only," | sed 's/,floor,/,/g; s/^,//; s/,$//')"
+    if [[ ! -x /usr/sbin/smtp-sink || ! -x /usr/sbin/smtp-source ]]; then
+        echo "run-bench.sh: floor part skipped: it needs Postfix's smtp-sink and smtp-source in /usr/sbin" >&2
+    else
+        (cd "$here/floor" && cargo build --release)
+        floor_commit="$(git -C "$root" log -1 --format=%h 2>/dev/null || echo unknown)"
+        if [[ -n "$(GIT_OPTIONAL_LOCKS=0 git -C "$root" status --porcelain -- loadtest/floor loadtest/bench/floor.py 2>/dev/null)" ]]; then
+            floor_commit="$floor_commit-dirty"
+        fi
+        floor_args=(--out "$out" --floor-sink "${CARGO_TARGET_DIR:-$here/floor/target}/release/floor-sink"
+                    --server-cpus "${SERVER_CPUS:-0}" --load-cpus "${LOAD_CPUS:-1}" --commit "$floor_commit"
+                    --machine "${MACHINE:-$(hostname -s 2>/dev/null || echo machine)}" --max-load "${MAX_BUSY:-0.5}")
+        [[ -n "$quick" ]] && floor_args+=("$quick")
+        [[ -n "$rounds" ]] && floor_args+=(--rounds "$rounds")
+        # syscalls and io_uring work per message, one extra run per variant, when perf is here
+        command -v perf >/dev/null && floor_args+=(--perf)
+        python3 "$here/bench/floor.py" "${floor_args[@]}"
+    fi
+    [[ -n "$only" ]] || exit 0
+fi
 
 for tool in taskset python3 /usr/sbin/smtp-sink /usr/sbin/smtp-source; do
     command -v "$tool" >/dev/null || { echo "run-bench.sh: $tool not found" >&2; exit 1; }

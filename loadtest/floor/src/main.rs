@@ -1,0 +1,220 @@
+//! `floor-sink`: a do-nothing SMTP sink on one pinned thread, on glommio 0.9 or on monoio
+//! with a chosen set of io_uring setup flags. It measures what the runtime itself costs per
+//! message, against Postfix's `smtp-sink`; `loadtest/bench/floor.py` drives it with
+//! `smtp-source` and reports the numbers (docs/performance.md, "The runtime floor").
+//!
+//! ```text
+//! floor-sink --runtime glommio|monoio|monoio-coop|monoio-coop-flag|monoio-defer
+//!            [--cpu 0] [--listen 127.0.0.1:0] [--connections-max 1024]
+//! ```
+//!
+//! It prints `listening on ADDR` on stdout once it accepts, and runs until it is killed.
+
+mod glommio_sink;
+mod monoio_sink;
+mod sink;
+
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+
+use anyhow::{Context as _, bail};
+
+use crate::monoio_sink::Setup;
+
+/// io_uring entries per ring; Mayfly's `IO_URING_DEPTH`, so glommio runs as in the server.
+const RING_ENTRIES: usize = 4096;
+/// Listen backlog; the benchmark scripts give `smtp-sink` the same.
+const LISTEN_BACKLOG: i32 = 1024;
+const CONNECTIONS_MAX_DEFAULT: usize = 1024;
+/// The most `--connections-max` may be: far above any load this tool is meant for.
+const CONNECTIONS_MAX_LIMIT: usize = 100_000;
+/// Descriptors besides connections: stdio, the listener, the rings, eventfds.
+const FDS_RESERVED: u64 = 64;
+
+const USAGE: &str = "usage: floor-sink --runtime glommio|monoio|monoio-coop|monoio-coop-flag|monoio-defer \
+[--cpu N] [--listen ADDR] [--connections-max N]";
+
+/// Which runtime serves, and for monoio, which setup flags its ring gets.
+#[derive(Debug, Clone, Copy)]
+enum Runtime {
+    Glommio,
+    Monoio(Setup),
+}
+
+struct Args {
+    runtime: Runtime,
+    cpu: usize,
+    listen: SocketAddr,
+    connections_max: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args(std::env::args().skip(1))?;
+    check_fd_limit(args.connections_max)?;
+    let listener = bind(args.listen)?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    // The listener is bound and listening: connections queue from now on, so the caller
+    // may start sending as soon as it reads this line.
+    writeln!(io::stdout(), "listening on {addr}").context("cannot write to stdout")?;
+    io::stdout().flush().context("cannot write to stdout")?;
+    match args.runtime {
+        Runtime::Glommio => glommio_sink::run(listener, args.cpu, args.connections_max),
+        Runtime::Monoio(setup) => monoio_sink::run(listener, args.cpu, args.connections_max, setup),
+    }
+}
+
+fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
+    let mut runtime = None;
+    let mut cpu = 0;
+    let mut listen: SocketAddr = "127.0.0.1:0".parse().expect("a valid literal address");
+    let mut connections_max = CONNECTIONS_MAX_DEFAULT;
+    while let Some(flag) = argv.next() {
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let Some(value) = argv.next() else {
+            bail!("{flag} needs a value\n{USAGE}");
+        };
+        match flag.as_str() {
+            "--runtime" => {
+                runtime = Some(match value.as_str() {
+                    "glommio" => Runtime::Glommio,
+                    "monoio" => Runtime::Monoio(Setup::Plain),
+                    "monoio-coop" => Runtime::Monoio(Setup::Coop),
+                    "monoio-coop-flag" => Runtime::Monoio(Setup::CoopTaskrunFlag),
+                    "monoio-defer" => Runtime::Monoio(Setup::Defer),
+                    other => bail!("unknown runtime {other:?}\n{USAGE}"),
+                })
+            }
+            "--cpu" => {
+                cpu = value
+                    .parse()
+                    .with_context(|| format!("bad --cpu {value:?}"))?
+            }
+            "--listen" => {
+                listen = value
+                    .parse()
+                    .with_context(|| format!("bad --listen {value:?}"))?
+            }
+            "--connections-max" => {
+                connections_max = value
+                    .parse()
+                    .with_context(|| format!("bad --connections-max {value:?}"))?;
+                if !(1..=CONNECTIONS_MAX_LIMIT).contains(&connections_max) {
+                    bail!("--connections-max must be 1 to {CONNECTIONS_MAX_LIMIT}");
+                }
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let Some(runtime) = runtime else {
+        bail!("--runtime is required\n{USAGE}");
+    };
+    Ok(Args {
+        runtime,
+        cpu,
+        listen,
+        connections_max,
+    })
+}
+
+/// Refuses to start if `connections_max` connections could run out of descriptors: an
+/// accept loop that hits EMFILE would stop the run.
+fn check_fd_limit(connections_max: usize) -> anyhow::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable `rlimit` for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
+    }
+    let needed = connections_max as u64 + FDS_RESERVED;
+    if limit.rlim_cur < needed {
+        bail!(
+            "--connections-max {connections_max} needs {needed} descriptors, the limit is {} (ulimit -n)",
+            limit.rlim_cur
+        );
+    }
+    Ok(())
+}
+
+fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .context("cannot create the listening socket")?;
+    socket.set_reuse_address(true).context("SO_REUSEADDR")?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("cannot bind {addr}"))?;
+    socket
+        .listen(LISTEN_BACKLOG)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(socket.into())
+}
+
+/// Pins the calling thread to `cpu` (glommio pins its executor itself).
+fn pin_this_thread(cpu: usize) -> anyhow::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        bail!("--cpu {cpu} is beyond CPU_SETSIZE");
+    }
+    // SAFETY: `cpu_set_t` is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu < CPU_SETSIZE` (checked above), so the bit is inside `set`.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: pid 0 is the calling thread; `set` is a valid `cpu_set_t` of the size passed.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(io::Error::last_os_error()).with_context(|| format!("cannot pin to CPU {cpu}"));
+    }
+    Ok(())
+}
+
+/// Accept errors that concern one connection only (it was reset before it was accepted,
+/// or a signal came); anything else ends the sink, since the run it serves is not valid.
+fn accept_error_is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Args> {
+        parse_args(args.iter().map(|arg| arg.to_string()))
+    }
+
+    #[test]
+    fn arguments() {
+        let args = parse(&[
+            "--runtime",
+            "monoio-defer",
+            "--cpu",
+            "1",
+            "--connections-max",
+            "8",
+        ])
+        .unwrap();
+        assert!(matches!(args.runtime, Runtime::Monoio(Setup::Defer)));
+        assert_eq!((args.cpu, args.connections_max), (1, 8));
+        assert_eq!(args.listen.to_string(), "127.0.0.1:0");
+        for bad in [
+            &[][..],
+            &["--runtime", "tokio"],
+            &["--runtime"],
+            &["--runtime", "glommio", "--connections-max", "0"],
+            &["--runtime", "glommio", "--cpu", "x"],
+            &["--runtime", "glommio", "--bogus", "1"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The sink on monoio's io_uring driver, whose ring the application builds: the same
+//! protocol code as `glommio_sink`, with the io_uring setup flags chosen by `Setup`.
+//!
+//! monoio reads and writes with io_uring `RECV`/`SEND` operations on owned buffers, so the
+//! connection's input buffer is lent to each read and given back with its bytes.
+
+use std::io;
+use std::rc::Rc;
+
+use anyhow::Context as _;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::{TcpListener, TcpStream};
+
+use crate::sink::{BUSY_REPLY, Conn, Slots};
+use crate::{RING_ENTRIES, accept_error_is_transient};
+
+/// The io_uring setup flags the ring is created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// No flags: completions from another CPU interrupt the thread (task work by IPI), as
+    /// with glommio 0.9.
+    Plain,
+    /// `IORING_SETUP_COOP_TASKRUN`: no IPI; task work runs at the thread's next kernel entry.
+    Coop,
+    /// `COOP_TASKRUN | TASKRUN_FLAG`: as `Coop`, and the kernel flags pending task work in
+    /// the SQ ring (monoio 0.2.4 never reads that flag; measured to see if setting it alone
+    /// changes anything).
+    CoopTaskrunFlag,
+    /// `DEFER_TASKRUN | SINGLE_ISSUER`: task work runs only when the thread waits for
+    /// completions (`io_uring_enter` with `GETEVENTS`), which monoio does when it parks.
+    Defer,
+}
+
+impl Setup {
+    fn builder(self) -> io_uring::Builder {
+        let mut builder = io_uring::IoUring::builder();
+        match self {
+            Setup::Plain => {}
+            Setup::Coop => {
+                builder.setup_coop_taskrun();
+            }
+            Setup::CoopTaskrunFlag => {
+                builder.setup_coop_taskrun().setup_taskrun_flag();
+            }
+            Setup::Defer => {
+                builder.setup_defer_taskrun().setup_single_issuer();
+            }
+        }
+        builder
+    }
+}
+
+/// Serves SMTP on `listener` from this thread, pinned to `cpu`, until an accept fails.
+///
+/// # Errors
+/// The thread cannot be pinned, the kernel refuses the ring's setup flags, or accepting a
+/// connection failed.
+pub fn run(
+    listener: std::net::TcpListener,
+    cpu: usize,
+    connections_max: usize,
+    setup: Setup,
+) -> anyhow::Result<()> {
+    crate::pin_this_thread(cpu)?;
+    let mut runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .with_entries(RING_ENTRIES as u32)
+        .uring_builder(setup.builder())
+        .build()
+        .with_context(|| format!("cannot create an io_uring with {setup:?} setup flags"))?;
+    runtime.block_on(async move {
+        let listener = TcpListener::from_std(listener).context("cannot adopt the listener")?;
+        accept_loop(listener, Slots::new(connections_max)).await
+    })
+}
+
+async fn accept_loop(listener: TcpListener, slots: Rc<Slots>) -> anyhow::Result<()> {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => stream,
+            Err(error) if accept_error_is_transient(&error) => continue,
+            Err(error) => return Err(error).context("accept failed"),
+        };
+        let Some(slot) = slots.take() else {
+            monoio::spawn(async move {
+                let mut stream = stream;
+                let _ = stream.write_all(BUSY_REPLY).await;
+            });
+            continue;
+        };
+        monoio::spawn(async move {
+            let mut stream = stream;
+            // A socket error ends the connection; the client sees the close.
+            let _ = serve(&mut stream).await;
+            // The slot is free before the client can see the close, so a client that saw it
+            // can count on the slot.
+            drop(slot);
+            drop(stream);
+        });
+    }
+}
+
+async fn serve(stream: &mut TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut conn = Conn::new();
+    loop {
+        if !conn.output().is_empty() {
+            let output = std::mem::take(conn.output());
+            let (written, output) = stream.write_all(output).await;
+            *conn.output() = output;
+            written?;
+            conn.output().clear();
+        }
+        if conn.is_closing() {
+            return Ok(());
+        }
+        let range = conn.read_range();
+        let input = std::mem::take(conn.input_buffer());
+        let (n_read, input) = stream.read(input.slice_mut(range)).await;
+        *conn.input_buffer() = input.into_inner();
+        let n_read = n_read?;
+        if n_read == 0 {
+            return Ok(());
+        }
+        conn.received(n_read);
+    }
+}
