@@ -374,7 +374,7 @@ type HistogramField = fn(&Snapshot) -> &LatencySnapshot;
 /// Appends the resolver thread's counts (sender checks and blocklists, one thread for the
 /// process) to a rendering.
 pub fn render_resolver(stats: &crate::auth::VerifierStats, out: &mut String) {
-    let counters: [(&str, &str, u64); 6] = [
+    let counters: [(&str, &str, u64); 8] = [
         (
             "mayfly_auth_checks_total",
             "Messages the sender-check resolver thread answered.",
@@ -402,8 +402,18 @@ pub fn render_resolver(stats: &crate::auth::VerifierStats, out: &mut String) {
         ),
         (
             "mayfly_auth_stalled_skipped_total",
-            "Messages answered temperror at once because their sender domain's checks ran into the deadline within the last 30 s.",
+            "Messages answered temperror at their deadline, with no lookup, because their sender domain's checks ran into the deadline within the last 30 s.",
             stats.n_stalled_skipped,
+        ),
+        (
+            "mayfly_auth_client_refused_total",
+            "Requests answered temperror at once because their client already had its share of the places in flight and of the waiting line.",
+            stats.n_client_refused,
+        ),
+        (
+            "mayfly_auth_resolver_wakeups_total",
+            "Times a request woke the sleeping resolver thread (at most once per sleep: under load far fewer than requests).",
+            stats.n_wakeups,
         ),
     ];
     for (name, help, value) in counters {
