@@ -1154,3 +1154,19 @@ fn steered_connections_are_served_on_the_cpu_that_opened_them() {
     };
     assert_ne!(shard_of(cpus[0]), shard_of(cpus[1]), "{placements:?}");
 }
+
+/// A session that keeps sending commands is never timed out, however long it lasts: each
+/// command's wait gets the whole `--command-timeout` anew, and no timer of an earlier
+/// wait (one the input arrived before) survives into a later one.
+#[test]
+fn a_busy_session_outlives_its_command_timeout() {
+    let server = Server::start(&["--command-timeout", "1s"]);
+    let mut smtp = server.smtp_ehlo();
+    let started = Instant::now();
+    // Each NOOP comes well within the timeout, and together they last three timeouts.
+    while started.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(300));
+        smtp.expect("NOOP", "250");
+    }
+    smtp.expect("QUIT", "221");
+}

@@ -97,7 +97,7 @@ async fn serve_plain<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream) {
     opened(&ctx, &stream);
     let guard = ctx.connections.register(stream.as_raw_fd(), Kind::Http);
     // Through `GatherTcp` for its reads (see there): one `recv` when a request is waiting.
-    let mut stream = tls::GatherTcp(stream);
+    let mut stream = tls::GatherTcp::new(stream);
     serve_requests(&ctx, &mut stream, &guard).await;
     drop(guard);
     let _ = stream.0.close().await;

@@ -97,7 +97,7 @@ pub async fn serve<S: Shards>(
     if implicit_tls {
         Box::pin(conn.run_over_tls(stream, guard, true)).await;
     } else {
-        let mut stream = tls::GatherTcp(stream);
+        let mut stream = tls::GatherTcp::new(stream);
         if let Some(session) = &conn.session {
             session.greeting(&mut conn.out);
         }

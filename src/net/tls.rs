@@ -85,7 +85,24 @@ thread_local! {
 /// only the first piece per call: one `sendto` per record, four or five per handshake, each
 /// a trip through loopback TCP into the peer's receive path. Copying the pieces together
 /// costs a memcpy of a few KiB instead.
-pub struct GatherTcp(pub TcpStream);
+pub struct GatherTcp(pub TcpStream, WaitState);
+
+/// Whether glommio's read last answered `Pending`: its readiness poll and its read-timeout
+/// timer are then armed, and only glommio's own read, once the wait is over, disarms the
+/// timer. A read that went around it would leave that timer running into a later wait,
+/// where it stands in for the later timeout (set anew for every command) or fires as a
+/// spurious timeout of a busy session.
+#[derive(Default)]
+pub struct WaitState {
+    waiting: bool,
+}
+
+impl GatherTcp {
+    /// Wraps `stream`; nothing is waited for yet.
+    pub fn new(stream: TcpStream) -> GatherTcp {
+        GatherTcp(stream, WaitState::default())
+    }
+}
 
 impl AsyncRead for GatherTcp {
     /// Reads what the socket holds with a plain non-blocking `recv`, and waits through
@@ -95,7 +112,8 @@ impl AsyncRead for GatherTcp {
     /// fill the buffer, and the next read then waits for that poll even when the bytes are
     /// already there: one io_uring operation and one completion per read. Here glommio is
     /// asked for a single byte, which never leaves such a poll behind, so a socket that has
-    /// input costs one `recv` and a socket that has none costs one armed poll.
+    /// input costs one `recv` and a socket that has none costs one armed poll. A wait that
+    /// glommio started is always ended by glommio's read (see [`WaitState`]).
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -105,12 +123,25 @@ impl AsyncRead for GatherTcp {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if let Some(read) = recv_now(self.0.as_raw_fd(), buf) {
+        if !self.1.waiting
+            && let Some(read) = recv_now(self.0.as_raw_fd(), buf)
+        {
             return Poll::Ready(read);
         }
-        let first = match std::pin::Pin::new(&mut self.0).poll_read(cx, &mut buf[..1]) {
-            Poll::Ready(Ok(1)) => 1,
-            other => return other,
+        let this = &mut *self;
+        let first = match std::pin::Pin::new(&mut this.0).poll_read(cx, &mut buf[..1]) {
+            Poll::Pending => {
+                this.1.waiting = true;
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(1)) => {
+                this.1.waiting = false;
+                1
+            }
+            other => {
+                this.1.waiting = false;
+                return other;
+            }
         };
         match recv_now(self.0.as_raw_fd(), &mut buf[first..]) {
             Some(Ok(more)) => Poll::Ready(Ok(first + more)),
@@ -317,7 +348,7 @@ impl TlsCerts {
         stream: TcpStream,
         timeout: Duration,
     ) -> Result<(TlsStream<GatherTcp>, Negotiated), HandshakeError> {
-        let accept = TlsAcceptor::from(self.server_config()).accept(GatherTcp(stream));
+        let accept = TlsAcceptor::from(self.server_config()).accept(GatherTcp::new(stream));
         let outcome = futures_lite::future::or(async { Some(accept.await) }, async {
             glommio::timer::Timer::new(timeout).await;
             None

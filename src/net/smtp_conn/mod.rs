@@ -185,7 +185,7 @@ async fn serve<S: Shards>(ctx: Rc<NetCtx<S>>, stream: TcpStream, implicit_tls: b
     let plain = if implicit_tls {
         Some(stream)
     } else {
-        let mut stream = tls::GatherTcp(stream);
+        let mut stream = tls::GatherTcp::new(stream);
         conn.session.greeting(&mut conn.out);
         match conn.run(&mut stream, &guard).await {
             End::Close => {
