@@ -48,6 +48,8 @@ pub mod runtime;
 pub mod smtp;
 pub mod spam;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod token;
 pub mod watch;
 pub mod webhook;

@@ -121,31 +121,11 @@ fn socket_addr(socket: &OsStr) -> io::Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use std::os::unix::ffi::OsStringExt as _;
-    use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use super::*;
-
-    /// A private directory for one test's socket, removed on drop.
-    struct TempDir {
-        path: PathBuf,
-    }
-
-    impl TempDir {
-        fn new() -> TempDir {
-            let path = std::env::temp_dir().join(unique_name("mayfly-notify-test"));
-            std::fs::create_dir(&path).expect("create temp dir");
-            TempDir { path }
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            // Best effort: a leftover directory in the temp dir is harmless.
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
+    use crate::testing::TempDir;
 
     fn unique_name(prefix: &str) -> String {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -251,8 +231,8 @@ mod tests {
 
     #[test]
     fn sends_ready_to_a_socket_file() {
-        let dir = TempDir::new();
-        let socket_path = dir.path.join("notify");
+        let dir = TempDir::new("notify-test");
+        let socket_path = dir.0.join("notify");
         let listener = UnixDatagram::bind(&socket_path).expect("bind");
         let message = ready_message("serving", 1234);
 
@@ -277,8 +257,8 @@ mod tests {
 
     #[test]
     fn a_missing_socket_is_an_error_not_a_panic() {
-        let dir = TempDir::new();
-        let missing = dir.path.join("nobody-listens");
+        let dir = TempDir::new("notify-test");
+        let missing = dir.0.join("nobody-listens");
         let error = send(Some(missing.as_os_str()), STOPPING_MESSAGE).expect_err("no socket");
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
 

@@ -580,32 +580,7 @@ pub fn shred_key_file(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fresh directory for one test, removed at the end.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let path =
-                std::env::temp_dir().join(format!("mayfly-ratchet-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).expect("temp dir");
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
-        glommio::LocalExecutorBuilder::default()
-            .make()
-            .expect("executor")
-            .run(future)
-    }
+    use crate::testing::{TempDir, run_local as run};
 
     fn ring(keys: &[[u8; KEY_BYTES]]) -> Arc<KeyRing> {
         Arc::new(KeyRing::from_keys(keys, Path::new("master.key")).expect("keys"))

@@ -559,30 +559,7 @@ fn io_reason(error: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A temp directory removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let path =
-                std::env::temp_dir().join(format!("mayfly-tls-{name}-{}", std::process::id()));
-            std::fs::create_dir_all(&path).expect("create temp dir");
-            TempDir(path)
-        }
-
-        fn write(&self, name: &str, contents: &[u8]) -> PathBuf {
-            let path = self.0.join(name);
-            std::fs::write(&path, contents).expect("write temp file");
-            path
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testing::TempDir;
 
     fn generated(name: &str) -> (String, String) {
         let certified =

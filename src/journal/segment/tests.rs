@@ -7,32 +7,7 @@ use super::*;
 use crate::journal::crypto::KeyRing;
 use crate::journal::ratchet::KeyFile;
 use crate::journal::record::{ArchivedRecord, IdRecord, RcptRecord, Record, append_frame};
-
-/// A fresh directory for one test, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("mayfly-seg-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs `future` on a glommio executor on this thread (a test's own thread).
-fn run<T>(future: impl std::future::Future<Output = T>) -> T {
-    glommio::LocalExecutorBuilder::default()
-        .make()
-        .expect("executor")
-        .run(future)
-}
+use crate::testing::{TempDir, run_local as run};
 
 /// A batch of `n` Stored records with bodies `body{first}`.. and their frame starts.
 fn batch(first: u64, n: u64, sealed: bool) -> (Vec<u8>, Vec<usize>) {
