@@ -29,64 +29,23 @@ import json
 import os
 import re
 import shutil
-import socket
+import sys
 import statistics
 import subprocess
 import tempfile
 import time
-import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench as tools  # noqa: E402  (/proc helpers, free_port, metric_sum)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def cpu_list(text):
-    """The CPUs of a taskset list such as "0", "0,1" or "0-3"."""
-    cpus = []
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        cpus.extend(range(int(first), int(last or first) + 1))
-    return cpus
-
-
-def res_ipis(cpus):
-    """Reschedule interrupts the CPUs `cpus` have taken since boot."""
-    with open("/proc/interrupts") as f:
-        for line in f:
-            fields = line.split()
-            if fields and fields[0] == "RES:":
-                return sum(int(fields[1 + cpu]) for cpu in cpus)
-    return 0
-
-
-def metric(http, name):
-    text = urllib.request.urlopen(f"http://{http}/metrics", timeout=10).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
-
-
 def start_smtp_sink(path, args):
-    """Postfix's smtp-sink on a free port, as the plaintext floor (a spec named smtp-sink)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(["taskset", "-c", args.server_cpus, path, "-u", "nobody", "-c",
-                               f"127.0.0.1:{port}", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, re.match(r"(.*)", f"127.0.0.1:{port}"), None
-        except OSError:
-            time.sleep(0.05)
-    server.kill()
-    raise RuntimeError("smtp-sink did not start")
+    """Postfix's smtp-sink (a spec named smtp-sink), as run-bench.sh runs it: the plaintext floor."""
+    sink = tools.start_sink(argparse.Namespace(server_cpus=args.server_cpus, smtp_sink=path, work=args.work))
+    return sink.proc, sink.smtp, None
 
 
 def run_once(spec, args):
@@ -94,7 +53,7 @@ def run_once(spec, args):
     data = tempfile.mkdtemp(prefix="ab-data-", dir=args.data_root) if any("{data}" in a for a in extra) else None
     extra = [a.replace("{data}", data) if data else a for a in extra]
     if os.path.basename(path) == "smtp-sink":
-        server, match, http = start_smtp_sink(path, args)
+        server, smtp, http = start_smtp_sink(path, args)
     else:
         server = subprocess.Popen(["taskset", "-c", args.server_cpus, path, "--smtp", "127.0.0.1:0",
                                    "--http", "127.0.0.1:0", "--cores", str(args.cores), "--max-memory", "512MiB",
@@ -102,22 +61,22 @@ def run_once(spec, args):
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                   env={**os.environ, "MAYFLY_MAX_SESSIONS_PER_IP": "0"})
         line = server.stdout.readline().decode()
-        match = re.search(r"smtp=(\S+)", line)
-        http = re.search(r"http=(\S+)", line)
+        smtp, http = (match.group(1) if match else None
+                      for match in (re.search(r"smtp=(\S+)", line), re.search(r"http=(\S+)", line)))
     fsyncs = None
     try:
-        if not match:
+        if not smtp:
             raise RuntimeError(f"{path} did not start")
-        ticks_before, ipis_before, started = cpu_ticks(server.pid), res_ipis(cpu_list(args.server_cpus)), time.monotonic()
+        ticks_before, ipis_before, started = sum(tools.proc_cpu_ticks(server.pid)), tools.interrupts("RES", tools.cpu_list(args.server_cpus)), time.monotonic()
         if args.source:
-            blast = subprocess.run(["taskset", "-c", args.load_cpus, args.smtp_source, *args.source.split(), match.group(1)],
+            blast = subprocess.run(["taskset", "-c", args.load_cpus, args.smtp_source, *args.source.split(), smtp],
                                    capture_output=True, timeout=300)
         else:
-            blast = subprocess.run(["taskset", "-c", args.load_cpus, args.blaster, match.group(1), "--json", "--timeout", "10",
+            blast = subprocess.run(["taskset", "-c", args.load_cpus, args.blaster, smtp, "--json", "--timeout", "10",
                                     "-d", str(args.secs), *args.load.split()], capture_output=True, timeout=120)
-        ticks_after, ipis_after, elapsed = cpu_ticks(server.pid), res_ipis(cpu_list(args.server_cpus)), time.monotonic() - started
+        ticks_after, ipis_after, elapsed = sum(tools.proc_cpu_ticks(server.pid)), tools.interrupts("RES", tools.cpu_list(args.server_cpus)), time.monotonic() - started
         if data:
-            fsyncs = metric(http.group(1), "mayfly_journal_fsyncs_total")
+            fsyncs = tools.metric_sum(tools.http_get(f"http://{http}/metrics", timeout=10), "mayfly_journal_fsyncs_total")
     finally:
         server.terminate()
         server.wait()
@@ -155,6 +114,7 @@ def main():
                         help="where {data} directories are made: a real disk, not tmpfs")
     parser.add_argument("binaries", nargs="+", metavar="NAME=PATH")
     args = parser.parse_args()
+    args.work = tempfile.mkdtemp(prefix="ab-")  # smtp-sink's log
     binaries = [spec.split("=", 1) for spec in args.binaries]
     size = None if args.source else re.search(r"--size (\d+)", args.load)
     results = {name: [] for name, _ in binaries}

@@ -96,6 +96,27 @@ def proc_cpu_ticks(pid):
     return int(fields[11]), int(fields[12])
 
 
+def cpu_list(spec):
+    """CPU numbers of a taskset list such as "0", "0,2" or "0-3"."""
+    cpus = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def interrupts(name, cpus):
+    """Sum of the /proc/interrupts line `name` (e.g. "RES") over the given CPUs."""
+    with open("/proc/interrupts") as f:
+        header = f.readline().split()
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] == name + ":":
+                counts = parts[1:1 + len(header)]
+                return sum(int(counts[header.index(f"CPU{c}")]) for c in cpus)
+    return None
+
+
 def proc_status_kib(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

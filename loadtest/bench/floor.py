@@ -116,27 +116,6 @@ PERF_EVENTS = (
 
 # ----------------------------------------------------------------------------- counters
 
-def cpu_list(spec):
-    """CPU numbers of a taskset list such as "0", "0,2" or "0-3"."""
-    cpus = []
-    for part in spec.split(","):
-        lo, _, hi = part.partition("-")
-        cpus.extend(range(int(lo), int(hi or lo) + 1))
-    return cpus
-
-
-def interrupts(name, cpus):
-    """Sum of the /proc/interrupts line `name` (e.g. "RES") over the given CPUs."""
-    with open("/proc/interrupts") as f:
-        header = f.readline().split()
-        for line in f:
-            parts = line.split()
-            if parts and parts[0] == name + ":":
-                counts = parts[1:1 + len(header)]
-                return sum(int(counts[header.index(f"CPU{c}")]) for c in cpus)
-    return None
-
-
 def loadavg3():
     with open("/proc/loadavg") as f:
         return [float(x) for x in f.read().split()[:3]]
@@ -151,9 +130,9 @@ class Counters:
         self.stat_ticks = sum(tools.proc_cpu_ticks(server.proc.pid))
         self.cpu_busy_s = mx.cpus_busy_s(cfg.server_cpu_list)
         self.system_busy_s = tools.system_busy_ticks() / tools.CLK_TCK
-        self.res = interrupts("RES", cfg.server_cpu_list)
-        self.cal = interrupts("CAL", cfg.server_cpu_list)
-        self.load_res = interrupts("RES", cfg.load_cpu_list)
+        self.res = tools.interrupts("RES", cfg.server_cpu_list)
+        self.cal = tools.interrupts("CAL", cfg.server_cpu_list)
+        self.load_res = tools.interrupts("RES", cfg.load_cpu_list)
 
 
 # ----------------------------------------------------------------------------- servers
@@ -352,9 +331,9 @@ def perf_runs(cfg, results):
 
 def idle_res_per_s(cfg):
     """Reschedule IPIs per second on the server CPU while none of our processes runs."""
-    r0, t0 = interrupts("RES", cfg.server_cpu_list), time.monotonic()
+    r0, t0 = tools.interrupts("RES", cfg.server_cpu_list), time.monotonic()
     time.sleep(IDLE_SAMPLE_SECS)
-    return (interrupts("RES", cfg.server_cpu_list) - r0) / (time.monotonic() - t0)
+    return (tools.interrupts("RES", cfg.server_cpu_list) - r0) / (time.monotonic() - t0)
 
 
 def run(cfg, results):
@@ -489,8 +468,8 @@ def main():
     ap.add_argument("--out", default=None, help="directory for <date>-<commit>-<machine>-floor.json/.md")
     cfg = ap.parse_args()
     cfg.max_wait_quiet = 30
-    cfg.server_cpu_list = cpu_list(cfg.server_cpus)
-    cfg.load_cpu_list = cpu_list(cfg.load_cpus)
+    cfg.server_cpu_list = tools.cpu_list(cfg.server_cpus)
+    cfg.load_cpu_list = tools.cpu_list(cfg.load_cpus)
     if len(cfg.server_cpu_list) != 1:
         ap.error("--server-cpus must name one CPU")
     cfg.variants = [v for v in cfg.variants.split(",") if v]
