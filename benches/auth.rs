@@ -306,23 +306,10 @@ type NoIpv4 = NoCache<Box<str>, RecordSet<std::net::Ipv4Addr>>;
 type NoIpv6 = NoCache<Box<str>, RecordSet<std::net::Ipv6Addr>>;
 type NoPtr = NoCache<std::net::IpAddr, RecordSet<Box<str>>>;
 
+/// Standard base64 with padding, as DKIM's `p=` tag takes it.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (idx, &b)| n | u32::from(b) << (16 - 8 * idx));
-        for idx in 0..4 {
-            if idx <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * idx) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 criterion_group! {
