@@ -66,7 +66,6 @@ import select
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -366,13 +365,6 @@ def run(cfg, results):
 
 # ----------------------------------------------------------------------------- report
 
-def _med_range(vals):
-    vals = [v for v in vals if v is not None]
-    if not vals:
-        return None, None, None
-    return statistics.median(vals), min(vals), max(vals)
-
-
 def summary(results):
     rows = []
     for workload in WORKLOADS:
@@ -384,7 +376,7 @@ def summary(results):
                    "failed": sum(1 for r in rs if not r.get("messages"))}
             for key in ("cpu_us_per_msg", "stat_us_per_msg", "cpu_busy_us_per_msg", "msgs_per_s",
                         "res_per_msg", "cal_per_msg", "load_res_per_msg", "other_cpus"):
-                row[key], row[key + "_min"], row[key + "_max"] = _med_range([r.get(key) for r in rs])
+                row[key], row[key + "_min"], row[key + "_max"] = mx.med_range([r.get(key) for r in rs])
             rows.append(row)
     return rows
 

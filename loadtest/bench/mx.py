@@ -506,7 +506,8 @@ def _errs(rec):
     return bad or "none"
 
 
-def _med_range(vals):
+def med_range(vals):
+    """(median, min, max) of the values that are not None; Nones when there are none."""
     vals = [v for v in vals if v is not None]
     if not vals:
         return None, None, None
@@ -523,7 +524,7 @@ def summary(results):
         row = {"workload": workload, "server": server, "cert": cert, "rounds": len(rs)}
         for key in ("cpu_us_per_msg", "msgs_per_s", "c250_p50_us", "c250_p99_us", "c250_p999_us",
                     "cpus_busy_us_per_msg", "server_cpu_frac"):
-            row[key], row[key + "_min"], row[key + "_max"] = _med_range([r.get(key) for r in rs])
+            row[key], row[key + "_min"], row[key + "_max"] = med_range([r.get(key) for r in rs])
         tls = next((r["tls"] for r in rs if r.get("tls")), None)
         row["tls"] = f"{tls['version']} {tls['cipher']}" if tls else "plaintext"
         row["resumed"] = sum((r.get("tls") or {}).get("resumed", 0) for r in rs)
@@ -533,7 +534,7 @@ def summary(results):
     floor = {}
     for f in mx.get("floor", []):
         floor.setdefault((f["cert"], f["resume"]), []).append(f["us_per_handshake"])
-    floor_rows = {k: _med_range(v) for k, v in floor.items()}
+    floor_rows = {k: med_range(v) for k, v in floor.items()}
     return table, floor_rows
 
 
