@@ -149,12 +149,13 @@ impl Listeners {
             .unwrap_or_else(std::sync::PoisonError::into_inner)[shard_idx]
             .take()
             .expect("each executor takes its listeners once");
-        let fds = [raw.smtp, raw.http];
-        let optional_fds = [
-            raw.smtps, raw.https, raw.pop3, raw.pop3s, raw.imap, raw.imaps,
-        ];
         if self.steer {
-            let all_fds = fds.into_iter().chain(optional_fds.into_iter().flatten());
+            let optional = [
+                raw.smtps, raw.https, raw.pop3, raw.pop3s, raw.imap, raw.imaps,
+            ];
+            let all_fds = [raw.smtp, raw.http]
+                .into_iter()
+                .chain(optional.into_iter().flatten());
             if let Err(error) = steer_to_this_cpu(all_fds) {
                 tracing::warn!("--steer-connections: {error}; connections are spread by hash");
             }
@@ -209,25 +210,12 @@ impl Drop for Listeners {
 /// executor thread is pinned to one).
 fn steer_to_this_cpu(fds: impl Iterator<Item = RawFd>) -> std::io::Result<()> {
     // SAFETY: sched_getcpu has no preconditions.
-    let cpu: libc::c_int = unsafe { libc::sched_getcpu() };
-    if cpu < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let cpu = unsafe { libc::sched_getcpu() };
+    let cpu = usize::try_from(cpu).map_err(|_| std::io::Error::last_os_error())?;
     for fd in fds {
-        // SAFETY: `fd` is an open socket owned by `Listeners`; the option value is a
-        // c_int that lives for the whole call, and its size is passed with it.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_INCOMING_CPU,
-                (&raw const cpu).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        // SAFETY: `fd` is an open listening socket owned by `Listeners` for the whole call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        socket2::SockRef::from(&fd).set_cpu_affinity(cpu)?;
     }
     Ok(())
 }

@@ -145,8 +145,8 @@ impl AsyncRead for GatherTcp {
         };
         match recv_now(self.0.as_raw_fd(), &mut buf[first..]) {
             Some(Ok(more)) => Poll::Ready(Ok(first + more)),
-            // The byte already taken must reach the caller; the error comes again on the
-            // next read.
+            // The byte already taken must reach the caller; a broken connection then ends
+            // at the next read (as the error, or as the end of input once it was reported).
             Some(Err(_)) | None => Poll::Ready(Ok(first)),
         }
     }
