@@ -261,6 +261,8 @@ plain_metrics! {
         imap_bytes_sent_total: "Bytes written to IMAP clients.",
         smtp_sessions_blocklisted_total:
             "SMTP connections refused with 554 5.7.1 before the greeting because their --dnsbl listings reached --dnsbl-threshold.",
+        auth_checks_on_executor_total:
+            "Messages whose sender checks ran on their own executor, every DNS answer they needed already cached there (the others: mayfly_auth_checks_total).",
         dnsbl_lookup_failures_total:
             "DNSBL zone lookups that gave no answer in time or failed (the client counts as not listed there).",
         spam_checks_total: "Messages rspamd gave a verdict on (--rspamd).",
@@ -377,7 +379,7 @@ pub fn render_resolver(stats: &crate::auth::VerifierStats, out: &mut String) {
     let counters: [(&str, &str, u64); 8] = [
         (
             "mayfly_auth_checks_total",
-            "Messages the sender-check resolver thread answered.",
+            "Messages the sender-check resolver thread answered (those checked on their executor: mayfly_auth_checks_on_executor_total).",
             stats.n_verified,
         ),
         (

@@ -513,6 +513,88 @@ fn a_resolver_that_never_answers_gives_temperror_within_the_deadline() {
     assert!(started.elapsed() < deadline + Duration::from_secs(2));
 }
 
+/// Once the resolver thread has checked a sender, the executor that asked has what that
+/// check used and checks the sender's next messages itself, with exactly the results the
+/// thread gives; what it cannot check from its cache (a PTR that does not exist, a big
+/// message, many signatures) still goes to the thread, and comes back right.
+#[test]
+fn an_executor_checks_cached_senders_itself_with_the_threads_results() {
+    let dns = Nsd::start();
+    let verifier = dns.verifier(DEADLINE);
+    let local = auth::LocalVerifier::new(verifier.clone());
+    let plain = plain_message("alice@example.test");
+    let signed = sign_ed25519(&sign_rsa(&plain, "example.test"), "example.test");
+    let mut big = plain.clone();
+    let tail = big.split_off(big.len() - 3);
+    big.extend(
+        std::iter::repeat_n(
+            b"0123456789abcdef012345678901234567890123456789abcdefghijklmnopqrs\r\n".as_slice(),
+            1_100,
+        )
+        .flatten(),
+    );
+    big.extend(tail);
+    assert!(big.len() > auth::INLINE_MESSAGE_BYTES_MAX);
+    let cases: [(&str, &str, Vec<u8>, bool); 7] = [
+        ("signed twice", GOOD_IP, signed.clone(), true),
+        (
+            "one body byte changed",
+            GOOD_IP,
+            change_one_body_byte(&signed),
+            true,
+        ),
+        ("unsigned", GOOD_IP, plain.clone(), true),
+        ("ARC-sealed", GOOD_IP, arc_seal(&plain), true),
+        (
+            "signed twice and ARC-sealed",
+            GOOD_IP,
+            arc_seal(&signed),
+            false,
+        ),
+        (
+            "client without a PTR record",
+            UNNAMED_IP,
+            plain.clone(),
+            false,
+        ),
+        ("over 64 KiB", GOOD_IP, big, false),
+    ];
+    for (case, client, message, on_executor) in cases {
+        let request = || request(client, "mail.sender.test", "a@pass.sender.test", &message);
+        let expected = verify(&verifier, request());
+        let json = |results: &AuthResults| serde_json::to_string(results).expect("json");
+        // The first check of a case may find the executor's cache cold for some name; the
+        // entries it used come back just after its answer.
+        let mut routes = Vec::new();
+        for _ in 0..20 {
+            let (answer, route) = local.verify(request());
+            let results = wait(answer);
+            assert_eq!(json(&results), json(&expected), "{case}, {route:?}");
+            routes.push(route);
+            if route == auth::Route::Executor {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if on_executor {
+            assert_eq!(
+                routes.last(),
+                Some(&auth::Route::Executor),
+                "{case}: {routes:?}"
+            );
+            // And stays there.
+            let (answer, route) = local.verify(request());
+            assert_eq!(route, auth::Route::Executor, "{case}");
+            assert_eq!(json(&wait(answer)), json(&expected), "{case}");
+        } else {
+            assert!(
+                routes.iter().all(|route| *route == auth::Route::Thread),
+                "{case}: {routes:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn an_executor_keeps_running_while_the_resolver_waits() {
     let silent = SilentResolver::bind();
@@ -793,6 +875,42 @@ fn the_server_prepends_its_results_strips_forged_ones_and_serves_them_as_json() 
     .map(|result| series("spf", result))
     .sum();
     assert_eq!(spf_total, 2, "{metrics}");
+
+    // The same sender again: its executor has what the first check used by now (or
+    // after a message or two) and checks it itself, with the same results.
+    let on_executor = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("mayfly_auth_checks_on_executor_total ")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no mayfly_auth_checks_on_executor_total in {metrics}"))
+    };
+    assert_eq!(
+        on_executor(&metrics),
+        0,
+        "the first check of each sender is the thread's"
+    );
+    let header_of = |raw: &[u8]| {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        text[..text.find("\r\nReceived: ").expect("Received")].to_string()
+    };
+    let first_header = header_of(&raw);
+    let mut n_sent = 2;
+    while n_sent < 12 && on_executor(&server.metrics()) == 0 {
+        smtp.send_mail("bounce@example.test", &["bob@mayfly.test"], &signed);
+        n_sent += 1;
+        server.wait_inbox_total("bob@mayfly.test", n_sent);
+    }
+    assert_eq!(on_executor(&server.metrics()), 1, "after {n_sent} messages");
+    let listing = server.wait_inbox_total("bob@mayfly.test", n_sent);
+    let newest = listing["messages"][0]["id"].as_str().expect("id");
+    assert_eq!(
+        header_of(&server.raw("bob@mayfly.test", newest)),
+        first_header
+    );
 }
 
 /// `--dnsbl`: a listed client gets 554 5.7.1 instead of the greeting, 503 to whatever it

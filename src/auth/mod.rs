@@ -26,6 +26,8 @@ pub mod header;
 
 mod admission;
 mod cache;
+mod checks;
+mod inline;
 mod resolver;
 mod results;
 
@@ -37,6 +39,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::TrySendError;
 use futures_channel::oneshot;
 
+pub use inline::{INLINE_MESSAGE_BYTES_MAX, INLINE_SIGNATURES_MAX, LocalVerifier, Route};
 pub use results::{
     ArcCheck, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, DnsblResult, DnsblVerdict,
     DnsblZone, IprevCheck, NAME_BYTES_MAX, SpfCheck, SpfIdentity, Verdict,
@@ -193,7 +196,7 @@ impl Verifier {
         let (jobs, jobs_rx) = crossbeam_channel::bounded(QUEUE_MAX);
         let doorbell = Arc::new(Doorbell::default());
         let counters = Arc::new(Counters::default());
-        resolver::spawn(
+        let runtime = resolver::spawn(
             &config,
             jobs_rx,
             Arc::clone(&doorbell),
@@ -205,6 +208,7 @@ impl Verifier {
                 doorbell,
                 counters,
                 deadline: config.deadline,
+                runtime,
             }),
         })
     }
@@ -216,12 +220,22 @@ impl Verifier {
     /// the resolver thread itself died with requests still queued: treat it as
     /// `AuthResults::temperror`.
     pub fn verify(&self, request: VerifyRequest) -> oneshot::Receiver<AuthResults> {
+        self.verify_learning(request, None)
+    }
+
+    /// `verify`, and the cache entries the check used go to `learn` afterwards.
+    fn verify_learning(
+        &self,
+        request: VerifyRequest,
+        learn: Option<crossbeam_channel::Sender<Vec<cache::Learned>>>,
+    ) -> oneshot::Receiver<AuthResults> {
         let (reply, answer) = oneshot::channel();
         let due = Instant::now() + self.shared.deadline;
         let job = resolver::Job::Verify {
             request,
             due,
             reply,
+            learn,
         };
         self.submit(job);
         answer
@@ -298,6 +312,9 @@ struct Shared {
     doorbell: Arc<Doorbell>,
     counters: Arc<Counters>,
     deadline: Duration,
+    /// The resolver thread's runtime, entered by an executor checking a message itself
+    /// (`inline.rs`), so that a lookup mail-auth starts on a miss finds a reactor.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Drop for Shared {

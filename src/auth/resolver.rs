@@ -17,25 +17,21 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use futures_channel::oneshot;
-use futures_util::future::{join, join_all, join4};
+use futures_util::future::join_all;
 use mail_auth::common::resolver::ToReverseName;
-use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
 };
 use mail_auth::hickory_resolver::system_conf::read_system_conf;
-use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{AuthenticatedMessage, DnsError, MessageAuthenticator, SpfOutput, SpfResult};
+use mail_auth::{DnsError, MessageAuthenticator};
 
 use crate::auth::admission::{Admission, Admitted};
-use crate::auth::cache::Caches;
-use crate::auth::results::{
-    ArcCheck, AuthResults, DkimCheck, DmarcCheck, DnsblResult, DnsblVerdict, IprevCheck, SpfCheck,
-    bounded, spf_identity,
-};
+use crate::auth::cache::{Caches, Learned, Track};
+use crate::auth::checks::{Checker, check_message};
+use crate::auth::results::{AuthResults, DnsblResult, DnsblVerdict};
 use crate::auth::{
-    CACHE_TTL_MAX, Counters, DKIM_SIGNATURES_MAX, DnsResolver, Doorbell, Error,
-    NEGATIVE_CACHE_TTL_MAX, RESOLVER_CACHE_ENTRIES_MAX, VerifierConfig, VerifyRequest,
+    CACHE_TTL_MAX, Counters, DnsResolver, Doorbell, Error, NEGATIVE_CACHE_TTL_MAX,
+    RESOLVER_CACHE_ENTRIES_MAX, VerifierConfig, VerifyRequest,
 };
 
 /// The thread's name, as `top -H` and panics show it.
@@ -53,6 +49,9 @@ pub(super) enum Job {
         /// When the answer is due; the deadline counts from `Verifier::verify`.
         due: Instant,
         reply: oneshot::Sender<AuthResults>,
+        /// Where to send the cache entries the check used, for an executor that tried
+        /// the message itself and missed.
+        learn: Option<crossbeam_channel::Sender<Vec<Learned>>>,
     },
     Dnsbl {
         client_ip: IpAddr,
@@ -90,7 +89,7 @@ pub(super) fn spawn(
     jobs: Receiver<Job>,
     doorbell: Arc<Doorbell>,
     counters: Arc<Counters>,
-) -> Result<(), Error> {
+) -> Result<tokio::runtime::Handle, Error> {
     let (resolver_config, resolver_opts) = resolver_settings(config)?;
     let (started, outcome) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
@@ -119,7 +118,7 @@ pub(super) fn spawn(
                     return;
                 }
             };
-            let _ = started.send(Ok(()));
+            let _ = started.send(Ok(runtime.handle().clone()));
             let ctx = Rc::new(Ctx {
                 authenticator,
                 caches: Caches::new(),
@@ -303,6 +302,7 @@ fn hold_if_stalled(ctx: &Ctx, held: &HeldCount, job: Job) -> Option<Job> {
         request,
         due,
         reply,
+        learn,
     } = job
     else {
         return Some(job);
@@ -312,6 +312,7 @@ fn hold_if_stalled(ctx: &Ctx, held: &HeldCount, job: Job) -> Option<Job> {
             request,
             due,
             reply,
+            learn,
         });
     }
     ctx.counters
@@ -418,6 +419,7 @@ async fn run(ctx: &Ctx, job: Job) {
             request,
             due,
             reply,
+            learn,
         } => {
             if reply.is_canceled() {
                 return;
@@ -430,9 +432,17 @@ async fn run(ctx: &Ctx, job: Job) {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
+            let track = Track::learning(learn.is_some());
+            let checker = Checker {
+                authenticator: &ctx.authenticator,
+                caches: &ctx.caches,
+                track: &track,
+                resolves: true,
+                signatures_max: usize::MAX,
+            };
             let on_time = tokio::time::timeout_at(
                 due.into(),
-                check_message(ctx, &request, answer.value_mut()),
+                check_message(&checker, &request, answer.value_mut()),
             )
             .await
             .is_ok();
@@ -440,6 +450,12 @@ async fn run(ctx: &Ctx, job: Job) {
                 ctx.note_stalled(&domain, Instant::now());
             }
             ctx.counters.count_verified(on_time);
+            // The answer before the entries: the executor waits for it, not for them.
+            drop(answer);
+            // An executor's full queue of entries only costs it a miss more later.
+            if let (true, Some(learn), Some(learned)) = (on_time, learn, track.into_learned()) {
+                let _ = learn.try_send(learned);
+            }
         }
         Job::Dnsbl {
             client_ip,
@@ -460,221 +476,6 @@ async fn run(ctx: &Ctx, job: Job) {
             ctx.counters.count_dnsbl(on_time);
         }
     }
-}
-
-/// Every check of one message, each writing its part of `results` as it finishes.
-async fn check_message(ctx: &Ctx, request: &VerifyRequest, results: &mut AuthResults) {
-    let authenticator = &ctx.authenticator;
-    let caches = &ctx.caches;
-    let client_ip = request.client_ip.to_canonical();
-    let message = AuthenticatedMessage::parse(&request.message).map(|mut message| {
-        message.dkim_headers.truncate(DKIM_SIGNATURES_MAX);
-        message
-    });
-    // What is known before any lookup: the signatures to check and the From domain.
-    match &message {
-        Some(message) => {
-            results.dkim = message
-                .dkim_headers
-                .iter()
-                .map(|header| DkimCheck::unfinished(&header.header))
-                .collect();
-            results.dmarc.domain = from_domain(message);
-        }
-        None => {
-            // No header at all: nothing signed, no From, no ARC.
-            results.dkim.clear();
-            results.dmarc = DmarcCheck {
-                result: crate::auth::Verdict::None,
-                domain: String::new(),
-                policy: None,
-            };
-            results.arc.result = crate::auth::Verdict::None;
-        }
-    }
-    let AuthResults {
-        spf: spf_slot,
-        dkim: dkim_slot,
-        dmarc: dmarc_slot,
-        arc: arc_slot,
-        iprev: iprev_slot,
-        ..
-    } = results;
-    let (identity, spf_domain) = spf_identity(request);
-    let host_domain = &*request.authserv_id;
-    let spf = async {
-        if !is_spf_domain(spf_domain) {
-            // RFC 7208 4.3: a malformed or single-label domain (an address literal as
-            // the HELO name, `user@[192.0.2.1]`) gets `none` without a lookup.
-            *spf_slot = SpfCheck {
-                result: crate::auth::Verdict::None,
-                domain: spf_domain.to_string(),
-                identity,
-            };
-            return SpfOutput::new(spf_domain.to_string()).with_result(SpfResult::None);
-        }
-        let params = if request.mail_from.is_empty() {
-            SpfParameters::verify_ehlo(client_ip, &request.helo, host_domain)
-        } else {
-            SpfParameters::verify_mail_from(
-                client_ip,
-                &request.helo,
-                host_domain,
-                &request.mail_from,
-            )
-        };
-        let output = authenticator.verify_spf(caches.parameters(params)).await;
-        *spf_slot = SpfCheck::from_output(&output, identity);
-        output
-    };
-    let dkim = async {
-        let Some(message) = &message else {
-            return Vec::new();
-        };
-        let outputs = authenticator.verify_dkim(caches.parameters(message)).await;
-        *dkim_slot = outputs.iter().map(DkimCheck::from_output).collect();
-        outputs
-    };
-    let arc = async {
-        let Some(message) = &message else {
-            return;
-        };
-        let output = authenticator.verify_arc(caches.parameters(message)).await;
-        *arc_slot = ArcCheck::from_result(output.result());
-    };
-    let iprev = async {
-        let output = authenticator
-            .verify_iprev(caches.parameters(client_ip))
-            .await;
-        *iprev_slot = IprevCheck::from_result(output.result());
-    };
-    let dmarc_names = async {
-        let Some(message) = &message else {
-            return;
-        };
-        // The domains whose DMARC records the check may walk to: the From domain, and
-        // for relaxed alignment the SPF domain and the signing domains.
-        let mut domains: Vec<String> = Vec::with_capacity(2 + message.dkim_headers.len());
-        for domain in std::iter::once(from_domain(message))
-            .chain(std::iter::once(spf_domain.to_ascii_lowercase()))
-            .chain(
-                message
-                    .dkim_headers
-                    .iter()
-                    .map(|header| header.header.d.to_ascii_lowercase()),
-            )
-        {
-            if !domain.is_empty() && !domains.contains(&domain) {
-                domains.push(domain);
-            }
-        }
-        for domain in &domains {
-            for name in dmarc_walk_names(domain) {
-                learn_negative_txt(ctx, &name).await;
-            }
-        }
-    };
-    let ((spf_output, dkim_outputs, (), ()), ()) =
-        join(join4(spf, dkim, arc, iprev), dmarc_names).await;
-    let Some(message) = &message else {
-        return;
-    };
-    // The SPF-authenticated domain DMARC aligns is the one SPF checked: MAIL FROM's, or
-    // the HELO name's for the null sender (RFC 7489 3.1.2).
-    let params = DmarcParameters::new(message, &dkim_outputs, spf_output.domain(), &spf_output);
-    let output = authenticator.verify_dmarc(caches.parameters(params)).await;
-    *dmarc_slot = DmarcCheck::from_output(&output);
-}
-
-/// The names a DMARC tree walk asks for `domain` (RFC 9989 4.10.1, as mail-auth 0.13's
-/// `dmarc_tree_walk` does it): `_dmarc.` before the domain itself, then, for a name of
-/// eight or more labels, before its last seven, then one label fewer at a time down to
-/// the top-level domain. Empty for a single label. Lowercase and fully qualified, as
-/// mail-auth keys its TXT cache.
-fn dmarc_walk_names(domain: &str) -> Vec<String> {
-    let labels: Vec<&str> = domain
-        .split('.')
-        .filter(|label| !label.is_empty())
-        .collect();
-    let n_labels = labels.len();
-    let mut names = Vec::new();
-    if n_labels < 2 {
-        return names;
-    }
-    let mut n_kept = n_labels;
-    loop {
-        let mut name = String::from("_dmarc.");
-        for label in &labels[n_labels - n_kept..] {
-            name.push_str(&label.to_ascii_lowercase());
-            name.push('.');
-        }
-        names.push(name);
-        if n_kept == 1 {
-            break;
-        }
-        n_kept = if n_kept >= 8 { 7 } else { n_kept - 1 };
-    }
-    names
-}
-
-/// Makes sure the TXT cache knows whether `name` has a record. mail-auth's lookups cache
-/// positive answers only; a name with no record (most `_dmarc.` names of a tree walk,
-/// such as `_dmarc.com.` for every sender in .com) would go to hickory for every
-/// message. So a name missing from our cache is asked here first, and a negative answer
-/// that carries its SOA (so its TTL is known) is cached as negative; anything else is
-/// left to mail-auth's own lookup, which then finds the answer in hickory's cache.
-async fn learn_negative_txt(ctx: &Ctx, name: &str) {
-    use mail_auth::hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
-    if ctx.caches.has_txt(name) {
-        return;
-    }
-    let Ok(query) = mail_auth::hickory_resolver::proto::rr::Name::from_str_relaxed(name) else {
-        return;
-    };
-    let answer = ctx.authenticator.resolver().txt_lookup(query).await;
-    if let Err(NetError::Dns(HickoryDnsError::NoRecordsFound(no_records))) = answer
-        && let Some(negative_ttl_secs) = no_records.negative_ttl
-    {
-        ctx.caches.insert_negative_txt(
-            name,
-            no_records.response_code,
-            std::time::Duration::from_secs(u64::from(negative_ttl_secs)),
-            Instant::now(),
-        );
-    }
-}
-
-/// Whether SPF can check `domain` (RFC 7208 4.3): at least two labels of 1 to 63 octets,
-/// at most 253 octets, and not an IP address or address literal.
-fn is_spf_domain(domain: &str) -> bool {
-    let domain = domain.strip_suffix('.').unwrap_or(domain);
-    domain.len() <= 253
-        && domain.contains('.')
-        && domain.parse::<IpAddr>().is_err()
-        && domain.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && !label.contains(|ch: char| ch.is_whitespace() || "[]:@".contains(ch))
-        })
-}
-
-/// The RFC 5322 From domain in its ASCII form, as mail-auth's DMARC check reports it;
-/// empty when there is none or several differ (DMARC does not apply then, RFC 7489
-/// 6.6.1).
-fn from_domain(message: &AuthenticatedMessage<'_>) -> String {
-    let mut domain: Option<&str> = None;
-    for from in &message.from {
-        let Some((_, this)) = from.rsplit_once('@') else {
-            continue;
-        };
-        match domain {
-            None => domain = Some(this),
-            Some(seen) if seen.eq_ignore_ascii_case(this) => {}
-            Some(_) => return String::new(),
-        }
-    }
-    let domain = domain.unwrap_or_default();
-    let ascii = idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_ascii_lowercase());
-    bounded(&ascii)
 }
 
 /// Asks every zone at once; each writes its verdict when it answers (RFC 5782 2.1: the
@@ -723,34 +524,5 @@ impl Counters {
         if !on_time {
             self.n_deadline_expired.fetch_add(1, Relaxed);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_dmarc_walk_asks_the_names_mail_auth_asks() {
-        assert_eq!(
-            dmarc_walk_names("Mail.Example.Test"),
-            [
-                "_dmarc.mail.example.test.",
-                "_dmarc.example.test.",
-                "_dmarc.test."
-            ]
-        );
-        assert_eq!(
-            dmarc_walk_names("example.test."),
-            ["_dmarc.example.test.", "_dmarc.test."]
-        );
-        assert!(dmarc_walk_names("localhost").is_empty());
-        assert!(dmarc_walk_names("").is_empty());
-        // Eight labels or more: the name itself, then its last seven, then down by one.
-        let names = dmarc_walk_names("a.b.c.d.e.f.g.h.i.example.com");
-        assert_eq!(names.len(), 8, "{names:?}");
-        assert_eq!(names[0], "_dmarc.a.b.c.d.e.f.g.h.i.example.com.");
-        assert_eq!(names[1], "_dmarc.e.f.g.h.i.example.com.");
-        assert_eq!(names[7], "_dmarc.com.");
     }
 }

@@ -327,7 +327,7 @@ async fn respond<S: Shards>(ctx: &NetCtx<S>, route: Route) -> Response {
             let snapshots = ctx.shards.metrics().await;
             let mut body = metrics::render(&snapshots);
             // The resolver thread is one for the process: its counts are not per shard.
-            let resolver = ctx.checks.verifier.as_ref().or(ctx
+            let resolver = ctx.checks.verifier.as_ref().map(|v| v.shared()).or(ctx
                 .checks
                 .dnsbl
                 .as_ref()

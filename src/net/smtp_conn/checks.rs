@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use crate::auth::{AuthResults, Verifier};
+use crate::auth::{AuthResults, LocalVerifier, Route, Verifier};
 use crate::config::Config;
 use crate::metrics::Counters;
 use crate::net::http_client;
@@ -48,7 +48,7 @@ const REFUSED_BUFFER_BYTES: usize = 1024;
 /// What this executor's SMTP sessions check, from the configuration.
 pub struct Checks {
     /// `--verify-senders annotate`: SPF, DKIM, DMARC, ARC and iprev for every message.
-    pub verifier: Option<Verifier>,
+    pub verifier: Option<LocalVerifier>,
     /// `--dnsbl`: blocklists asked about every client.
     pub dnsbl: Option<Dnsbl>,
     /// `--rspamd`: a spam verdict for every message.
@@ -70,7 +70,8 @@ impl Checks {
         };
         Checks {
             verifier: resolver
-                .filter(|_| config.verify_senders == crate::config::VerifySenders::Annotate),
+                .filter(|_| config.verify_senders == crate::config::VerifySenders::Annotate)
+                .map(LocalVerifier::new),
             dnsbl,
             spam: config.rspamd.clone().map(|endpoint| SpamFilter {
                 endpoint,
@@ -305,10 +306,14 @@ impl<S: Shards> Connection<S> {
                     self.session.helo().to_string()
                 };
                 let fallback_ip = ctx.config.log_client_ip.then_some(peer_ip);
+                let (answer, route) = verifier.verify(request);
+                if route == Route::Executor {
+                    Counters::add(&ctx.counters.auth_checks_on_executor_total, 1);
+                }
                 Some((
-                    verifier.verify(request),
+                    answer,
                     (fallback_helo, fallback_ip),
-                    verifier.deadline() + AUTH_ANSWER_MARGIN,
+                    verifier.shared().deadline() + AUTH_ANSWER_MARGIN,
                 ))
             }
             _ => None,
