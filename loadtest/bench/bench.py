@@ -1164,8 +1164,12 @@ def main():
     cfg.auth_messages = 6000 if q else 12000
     cfg.auth_secs = 2 if q else 3
     cfg.auth_size_bytes = SIZE_1K_BYTES
-    cfg.criterion_dir = cfg.criterion_dir or os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(cfg.mayfly))), "criterion")
+    # Beside the binary's profile directory (target/criterion), else the repository's own
+    # target/ (binaries copied elsewhere for an A/B run).
+    cfg.criterion_dir = cfg.criterion_dir or next(
+        (d for d in (os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(cfg.mayfly))), "criterion"),
+                     os.path.join(os.path.dirname(os.path.dirname(HERE)), "target", "criterion"))
+         if os.path.isdir(d)), "")
     cfg.reader = cfg.reader or os.path.join(os.path.dirname(cfg.blaster), "mail-reader")
     cfg.n_catch_1k = CATCH_QUICK_1K_MESSAGES if q else CATCH_1K_MESSAGES
     cfg.n_catch_100k = CATCH_QUICK_100K_MESSAGES if q else CATCH_100K_MESSAGES
