@@ -6,6 +6,7 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd};
+use std::path::PathBuf;
 use std::rc::Rc;
 
 use anyhow::Context as _;
@@ -13,6 +14,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
+use crate::journal::{GroupCommit, RECORD_BYTES};
 use crate::sink::{BUSY_REPLY, Conn, Slots};
 use crate::{RING_ENTRIES, accept_error_is_transient};
 
@@ -24,6 +26,8 @@ pub fn run(
     listener: std::net::TcpListener,
     cpu: usize,
     connections_max: usize,
+    journal: Option<PathBuf>,
+    journal_thread: bool,
 ) -> anyhow::Result<()> {
     let listener_fd = listener.into_raw_fd();
     let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -33,7 +37,12 @@ pub fn run(
             // SAFETY: `listener_fd` is the listening socket `into_raw_fd` released above;
             // nothing else owns or closes it, and it moves into this one listener.
             let listener = unsafe { TcpListener::from_raw_fd(listener_fd) };
-            accept_loop(listener, Slots::new(connections_max)).await
+            let commit = match journal {
+                Some(path) if journal_thread => Some(start_thread_committer(&path)?),
+                Some(path) => Some(start_committer(path).await?),
+                None => None,
+            };
+            accept_loop(listener, Slots::new(connections_max), commit).await
         })
         .map_err(|error| anyhow::anyhow!("cannot start the glommio executor: {error}"))?;
     handle
@@ -41,7 +50,81 @@ pub fn run(
         .map_err(|error| anyhow::anyhow!("glommio executor failed: {error}"))?
 }
 
-async fn accept_loop(listener: TcpListener, slots: Rc<Slots>) -> anyhow::Result<()> {
+/// Opens the (zero-filled) journal file with O_DIRECT and starts the committer task.
+async fn start_committer(path: PathBuf) -> anyhow::Result<Rc<GroupCommit>> {
+    let file = glommio::io::OpenOptions::new()
+        .write(true)
+        .dma_open(&path)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot open {}: {error}", path.display()))?;
+    let file = Rc::new(file);
+    let commit = GroupCommit::new();
+    glommio::spawn_local({
+        let commit = Rc::clone(&commit);
+        async move {
+            loop {
+                let batch = commit.next_batch().await;
+                let mut buffer = file.alloc_dma_buffer(batch.write_bytes());
+                let bytes = buffer.as_bytes_mut();
+                bytes[..batch.n_records * RECORD_BYTES].fill(b'r');
+                bytes[batch.n_records * RECORD_BYTES..].fill(0);
+                let file = Rc::clone(&file);
+                let commit = Rc::clone(&commit);
+                glommio::spawn_local(async move {
+                    let written = file.write_at(buffer, batch.pos).await;
+                    let ok = written.is_ok() && file.fdatasync().await.is_ok();
+                    commit.finished(batch.seq, ok);
+                })
+                .detach();
+            }
+        }
+    })
+    .detach();
+    Ok(commit)
+}
+
+/// As `start_committer`, with the write and the `fdatasync` done by a plain writer thread
+/// (blocking syscalls) instead of glommio's DMA file: the batch goes over a channel, the
+/// answer comes back through a waker called from that thread.
+fn start_thread_committer(path: &std::path::Path) -> anyhow::Result<Rc<GroupCommit>> {
+    let writer = crate::journal::start_writer_thread(path)
+        .map_err(|error| anyhow::anyhow!("cannot start the writer thread: {error}"))?;
+    let commit = GroupCommit::new();
+    glommio::spawn_local({
+        let commit = Rc::clone(&commit);
+        async move {
+            loop {
+                let batch = commit.next_batch().await;
+                let mut buffer = crate::journal::AlignedBuf::zeroed(batch.write_bytes());
+                buffer.as_bytes_mut()[..batch.n_records * RECORD_BYTES].fill(b'r');
+                let done = std::sync::Arc::new(crate::journal::Oneshot::default());
+                let sent = writer.send(crate::journal::ThreadCommit {
+                    buffer,
+                    pos: batch.pos,
+                    done: std::sync::Arc::clone(&done),
+                });
+                if sent.is_err() {
+                    commit.finished(batch.seq, false);
+                    continue;
+                }
+                let commit = Rc::clone(&commit);
+                glommio::spawn_local(async move {
+                    let ok = done.recv().await;
+                    commit.finished(batch.seq, ok);
+                })
+                .detach();
+            }
+        }
+    })
+    .detach();
+    Ok(commit)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    slots: Rc<Slots>,
+    commit: Option<Rc<GroupCommit>>,
+) -> anyhow::Result<()> {
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -61,10 +144,11 @@ async fn accept_loop(listener: TcpListener, slots: Rc<Slots>) -> anyhow::Result<
             .detach();
             continue;
         };
+        let commit = commit.clone();
         glommio::spawn_local(async move {
             let mut stream = stream;
             // A socket error ends the connection; the client sees the close.
-            let _ = serve(&mut stream).await;
+            let _ = serve(&mut stream, commit.as_ref()).await;
             // The slot is free before the client can see the close, so a client that saw it
             // can count on the slot.
             drop(slot);
@@ -74,10 +158,16 @@ async fn accept_loop(listener: TcpListener, slots: Rc<Slots>) -> anyhow::Result<
     }
 }
 
-async fn serve(stream: &mut TcpStream) -> io::Result<()> {
+async fn serve(stream: &mut TcpStream, commit: Option<&Rc<GroupCommit>>) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut conn = Conn::new();
     loop {
+        let n_stored = conn.take_stored();
+        if let (Some(commit), true) = (commit, n_stored > 0)
+            && !commit.append(n_stored).await
+        {
+            return Err(io::Error::other("the journal could not write"));
+        }
         if !conn.output().is_empty() {
             stream.write_all(conn.output()).await?;
             conn.output().clear();

@@ -4,13 +4,17 @@
 //! `smtp-source` and reports the numbers (docs/performance.md, "The runtime floor").
 //!
 //! ```text
-//! floor-sink --runtime glommio|monoio|monoio-coop|monoio-coop-flag|monoio-defer
-//!            [--cpu 0] [--listen 127.0.0.1:0] [--connections-max 1024]
+//! floor-sink --runtime glommio|glommio-thread|monoio|monoio-coop|monoio-coop-flag|monoio-defer
+//!            [--cpu 0] [--listen 127.0.0.1:0] [--connections-max 1024] [--journal FILE]
 //! ```
+//!
+//! With `--journal FILE`, every message's 250 waits until a 1 KiB record of it is durable in
+//! FILE (group commit, as the server's journal does it: `journal.rs`).
 //!
 //! It prints `listening on ADDR` on stdout once it accepts, and runs until it is killed.
 
 mod glommio_sink;
+mod journal;
 mod monoio_sink;
 mod sink;
 
@@ -31,13 +35,14 @@ const CONNECTIONS_MAX_LIMIT: usize = 100_000;
 /// Descriptors besides connections: stdio, the listener, the rings, eventfds.
 const FDS_RESERVED: u64 = 64;
 
-const USAGE: &str = "usage: floor-sink --runtime glommio|monoio|monoio-coop|monoio-coop-flag|monoio-defer \
-[--cpu N] [--listen ADDR] [--connections-max N]";
+const USAGE: &str = "usage: floor-sink --runtime glommio|glommio-thread|monoio|monoio-coop|monoio-coop-flag|monoio-defer \
+[--cpu N] [--listen ADDR] [--connections-max N] [--journal FILE]";
 
 /// Which runtime serves, and for monoio, which setup flags its ring gets.
 #[derive(Debug, Clone, Copy)]
 enum Runtime {
-    Glommio,
+    /// glommio; `true`: a `--journal` is written by a plain thread, not glommio's DMA file.
+    Glommio(bool),
     Monoio(Setup),
 }
 
@@ -46,11 +51,16 @@ struct Args {
     cpu: usize,
     listen: SocketAddr,
     connections_max: usize,
+    journal: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args(std::env::args().skip(1))?;
     check_fd_limit(args.connections_max)?;
+    if let Some(path) = &args.journal {
+        journal::prepare_file(path)
+            .with_context(|| format!("cannot prepare the journal file {}", path.display()))?;
+    }
     let listener = bind(args.listen)?;
     let addr = listener
         .local_addr()
@@ -60,8 +70,20 @@ fn main() -> anyhow::Result<()> {
     writeln!(io::stdout(), "listening on {addr}").context("cannot write to stdout")?;
     io::stdout().flush().context("cannot write to stdout")?;
     match args.runtime {
-        Runtime::Glommio => glommio_sink::run(listener, args.cpu, args.connections_max),
-        Runtime::Monoio(setup) => monoio_sink::run(listener, args.cpu, args.connections_max, setup),
+        Runtime::Glommio(journal_thread) => glommio_sink::run(
+            listener,
+            args.cpu,
+            args.connections_max,
+            args.journal,
+            journal_thread,
+        ),
+        Runtime::Monoio(setup) => monoio_sink::run(
+            listener,
+            args.cpu,
+            args.connections_max,
+            setup,
+            args.journal,
+        ),
     }
 }
 
@@ -70,6 +92,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let mut cpu = 0;
     let mut listen: SocketAddr = "127.0.0.1:0".parse().expect("a valid literal address");
     let mut connections_max = CONNECTIONS_MAX_DEFAULT;
+    let mut journal = None;
     while let Some(flag) = argv.next() {
         if flag == "-h" || flag == "--help" {
             println!("{USAGE}");
@@ -81,7 +104,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         match flag.as_str() {
             "--runtime" => {
                 runtime = Some(match value.as_str() {
-                    "glommio" => Runtime::Glommio,
+                    "glommio" => Runtime::Glommio(false),
+                    "glommio-thread" => Runtime::Glommio(true),
                     "monoio" => Runtime::Monoio(Setup::Plain),
                     "monoio-coop" => Runtime::Monoio(Setup::Coop),
                     "monoio-coop-flag" => Runtime::Monoio(Setup::CoopTaskrunFlag),
@@ -107,6 +131,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
                     bail!("--connections-max must be 1 to {CONNECTIONS_MAX_LIMIT}");
                 }
             }
+            "--journal" => journal = Some(std::path::PathBuf::from(value)),
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
@@ -118,6 +143,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         cpu,
         listen,
         connections_max,
+        journal,
     })
 }
 

@@ -5,6 +5,7 @@
 //! connection's input buffer is lent to each read and given back with its bytes.
 
 use std::io;
+use std::path::PathBuf;
 use std::rc::Rc;
 
 use anyhow::Context as _;
@@ -12,6 +13,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
+use crate::journal::{AlignedBuf, GroupCommit, RECORD_BYTES};
 use crate::sink::{BUSY_REPLY, Conn, Slots};
 use crate::{RING_ENTRIES, accept_error_is_transient};
 
@@ -61,6 +63,7 @@ pub fn run(
     cpu: usize,
     connections_max: usize,
     setup: Setup,
+    journal: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     crate::pin_this_thread(cpu)?;
     let mut runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
@@ -70,11 +73,61 @@ pub fn run(
         .with_context(|| format!("cannot create an io_uring with {setup:?} setup flags"))?;
     runtime.block_on(async move {
         let listener = TcpListener::from_std(listener).context("cannot adopt the listener")?;
-        accept_loop(listener, Slots::new(connections_max)).await
+        let commit = match journal {
+            Some(path) => Some(start_committer(path)?),
+            None => None,
+        };
+        accept_loop(listener, Slots::new(connections_max), commit).await
     })
 }
 
-async fn accept_loop(listener: TcpListener, slots: Rc<Slots>) -> anyhow::Result<()> {
+// SAFETY: the pointer stays valid and unmoved (the heap block) for the buffer's life, and
+// `len` bytes of it are initialised.
+unsafe impl monoio::buf::IoBuf for AlignedBuf {
+    fn read_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+}
+
+/// Opens the (zero-filled) journal file with O_DIRECT and starts the committer task.
+fn start_committer(path: PathBuf) -> anyhow::Result<Rc<GroupCommit>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let file = Rc::new(monoio::fs::File::from_std(file).context("cannot adopt the journal file")?);
+    let commit = GroupCommit::new();
+    monoio::spawn({
+        let commit = Rc::clone(&commit);
+        async move {
+            loop {
+                let batch = commit.next_batch().await;
+                let mut buffer = AlignedBuf::zeroed(batch.write_bytes());
+                buffer.as_bytes_mut()[..batch.n_records * RECORD_BYTES].fill(b'r');
+                let file = Rc::clone(&file);
+                let commit = Rc::clone(&commit);
+                monoio::spawn(async move {
+                    let (written, _buffer) = file.write_all_at(buffer, batch.pos).await;
+                    let ok = written.is_ok() && file.sync_data().await.is_ok();
+                    commit.finished(batch.seq, ok);
+                });
+            }
+        }
+    });
+    Ok(commit)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    slots: Rc<Slots>,
+    commit: Option<Rc<GroupCommit>>,
+) -> anyhow::Result<()> {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _peer)) => stream,
@@ -88,10 +141,11 @@ async fn accept_loop(listener: TcpListener, slots: Rc<Slots>) -> anyhow::Result<
             });
             continue;
         };
+        let commit = commit.clone();
         monoio::spawn(async move {
             let mut stream = stream;
             // A socket error ends the connection; the client sees the close.
-            let _ = serve(&mut stream).await;
+            let _ = serve(&mut stream, commit.as_ref()).await;
             // The slot is free before the client can see the close, so a client that saw it
             // can count on the slot.
             drop(slot);
@@ -100,10 +154,16 @@ async fn accept_loop(listener: TcpListener, slots: Rc<Slots>) -> anyhow::Result<
     }
 }
 
-async fn serve(stream: &mut TcpStream) -> io::Result<()> {
+async fn serve(stream: &mut TcpStream, commit: Option<&Rc<GroupCommit>>) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut conn = Conn::new();
     loop {
+        let n_stored = conn.take_stored();
+        if let (Some(commit), true) = (commit, n_stored > 0)
+            && !commit.append(n_stored).await
+        {
+            return Err(io::Error::other("the journal could not write"));
+        }
         if !conn.output().is_empty() {
             let output = std::mem::take(conn.output());
             let (written, output) = stream.write_all(output).await;

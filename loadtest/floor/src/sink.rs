@@ -48,6 +48,8 @@ pub struct Feed {
     pub consumed: usize,
     /// The session is over (QUIT, or a line too long): send the replies, then close.
     pub close: bool,
+    /// Messages that ended (and got `250 ... queued`) in this input.
+    pub n_stored: usize,
 }
 
 /// One SMTP session's state: which mode it is in, nothing about the mail.
@@ -98,6 +100,7 @@ impl Session {
     /// unconsumed: feed it again with more bytes after it.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Feed {
         let mut consumed = 0;
+        let mut n_stored = 0;
         loop {
             let rest = &input[consumed..];
             match &mut self.mode {
@@ -109,6 +112,7 @@ impl Session {
                     Some(n_used) => {
                         let too_big = *message_bytes + n_used as u64 > MESSAGE_BYTES_MAX;
                         out.extend_from_slice(if too_big { TOO_BIG_REPLY } else { QUEUED_REPLY });
+                        n_stored += usize::from(!too_big);
                         consumed += n_used;
                         self.mode = Mode::Command;
                     }
@@ -118,6 +122,7 @@ impl Session {
                         return Feed {
                             consumed: input.len(),
                             close: false,
+                            n_stored,
                         };
                     }
                 },
@@ -128,11 +133,13 @@ impl Session {
                             return Feed {
                                 consumed: input.len(),
                                 close: true,
+                                n_stored,
                             };
                         }
                         return Feed {
                             consumed,
                             close: false,
+                            n_stored,
                         };
                     };
                     if lf_idx + 1 > LINE_BYTES_MAX {
@@ -140,6 +147,7 @@ impl Session {
                         return Feed {
                             consumed: input.len(),
                             close: true,
+                            n_stored,
                         };
                     }
                     let line = &rest[..lf_idx];
@@ -165,6 +173,7 @@ impl Session {
                             return Feed {
                                 consumed,
                                 close: true,
+                                n_stored,
                             };
                         }
                         Command::Unknown => UNKNOWN_REPLY,
@@ -256,6 +265,8 @@ pub struct Conn {
     /// Replies not yet written: at most the replies to one read's commands (a few KiB).
     output: Vec<u8>,
     closing: bool,
+    /// Messages stored since `take_stored` was last called.
+    n_stored: usize,
 }
 
 impl Conn {
@@ -270,6 +281,7 @@ impl Conn {
             end: 0,
             output,
             closing: false,
+            n_stored: 0,
         }
     }
 
@@ -298,6 +310,7 @@ impl Conn {
             .feed(&self.input[self.start..self.end], &mut self.output);
         self.start += feed.consumed;
         self.closing |= feed.close;
+        self.n_stored += feed.n_stored;
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -313,6 +326,12 @@ impl Conn {
     /// Replies waiting to be written; the glue clears it once they are.
     pub fn output(&mut self) -> &mut Vec<u8> {
         &mut self.output
+    }
+
+    /// The messages that ended since the last call: with a journal, their records must be
+    /// durable before `output()` (which holds their 250s) is written.
+    pub fn take_stored(&mut self) -> usize {
+        std::mem::take(&mut self.n_stored)
     }
 
     /// The session ended: write `output()`, then close.

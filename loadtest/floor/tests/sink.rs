@@ -25,6 +25,10 @@ struct Sink {
 
 impl Sink {
     fn start(runtime: &str, connections_max: usize) -> Sink {
+        Sink::start_with(runtime, connections_max, &[])
+    }
+
+    fn start_with(runtime: &str, connections_max: usize, extra: &[&str]) -> Sink {
         let mut child = Command::new(env!("CARGO_BIN_EXE_floor-sink"))
             .args([
                 "--runtime",
@@ -35,6 +39,7 @@ impl Sink {
                 "127.0.0.1:0",
             ])
             .args(["--connections-max", &connections_max.to_string()])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("floor-sink starts");
@@ -143,5 +148,46 @@ fn every_runtime_turns_away_connections_over_the_limit() {
         let mut third = sink.connect();
         let greeting = read_replies(&mut third, 1);
         assert_eq!(greeting, ["220"], "{runtime}");
+    }
+}
+
+/// With `--journal`, each message's 250 comes only once a 1 KiB record of it is in the file
+/// (on a real disk: O_DIRECT needs one, so not /tmp, which may be tmpfs).
+#[test]
+fn every_runtime_journals_each_message_before_its_250() {
+    let dir = std::path::Path::new("/var/tmp");
+    for runtime in [
+        "glommio",
+        "glommio-thread",
+        "monoio",
+        "monoio-coop",
+        "monoio-defer",
+    ] {
+        let path = dir.join(format!(
+            "floor-sink-test-{}-{runtime}.journal",
+            std::process::id()
+        ));
+        let sink = Sink::start_with(runtime, 8, &["--journal", path.to_str().unwrap()]);
+        let mut stream = sink.connect();
+        assert_eq!(read_replies(&mut stream, 1), ["220"], "{runtime}");
+        let one = "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nhi\r\n.\r\n";
+        stream
+            .write_all(format!("EHLO c\r\n{one}{one}{one}").as_bytes())
+            .unwrap();
+        let replies = read_replies(&mut stream, 13);
+        assert_eq!(
+            replies.iter().filter(|code| *code == "354").count(),
+            3,
+            "{runtime}"
+        );
+        // The three 250s for the messages came, so their records are durable by now.
+        let file = std::fs::read(&path).expect("journal file");
+        assert_eq!(
+            file.iter().filter(|&&b| b == b'r').count(),
+            3 * 1024,
+            "{runtime}"
+        );
+        drop(sink);
+        let _ = std::fs::remove_file(&path);
     }
 }
