@@ -428,7 +428,7 @@ def markdown(results):
     L = ["## The runtime floor: a do-nothing SMTP sink per runtime, against smtp-sink", ""]
     L.append(f"Commit {meta['commit']}, {meta['machine']} ({meta['cpu_model']}, {meta['ncpu']} CPUs, "
              f"Linux {meta['kernel']}), {meta['date']}; server on CPU {meta['server_cpus']}, "
-             f"smtp-source on CPU {meta['load_cpus']}; {len(results['rounds'])} rounds, order rotating; "
+             f"load on CPU {meta['load_cpus']}; {len(results['rounds'])} rounds, order rotating; "
              "medians, ranges in brackets. Server CPU from its cgroup.")
     L.append("")
     L.append("| workload | server | CPU us/msg | x smtp-sink | msg/s | RES IPIs/msg (server CPU) | "
