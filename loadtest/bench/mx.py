@@ -73,6 +73,8 @@ import tempfile
 import time
 
 CLOSED_SENDERS = 200
+# floor-sink's connection cap: above the open loop's OPEN_SLOTS plus the closed loop's senders.
+FLOOR_CONNECTIONS_MAX = 4096
 THINK_MS = 2
 OPEN_RATE = 100
 OPEN_SLOTS = 2000
@@ -366,10 +368,29 @@ def start_sink(tools, cfg, cg):
     return MxServer("smtp-sink", f"127.0.0.1:{port}", cg, proc=proc)
 
 
+def start_floor(tools, cfg, runtime, cert, cg, tls):
+    """loadtest/floor's do-nothing sink on `runtime`, offering STARTTLS with the run's
+    certificate and Mayfly's TLS configuration when `tls`."""
+    port = tools.free_port()
+    cpu = tools._cpu_list(cfg.server_cpus)[0]
+    floor_sink = getattr(cfg, "floor_sink", None) or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "floor", "target", "release", "floor-sink")
+    cmd = ["taskset", "-c", cfg.server_cpus, floor_sink, "--runtime", runtime, "--cpu", str(cpu),
+           "--listen", f"127.0.0.1:{port}", "--connections-max", str(FLOOR_CONNECTIONS_MAX)]
+    if tls:
+        cmd += ["--tls-cert", cert[0], "--tls-key", cert[1]]
+    log = open(os.path.join(cfg.work, f"floor-{runtime}.log"), "ab")
+    proc = subprocess.Popen(cg.wrap(cmd), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    wait_port(port, f"floor-sink {runtime}", proc)
+    return MxServer(f"floor:{runtime}", f"127.0.0.1:{port}", cg, proc=proc)
+
+
 def start(tools, cfg, server, cert):
-    """`server` is mayfly, mayfly:BUILD, postfix, haraka or smtp-sink."""
+    """`server` is mayfly, mayfly:BUILD, postfix, haraka, smtp-sink, floor:RUNTIME (the
+    runtime floor's sink with STARTTLS) or floor-plain:RUNTIME (without)."""
     cg = Cgroup(f"mayfly-mx-{os.getpid()}-{server.replace(':', '-')}")
     kind, _, build = server.partition(":")
+    if kind in ("floor", "floor-plain"):
+        return start_floor(tools, cfg, build, cert, cg, tls=kind == "floor")
     if kind in ("mayfly", "mayfly-plain"):
         return start_mayfly(tools, cfg, build or "default", cert, cg)
     if kind == "postfix":
@@ -401,7 +422,7 @@ def client_args(cfg, workload, tls):
 def run_one(tools, cfg, server_name, workload, cert_kind, rnd):
     srv = start(tools, cfg, server_name, cfg.certs[cert_kind])
     try:
-        tls = not server_name.startswith(("smtp-sink", "mayfly-plain"))
+        tls = not server_name.startswith(("smtp-sink", "mayfly-plain", "floor-plain"))
         cmd = ["taskset", "-c", cfg.load_cpus, cfg.blaster, srv.smtp, "--json", "--timeout", "10",
                *client_args(cfg, workload, tls)]
         server_cpus = tools._cpu_list(cfg.server_cpus)
@@ -592,6 +613,9 @@ def main():
     ap.add_argument("--mayfly-build", action="append", default=[],
                     help="NAME=PATH[,EXTRA FLAG,...]: a Mayfly build, run as server mayfly:NAME")
     ap.add_argument("--blaster", default="target/release/smtp-blaster")
+    ap.add_argument("--floor-sink", default="loadtest/floor/target/release/floor-sink",
+                    help="for --servers floor:RUNTIME and floor-plain:RUNTIME (cargo build --release "
+                         "--manifest-path loadtest/floor/Cargo.toml)")
     ap.add_argument("--servers", default="", help="comma list (default per workload): mayfly[:NAME], postfix, haraka, smtp-sink")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--certs", default="ecdsa", help="comma list of ecdsa, rsa")

@@ -27,6 +27,7 @@ pub fn run(
     cpu: usize,
     connections_max: usize,
     journal: Option<PathBuf>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     journal_thread: bool,
 ) -> anyhow::Result<()> {
     let listener_fd = listener.into_raw_fd();
@@ -42,7 +43,7 @@ pub fn run(
                 Some(path) => Some(start_committer(path).await?),
                 None => None,
             };
-            accept_loop(listener, Slots::new(connections_max), commit).await
+            accept_loop(listener, Slots::new(connections_max), commit, tls).await
         })
         .map_err(|error| anyhow::anyhow!("cannot start the glommio executor: {error}"))?;
     handle
@@ -124,6 +125,7 @@ async fn accept_loop(
     listener: TcpListener,
     slots: Rc<Slots>,
     commit: Option<Rc<GroupCommit>>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<()> {
     loop {
         let stream = match listener.accept().await {
@@ -145,10 +147,11 @@ async fn accept_loop(
             continue;
         };
         let commit = commit.clone();
+        let tls = tls.clone();
         glommio::spawn_local(async move {
             let mut stream = stream;
             // A socket error ends the connection; the client sees the close.
-            let _ = serve(&mut stream, commit.as_ref()).await;
+            let _ = serve(&mut stream, commit.as_ref(), tls).await;
             // The slot is free before the client can see the close, so a client that saw it
             // can count on the slot.
             drop(slot);
@@ -158,9 +161,13 @@ async fn accept_loop(
     }
 }
 
-async fn serve(stream: &mut TcpStream, commit: Option<&Rc<GroupCommit>>) -> io::Result<()> {
+async fn serve(
+    stream: &mut TcpStream,
+    commit: Option<&Rc<GroupCommit>>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let mut conn = Conn::new();
+    let mut conn = Conn::with_tls(tls);
     loop {
         let n_stored = conn.take_stored();
         if let (Some(commit), true) = (commit, n_stored > 0)

@@ -6,7 +6,11 @@
 //! ```text
 //! floor-sink --runtime glommio|glommio-thread|monoio|monoio-coop|monoio-coop-flag|monoio-defer
 //!            [--cpu 0] [--listen 127.0.0.1:0] [--connections-max 1024] [--journal FILE]
+//!            [--tls-cert PEM --tls-key PEM]
 //! ```
+//!
+//! With a certificate, EHLO offers STARTTLS, configured as Mayfly configures it (the MX
+//! workload's floor per runtime: `loadtest/bench/mx.py --servers floor:RUNTIME`).
 //!
 //! With `--journal FILE`, every message's 250 waits until a 1 KiB record of it is durable in
 //! FILE (group commit, as the server's journal does it: `journal.rs`).
@@ -36,7 +40,7 @@ const CONNECTIONS_MAX_LIMIT: usize = 100_000;
 const FDS_RESERVED: u64 = 64;
 
 const USAGE: &str = "usage: floor-sink --runtime glommio|glommio-thread|monoio|monoio-coop|monoio-coop-flag|monoio-defer \
-[--cpu N] [--listen ADDR] [--connections-max N] [--journal FILE]";
+[--cpu N] [--listen ADDR] [--connections-max N] [--journal FILE] [--tls-cert PEM --tls-key PEM]";
 
 /// Which runtime serves, and for monoio, which setup flags its ring gets.
 #[derive(Debug, Clone, Copy)]
@@ -52,11 +56,46 @@ struct Args {
     listen: SocketAddr,
     connections_max: usize,
     journal: Option<std::path::PathBuf>,
+    tls_cert: Option<std::path::PathBuf>,
+    tls_key: Option<std::path::PathBuf>,
+}
+
+/// The server's TLS configuration as Mayfly builds it: TLS 1.3 and 1.2 with ring, the
+/// server's order of suites (AES-128-GCM/SHA-256 first), sessions sealed into one ticket
+/// per handshake, no 0-RTT.
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("{}: not a PEM certificate chain", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("{}: not a PEM private key", key.display()))?;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.ignore_client_order = true;
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.send_tls13_tickets = 1;
+    Ok(config)
 }
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args(std::env::args().skip(1))?;
     check_fd_limit(args.connections_max)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(std::sync::Arc::new(tls_config(cert, key)?)),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together\n{USAGE}"),
+    };
     if let Some(path) = &args.journal {
         journal::prepare_file(path)
             .with_context(|| format!("cannot prepare the journal file {}", path.display()))?;
@@ -75,6 +114,7 @@ fn main() -> anyhow::Result<()> {
             args.cpu,
             args.connections_max,
             args.journal,
+            tls,
             journal_thread,
         ),
         Runtime::Monoio(setup) => monoio_sink::run(
@@ -83,6 +123,7 @@ fn main() -> anyhow::Result<()> {
             args.connections_max,
             setup,
             args.journal,
+            tls,
         ),
     }
 }
@@ -93,6 +134,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let mut listen: SocketAddr = "127.0.0.1:0".parse().expect("a valid literal address");
     let mut connections_max = CONNECTIONS_MAX_DEFAULT;
     let mut journal = None;
+    let (mut tls_cert, mut tls_key) = (None, None);
     while let Some(flag) = argv.next() {
         if flag == "-h" || flag == "--help" {
             println!("{USAGE}");
@@ -132,6 +174,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
                 }
             }
             "--journal" => journal = Some(std::path::PathBuf::from(value)),
+            "--tls-cert" => tls_cert = Some(std::path::PathBuf::from(value)),
+            "--tls-key" => tls_key = Some(std::path::PathBuf::from(value)),
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
@@ -144,6 +188,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         listen,
         connections_max,
         journal,
+        tls_cert,
+        tls_key,
     })
 }
 

@@ -64,6 +64,7 @@ pub fn run(
     connections_max: usize,
     setup: Setup,
     journal: Option<PathBuf>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<()> {
     crate::pin_this_thread(cpu)?;
     let mut runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
@@ -77,7 +78,7 @@ pub fn run(
             Some(path) => Some(start_committer(path)?),
             None => None,
         };
-        accept_loop(listener, Slots::new(connections_max), commit).await
+        accept_loop(listener, Slots::new(connections_max), commit, tls).await
     })
 }
 
@@ -127,6 +128,7 @@ async fn accept_loop(
     listener: TcpListener,
     slots: Rc<Slots>,
     commit: Option<Rc<GroupCommit>>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<()> {
     loop {
         let stream = match listener.accept().await {
@@ -142,10 +144,11 @@ async fn accept_loop(
             continue;
         };
         let commit = commit.clone();
+        let tls = tls.clone();
         monoio::spawn(async move {
             let mut stream = stream;
             // A socket error ends the connection; the client sees the close.
-            let _ = serve(&mut stream, commit.as_ref()).await;
+            let _ = serve(&mut stream, commit.as_ref(), tls).await;
             // The slot is free before the client can see the close, so a client that saw it
             // can count on the slot.
             drop(slot);
@@ -154,9 +157,13 @@ async fn accept_loop(
     }
 }
 
-async fn serve(stream: &mut TcpStream, commit: Option<&Rc<GroupCommit>>) -> io::Result<()> {
+async fn serve(
+    stream: &mut TcpStream,
+    commit: Option<&Rc<GroupCommit>>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let mut conn = Conn::new();
+    let mut conn = Conn::with_tls(tls);
     loop {
         let n_stored = conn.take_stored();
         if let (Some(commit), true) = (commit, n_stored > 0)

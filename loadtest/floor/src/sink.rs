@@ -9,8 +9,10 @@
 //! `LINE_BYTES_MAX`, and the replies to one read's worth of commands.
 
 use std::cell::Cell;
+use std::io::{Read as _, Write as _};
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// The input buffer of a connection; one read fills at most this much.
 pub const INPUT_BYTES: usize = 16 * 1024;
@@ -24,6 +26,11 @@ const GREETING: &[u8] = b"220 floor ESMTP sink\r\n";
 const EHLO_REPLY: &[u8] =
     b"250-floor\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 67108864\r\n250 ENHANCEDSTATUSCODES\r\n";
 const HELO_REPLY: &[u8] = b"250 floor\r\n";
+/// EHLO when STARTTLS is on offer (a certificate was given, TLS not started yet).
+const EHLO_TLS_REPLY: &[u8] =
+    b"250-floor\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 67108864\r\n250-STARTTLS\r\n250 ENHANCEDSTATUSCODES\r\n";
+const STARTTLS_REPLY: &[u8] = b"220 2.0.0 Ready to start TLS\r\n";
+const NO_STARTTLS_REPLY: &[u8] = b"454 4.7.0 TLS not available\r\n";
 const MAIL_REPLY: &[u8] = b"250 2.1.0 Ok\r\n";
 const RCPT_REPLY: &[u8] = b"250 2.1.5 Ok\r\n";
 const DATA_REPLY: &[u8] = b"354 End data with <CR><LF>.<CR><LF>\r\n";
@@ -50,12 +57,17 @@ pub struct Feed {
     pub close: bool,
     /// Messages that ended (and got `250 ... queued`) in this input.
     pub n_stored: usize,
+    /// STARTTLS was accepted: the 220 is in `out`; everything after it is TLS (input after
+    /// the command line is left unconsumed and must be dropped, RFC 3207 4.2).
+    pub start_tls: bool,
 }
 
 /// One SMTP session's state: which mode it is in, nothing about the mail.
 #[derive(Debug)]
 pub struct Session {
     mode: Mode,
+    /// STARTTLS is on offer: EHLO advertises it and STARTTLS is accepted.
+    pub offer_starttls: bool,
 }
 
 #[derive(Debug)]
@@ -79,6 +91,7 @@ enum Command {
     Rset,
     Noop,
     Quit,
+    StartTls,
     Unknown,
 }
 
@@ -87,6 +100,7 @@ impl Session {
     pub fn new() -> Session {
         Session {
             mode: Mode::Command,
+            offer_starttls: false,
         }
     }
 
@@ -123,6 +137,7 @@ impl Session {
                             consumed: input.len(),
                             close: false,
                             n_stored,
+                            start_tls: false,
                         };
                     }
                 },
@@ -134,12 +149,14 @@ impl Session {
                                 consumed: input.len(),
                                 close: true,
                                 n_stored,
+                                start_tls: false,
                             };
                         }
                         return Feed {
                             consumed,
                             close: false,
                             n_stored,
+                            start_tls: false,
                         };
                     };
                     if lf_idx + 1 > LINE_BYTES_MAX {
@@ -148,13 +165,26 @@ impl Session {
                             consumed: input.len(),
                             close: true,
                             n_stored,
+                            start_tls: false,
                         };
                     }
                     let line = &rest[..lf_idx];
                     let line = line.strip_suffix(b"\r").unwrap_or(line);
                     consumed += lf_idx + 1;
                     let reply = match parse_command(line) {
+                        Command::Ehlo if self.offer_starttls => EHLO_TLS_REPLY,
                         Command::Ehlo => EHLO_REPLY,
+                        Command::StartTls if self.offer_starttls => {
+                            out.extend_from_slice(STARTTLS_REPLY);
+                            self.offer_starttls = false;
+                            return Feed {
+                                consumed,
+                                close: false,
+                                n_stored,
+                                start_tls: true,
+                            };
+                        }
+                        Command::StartTls => NO_STARTTLS_REPLY,
                         Command::Helo => HELO_REPLY,
                         Command::Mail => MAIL_REPLY,
                         Command::Rcpt => RCPT_REPLY,
@@ -174,6 +204,7 @@ impl Session {
                                 consumed,
                                 close: true,
                                 n_stored,
+                                start_tls: false,
                             };
                         }
                         Command::Unknown => UNKNOWN_REPLY,
@@ -193,6 +224,9 @@ impl Default for Session {
 
 /// The verb is the first four bytes, in any case, ended by a space or the end of the line.
 fn parse_command(line: &[u8]) -> Command {
+    if line.eq_ignore_ascii_case(b"STARTTLS") {
+        return Command::StartTls;
+    }
     let (Some(verb), rest) = (line.get(..4), line.get(4..).unwrap_or_default()) else {
         return Command::Unknown;
     };
@@ -267,6 +301,14 @@ pub struct Conn {
     closing: bool,
     /// Messages stored since `take_stored` was last called.
     n_stored: usize,
+    /// For STARTTLS, when a certificate was given.
+    tls_config: Option<Arc<rustls::ServerConfig>>,
+    /// After STARTTLS: `input` then holds plaintext, `output` ciphertext.
+    tls: Option<Box<rustls::ServerConnection>>,
+    /// Under TLS: the session's replies before they are encrypted into `output`.
+    plain_out: Vec<u8>,
+    /// Under TLS: plaintext rustls gave back, not yet in `input`.
+    plain_in: Vec<u8>,
 }
 
 impl Conn {
@@ -282,7 +324,19 @@ impl Conn {
             output,
             closing: false,
             n_stored: 0,
+            tls_config: None,
+            tls: None,
+            plain_out: Vec::new(),
+            plain_in: Vec::new(),
         }
+    }
+
+    /// A new connection that offers STARTTLS with `config`.
+    pub fn with_tls(config: Option<Arc<rustls::ServerConfig>>) -> Conn {
+        let mut conn = Conn::new();
+        conn.session.offer_starttls = config.is_some();
+        conn.tls_config = config;
+        conn
     }
 
     /// The part of `input_buffer()` the next read fills.
@@ -304,13 +358,81 @@ impl Conn {
     pub fn received(&mut self, n_read: usize) {
         assert_eq!(self.input.len(), INPUT_BYTES, "input buffer not put back");
         assert!(n_read <= INPUT_BYTES - self.end, "read past the read range");
-        self.end += n_read;
-        let feed = self
-            .session
-            .feed(&self.input[self.start..self.end], &mut self.output);
+        if self.tls.is_none() {
+            self.end += n_read;
+            self.answer();
+            return;
+        }
+        // The bytes read are ciphertext: all of them to rustls, the plaintext aside, then
+        // the plaintext through the session in pieces that fit the input buffer.
+        let Some(tls) = self.tls.as_mut() else {
+            unreachable!("checked above");
+        };
+        let mut cipher = &self.input[self.end..self.end + n_read];
+        while !cipher.is_empty() && !self.closing {
+            let fed = tls.read_tls(&mut cipher).and_then(|_| {
+                tls.process_new_packets()
+                    .map_err(|error| std::io::Error::other(error.to_string()))
+            });
+            if fed.is_err() {
+                self.closing = true;
+                break;
+            }
+            if let Err(error) = tls.reader().read_to_end(&mut self.plain_in)
+                && error.kind() != std::io::ErrorKind::WouldBlock
+            {
+                self.closing = true;
+            }
+        }
+        while !self.plain_in.is_empty() && !self.closing {
+            let n_plain = self.plain_in.len().min(INPUT_BYTES - self.end);
+            self.input[self.end..self.end + n_plain].copy_from_slice(&self.plain_in[..n_plain]);
+            self.plain_in.drain(..n_plain);
+            self.end += n_plain;
+            self.answer();
+        }
+        let Some(tls) = self.tls.as_mut() else {
+            unreachable!("TLS does not stop");
+        };
+        if !self.plain_out.is_empty() {
+            // rustls buffers what it cannot send yet; the buffer is bounded by one read's
+            // replies, as `output` is without TLS.
+            let _ = tls.writer().write_all(&self.plain_out);
+            self.plain_out.clear();
+        }
+        if self.closing {
+            // After QUIT's 221 (or an error): tell the client the stream ends here.
+            tls.send_close_notify();
+        }
+        while tls.wants_write() {
+            if tls.write_tls(&mut self.output).is_err() {
+                self.closing = true;
+                break;
+            }
+        }
+    }
+
+    /// Feeds the session what `input` holds and keeps the rest (an unfinished line).
+    fn answer(&mut self) {
+        let out = if self.tls.is_some() {
+            &mut self.plain_out
+        } else {
+            &mut self.output
+        };
+        let feed = self.session.feed(&self.input[self.start..self.end], out);
         self.start += feed.consumed;
         self.closing |= feed.close;
         self.n_stored += feed.n_stored;
+        if feed.start_tls
+            && let Some(config) = &self.tls_config
+        {
+            match rustls::ServerConnection::new(Arc::clone(config)) {
+                Ok(tls) => self.tls = Some(Box::new(tls)),
+                Err(_) => self.closing = true,
+            }
+            // Whatever came after STARTTLS in the clear is dropped (RFC 3207 4.2).
+            self.start = self.end;
+        }
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -504,6 +626,30 @@ mod tests {
             let byte_by_byte: Vec<usize> = (1..input.len()).collect();
             assert_eq!(run(input, &byte_by_byte), (whole.clone(), whole_closed));
         }
+    }
+
+    /// STARTTLS is advertised and accepted only when offered; what follows it in the same
+    /// input is left unconsumed (the connection drops it, RFC 3207 4.2).
+    #[test]
+    fn starttls_only_when_offered() {
+        let mut session = Session::new();
+        let mut out = Vec::new();
+        session.feed(b"EHLO c\r\nSTARTTLS\r\n", &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("STARTTLS"), "{text}");
+        assert!(text.ends_with("454 4.7.0 TLS not available\r\n"), "{text}");
+
+        let mut session = Session::new();
+        session.offer_starttls = true;
+        let mut out = Vec::new();
+        let input = b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@x>\r\n";
+        let feed = session.feed(input, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("250-STARTTLS\r\n"), "{text}");
+        assert!(text.ends_with("220 2.0.0 Ready to start TLS\r\n"), "{text}");
+        assert!(feed.start_tls);
+        assert_eq!(feed.consumed, b"EHLO c\r\nSTARTTLS\r\n".len());
+        assert!(!session.offer_starttls, "offered once");
     }
 
     #[test]
