@@ -672,6 +672,62 @@ fn stalled_data_times_out_and_nothing_is_stored() {
     assert_stays_empty(&server, "stalled@example.test");
 }
 
+/// A sender that pauses between its commands and inside its message, as an MTA across a
+/// network does, is read through glommio's own whole-buffer reads after its first long wait
+/// (`net::tls::GatherTcp`'s slow-peer mode): its message arrives whole, and a stall in its
+/// next DATA is still timed out.
+#[test]
+fn a_slow_sender_is_served_whole_and_still_timed_out() {
+    let server = Server::start(&["--command-timeout", "30s", "--data-timeout", "1s"]);
+    let mut smtp = server.smtp_ehlo();
+    let pause = || std::thread::sleep(Duration::from_millis(5));
+    pause();
+    smtp.expect("MAIL FROM:<slow@sender.test>", "250");
+    pause();
+    smtp.expect("RCPT TO:<slow@example.test>", "250");
+    pause();
+    smtp.expect("DATA", "354");
+    for piece in [
+        &b"Subject: slow\r\n\r\n"[..],
+        b"first line\r\n",
+        b"second ",
+        b"line\r\n",
+        b".\r\n",
+    ] {
+        pause();
+        smtp.send(piece);
+    }
+    smtp.read_reply().assert_starts("250");
+    let listing = server.wait_inbox_total("slow@example.test", 1);
+    let id = listing["messages"][0]["id"].as_str().expect("id");
+    let raw = String::from_utf8(server.raw("slow@example.test", id)).expect("text");
+    assert!(
+        raw.ends_with("Subject: slow\r\n\r\nfirst line\r\nsecond line\r\n"),
+        "{raw}"
+    );
+
+    pause();
+    smtp.expect("MAIL FROM:<slow@sender.test>", "250");
+    pause();
+    smtp.expect("RCPT TO:<slow@example.test>", "250");
+    pause();
+    smtp.expect("DATA", "354");
+    pause();
+    smtp.send(b"Subject: stalled\r\n\r\npartial body");
+    let started = Instant::now();
+    smtp.read_reply().assert_starts("421");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "data timeout took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        smtp.closed_within(Duration::from_secs(5)),
+        "closed after 421"
+    );
+    assert_eq!(server.inbox("slow@example.test")["total"], 1);
+}
+
 #[test]
 fn sessions_beyond_the_per_core_cap_get_421_4_7_0() {
     // Both sessions are senders (in a transaction), so none can be cut to make room.

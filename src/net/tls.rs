@@ -92,9 +92,41 @@ pub struct GatherTcp(pub TcpStream, WaitState);
 /// timer. A read that went around it would leave that timer running into a later wait,
 /// where it stands in for the later timeout (set anew for every command) or fires as a
 /// spurious timeout of a busy session.
+///
+/// And whether the peer is slow: its last wait took `SLOW_PEER_WAIT` or more (an MTA on
+/// the internet, a round trip of milliseconds), so its next read will wait too.
 #[derive(Default)]
 pub struct WaitState {
     waiting: bool,
+    /// The wait under way reads the whole buffer through glommio (it began in slow mode).
+    waiting_whole: bool,
+    slow: bool,
+    wait_started: Option<std::time::Instant>,
+}
+
+/// A wait this long or longer marks the peer as slow: loopback clients that answer at once
+/// take microseconds; senders that think or sit across a network take a millisecond or more.
+const SLOW_PEER_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
+
+impl WaitState {
+    fn start_wait(&mut self, whole: bool) {
+        if !self.waiting {
+            self.waiting = true;
+            self.waiting_whole = whole;
+            self.wait_started = Some(std::time::Instant::now());
+        }
+    }
+
+    /// glommio's read answered: the wait (if any) is over; a long one marks the peer slow,
+    /// an answer without a wait marks it fast.
+    fn end_wait(&mut self) {
+        self.slow = self.waiting
+            && self
+                .wait_started
+                .is_some_and(|started| started.elapsed() >= SLOW_PEER_WAIT);
+        self.waiting = false;
+        self.wait_started = None;
+    }
 }
 
 impl GatherTcp {
@@ -114,6 +146,13 @@ impl AsyncRead for GatherTcp {
     /// asked for a single byte, which never leaves such a poll behind, so a socket that has
     /// input costs one `recv` and a socket that has none costs one armed poll. A wait that
     /// glommio started is always ended by glommio's read (see [`WaitState`]).
+    ///
+    /// A slow peer's next bytes are never there yet when the session reads: the speculative
+    /// `recv`, glommio's own first `recv` and the second `recv` after the single byte would
+    /// be three system calls per command for nothing. So after a long wait the whole buffer
+    /// is read through glommio, whose poll re-armed after that short read is then exactly
+    /// the wait the next read needs: one `recv` per command. A read that finds its bytes at
+    /// once marks the peer fast again.
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -123,23 +162,36 @@ impl AsyncRead for GatherTcp {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if !self.1.waiting
-            && let Some(read) = recv_now(self.0.as_raw_fd(), buf)
+        let this = &mut *self;
+        let whole = if this.1.waiting {
+            this.1.waiting_whole
+        } else {
+            this.1.slow
+        };
+        if whole {
+            let read = std::pin::Pin::new(&mut this.0).poll_read(cx, buf);
+            match read {
+                Poll::Pending => this.1.start_wait(true),
+                Poll::Ready(_) => this.1.end_wait(),
+            }
+            return read;
+        }
+        if !this.1.waiting
+            && let Some(read) = recv_now(this.0.as_raw_fd(), buf)
         {
             return Poll::Ready(read);
         }
-        let this = &mut *self;
         let first = match std::pin::Pin::new(&mut this.0).poll_read(cx, &mut buf[..1]) {
             Poll::Pending => {
-                this.1.waiting = true;
+                this.1.start_wait(false);
                 return Poll::Pending;
             }
             Poll::Ready(Ok(1)) => {
-                this.1.waiting = false;
+                this.1.end_wait();
                 1
             }
             other => {
-                this.1.waiting = false;
+                this.1.end_wait();
                 return other;
             }
         };
