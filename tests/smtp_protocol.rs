@@ -19,6 +19,23 @@ const TEXT_LINE_BYTES_MAX: usize = 1000;
 
 /// Asserts that `address` is still empty after a 1 s long poll (so a message that
 /// was wrongly accepted and is still on its way to another shard would be seen).
+/// Sends part of a body after a 354 and stops: the data timeout (1 s in these tests) must
+/// answer 421 and close the connection.
+fn stall_in_data(smtp: &mut Smtp) {
+    smtp.send(b"Subject: stalled\r\n\r\npartial body");
+    let started = Instant::now();
+    smtp.read_reply().assert_starts("421");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "data timeout took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        smtp.closed_within(Duration::from_secs(5)),
+        "closed after 421"
+    );
+}
+
 fn assert_stays_empty(server: &Server, address: &str) {
     let inbox = server.inbox_query(address, "wait=1");
     assert_eq!(inbox["total"], 0, "{address} should hold nothing: {inbox}");
@@ -656,19 +673,7 @@ fn stalled_data_times_out_and_nothing_is_stored() {
     smtp.expect("MAIL FROM:<slow@sender.test>", "250");
     smtp.expect("RCPT TO:<stalled@example.test>", "250");
     smtp.expect("DATA", "354");
-    smtp.send(b"Subject: stalled\r\n\r\npartial body");
-    let started = Instant::now();
-    let reply = smtp.read_reply();
-    reply.assert_starts("421");
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "data timeout took {:?}",
-        started.elapsed()
-    );
-    assert!(
-        smtp.closed_within(Duration::from_secs(5)),
-        "closed after 421"
-    );
+    stall_in_data(&mut smtp);
     assert_stays_empty(&server, "stalled@example.test");
 }
 
@@ -681,12 +686,17 @@ fn a_slow_sender_is_served_whole_and_still_timed_out() {
     let server = Server::start(&["--command-timeout", "30s", "--data-timeout", "1s"]);
     let mut smtp = server.smtp_ehlo();
     let pause = || std::thread::sleep(Duration::from_millis(5));
-    pause();
-    smtp.expect("MAIL FROM:<slow@sender.test>", "250");
-    pause();
-    smtp.expect("RCPT TO:<slow@example.test>", "250");
-    pause();
-    smtp.expect("DATA", "354");
+    let open_data = |smtp: &mut Smtp| {
+        for (command, code) in [
+            ("MAIL FROM:<slow@sender.test>", "250"),
+            ("RCPT TO:<slow@example.test>", "250"),
+            ("DATA", "354"),
+        ] {
+            pause();
+            smtp.expect(command, code);
+        }
+    };
+    open_data(&mut smtp);
     for piece in [
         &b"Subject: slow\r\n\r\n"[..],
         b"first line\r\n",
@@ -706,25 +716,9 @@ fn a_slow_sender_is_served_whole_and_still_timed_out() {
         "{raw}"
     );
 
+    open_data(&mut smtp);
     pause();
-    smtp.expect("MAIL FROM:<slow@sender.test>", "250");
-    pause();
-    smtp.expect("RCPT TO:<slow@example.test>", "250");
-    pause();
-    smtp.expect("DATA", "354");
-    pause();
-    smtp.send(b"Subject: stalled\r\n\r\npartial body");
-    let started = Instant::now();
-    smtp.read_reply().assert_starts("421");
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "data timeout took {:?}",
-        started.elapsed()
-    );
-    assert!(
-        smtp.closed_within(Duration::from_secs(5)),
-        "closed after 421"
-    );
+    stall_in_data(&mut smtp);
     assert_eq!(server.inbox("slow@example.test")["total"], 1);
 }
 

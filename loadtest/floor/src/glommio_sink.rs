@@ -14,7 +14,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::journal::{GroupCommit, RECORD_BYTES};
+use crate::journal::GroupCommit;
 use crate::sink::{BUSY_REPLY, Conn, Slots};
 use crate::{RING_ENTRIES, accept_error_is_transient};
 
@@ -39,8 +39,7 @@ pub fn run(
             // nothing else owns or closes it, and it moves into this one listener.
             let listener = unsafe { TcpListener::from_raw_fd(listener_fd) };
             let commit = match journal {
-                Some(path) if journal_thread => Some(start_thread_committer(&path)?),
-                Some(path) => Some(start_committer(path).await?),
+                Some(path) => Some(start_committer(path, journal_thread).await?),
                 None => None,
             };
             accept_loop(listener, Slots::new(connections_max), commit, tls).await
@@ -51,69 +50,70 @@ pub fn run(
         .map_err(|error| anyhow::anyhow!("glommio executor failed: {error}"))?
 }
 
-/// Opens the (zero-filled) journal file with O_DIRECT and starts the committer task.
-async fn start_committer(path: PathBuf) -> anyhow::Result<Rc<GroupCommit>> {
-    let file = glommio::io::OpenOptions::new()
-        .write(true)
-        .dma_open(&path)
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot open {}: {error}", path.display()))?;
-    let file = Rc::new(file);
-    let commit = GroupCommit::new();
-    glommio::spawn_local({
-        let commit = Rc::clone(&commit);
-        async move {
-            loop {
-                let batch = commit.next_batch().await;
-                let mut buffer = file.alloc_dma_buffer(batch.write_bytes());
-                let bytes = buffer.as_bytes_mut();
-                bytes[..batch.n_records * RECORD_BYTES].fill(b'r');
-                bytes[batch.n_records * RECORD_BYTES..].fill(0);
-                let file = Rc::clone(&file);
-                let commit = Rc::clone(&commit);
-                glommio::spawn_local(async move {
-                    let written = file.write_at(buffer, batch.pos).await;
-                    let ok = written.is_ok() && file.fdatasync().await.is_ok();
-                    commit.finished(batch.seq, ok);
-                })
-                .detach();
-            }
-        }
-    })
-    .detach();
-    Ok(commit)
+/// Where a glommio sink's batches go.
+enum Writer {
+    /// glommio's DMA file (O_DIRECT), as Mayfly's journal writes.
+    Dma(Rc<glommio::io::DmaFile>),
+    /// A plain thread with blocking `pwrite` + `fdatasync` (`journal::start_writer_thread`).
+    Thread(std::sync::mpsc::Sender<crate::journal::ThreadCommit>),
 }
 
-/// As `start_committer`, with the write and the `fdatasync` done by a plain writer thread
-/// (blocking syscalls) instead of glommio's DMA file: the batch goes over a channel, the
-/// answer comes back through a waker called from that thread.
-fn start_thread_committer(path: &std::path::Path) -> anyhow::Result<Rc<GroupCommit>> {
-    let writer = crate::journal::start_writer_thread(path)
-        .map_err(|error| anyhow::anyhow!("cannot start the writer thread: {error}"))?;
+/// Opens the (zero-filled) journal file with O_DIRECT, through glommio or by a writer
+/// thread (`thread`), and starts the committer task.
+async fn start_committer(path: PathBuf, thread: bool) -> anyhow::Result<Rc<GroupCommit>> {
+    let writer = if thread {
+        Writer::Thread(
+            crate::journal::start_writer_thread(&path)
+                .map_err(|error| anyhow::anyhow!("cannot start the writer thread: {error}"))?,
+        )
+    } else {
+        Writer::Dma(Rc::new(
+            glommio::io::OpenOptions::new()
+                .write(true)
+                .dma_open(&path)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot open {}: {error}", path.display()))?,
+        ))
+    };
     let commit = GroupCommit::new();
     glommio::spawn_local({
         let commit = Rc::clone(&commit);
         async move {
             loop {
                 let batch = commit.next_batch().await;
-                let mut buffer = crate::journal::AlignedBuf::zeroed(batch.write_bytes());
-                buffer.as_bytes_mut()[..batch.n_records * RECORD_BYTES].fill(b'r');
-                let done = std::sync::Arc::new(crate::journal::Oneshot::default());
-                let sent = writer.send(crate::journal::ThreadCommit {
-                    buffer,
-                    pos: batch.pos,
-                    done: std::sync::Arc::clone(&done),
-                });
-                if sent.is_err() {
-                    commit.finished(batch.seq, false);
-                    continue;
-                }
                 let commit = Rc::clone(&commit);
-                glommio::spawn_local(async move {
-                    let ok = done.recv().await;
-                    commit.finished(batch.seq, ok);
-                })
-                .detach();
+                match &writer {
+                    Writer::Dma(file) => {
+                        let mut buffer = file.alloc_dma_buffer(batch.write_bytes());
+                        batch.fill(buffer.as_bytes_mut());
+                        let file = Rc::clone(file);
+                        glommio::spawn_local(async move {
+                            let written = file.write_at(buffer, batch.pos).await;
+                            let ok = written.is_ok() && file.fdatasync().await.is_ok();
+                            commit.finished(batch.seq, ok);
+                        })
+                        .detach();
+                    }
+                    Writer::Thread(writer) => {
+                        let mut buffer = crate::journal::AlignedBuf::zeroed(batch.write_bytes());
+                        batch.fill(buffer.as_bytes_mut());
+                        let done = std::sync::Arc::new(crate::journal::Oneshot::default());
+                        let sent = writer.send(crate::journal::ThreadCommit {
+                            buffer,
+                            pos: batch.pos,
+                            done: std::sync::Arc::clone(&done),
+                        });
+                        if sent.is_err() {
+                            commit.finished(batch.seq, false);
+                            continue;
+                        }
+                        glommio::spawn_local(async move {
+                            let ok = done.recv().await;
+                            commit.finished(batch.seq, ok);
+                        })
+                        .detach();
+                    }
+                }
             }
         }
     })

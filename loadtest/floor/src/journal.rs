@@ -39,6 +39,13 @@ impl Batch {
     pub fn write_bytes(&self) -> usize {
         (self.n_records * RECORD_BYTES).div_ceil(BLOCK_BYTES) * BLOCK_BYTES
     }
+
+    /// Fills a buffer of `write_bytes()` with the batch's records, zeros after them.
+    pub fn fill(&self, bytes: &mut [u8]) {
+        let (records, padding) = bytes.split_at_mut(self.n_records * RECORD_BYTES);
+        records.fill(b'r');
+        padding.fill(0);
+    }
 }
 
 /// The state one executor's connections and committer share.

@@ -13,7 +13,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
-use crate::journal::{AlignedBuf, GroupCommit, RECORD_BYTES};
+use crate::journal::{AlignedBuf, GroupCommit};
 use crate::sink::{BUSY_REPLY, Conn, Slots};
 use crate::{RING_ENTRIES, accept_error_is_transient};
 
@@ -110,7 +110,7 @@ fn start_committer(path: PathBuf) -> anyhow::Result<Rc<GroupCommit>> {
             loop {
                 let batch = commit.next_batch().await;
                 let mut buffer = AlignedBuf::zeroed(batch.write_bytes());
-                buffer.as_bytes_mut()[..batch.n_records * RECORD_BYTES].fill(b'r');
+                batch.fill(buffer.as_bytes_mut());
                 let file = Rc::clone(&file);
                 let commit = Rc::clone(&commit);
                 monoio::spawn(async move {
