@@ -89,9 +89,12 @@ pub const DKIM_SIGNATURES_MAX: usize = 8;
 /// configuration must refuse more).
 pub const DNSBL_ZONES_MAX: usize = 16;
 /// Parsed TXT records kept (SPF policies, DKIM keys, DMARC records), each until its TTL
-/// ends: a hit skips both the lookup and the parse.
+/// ends: a hit skips both the lookup and the parse. The resolver thread has caches of these
+/// sizes, and so does each executor's `LocalVerifier` (its copy of what the thread's checks
+/// used).
 pub const TXT_CACHE_ENTRIES_MAX: usize = 4_096;
-/// A, AAAA, MX and PTR answers kept, each kind in its own cache of this size.
+/// A, AAAA, MX and PTR answers kept, each kind in its own cache of this size (on the thread
+/// and in each executor's copy).
 pub const ADDRESS_CACHE_ENTRIES_MAX: usize = 4_096;
 /// Answers kept by hickory's own cache, which also remembers negative answers (NXDOMAIN,
 /// no data) for their SOA TTL; mail-auth's caches only hold positive ones.
