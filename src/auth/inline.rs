@@ -9,7 +9,8 @@
 //! once. With every answer cached it finishes in that one poll, with the very results
 //! the thread would give. The first miss (a name not cached, or expired) marks the try
 //! as failed; its results are dropped and the message goes to the thread as before, with
-//! the executor asking for what the check used.
+//! the executor asking for what the check used. A sender whose SPF record the executor has
+//! not got yet (a first message from its domain) goes to the thread without a try.
 //!
 //! The executor never waits on DNS: its mail-auth resolver has no name servers, so a
 //! lookup after a miss fails at once (and is never awaited: the try ends with its first
@@ -26,7 +27,8 @@ use mail_auth::MessageAuthenticator;
 use mail_auth::hickory_resolver::config::{ResolveHosts, ResolverConfig, ResolverOpts};
 
 use crate::auth::cache::{Caches, Learned, Track};
-use crate::auth::checks::{Checker, check_message};
+use crate::auth::checks::{Checker, check_message, is_spf_domain};
+use crate::auth::results::spf_identity;
 use crate::auth::{AuthResults, Verifier, VerifyRequest};
 
 /// Largest message an executor checks itself: hashing 64 KiB of body and headers takes
@@ -104,6 +106,13 @@ impl LocalVerifier {
         if request.message.len() > INLINE_MESSAGE_BYTES_MAX {
             return (self.verifier.verify(request), Route::Thread);
         }
+        if !self.knows_sender(&request) {
+            return (
+                self.verifier
+                    .verify_learning(request, Some(self.learned_tx.clone())),
+                Route::Thread,
+            );
+        }
         match self.try_here(&request) {
             Some(results) => {
                 let (reply, answer) = oneshot::channel();
@@ -116,6 +125,15 @@ impl LocalVerifier {
                 Route::Thread,
             ),
         }
+    }
+
+    /// Whether this executor has the SPF record of the sender's domain (or SPF needs none):
+    /// for a sender it has not heard of, the try would parse the message only to miss at the
+    /// first lookup.
+    fn knows_sender(&self, request: &VerifyRequest) -> bool {
+        use mail_auth::common::resolver::ToFqdn as _;
+        let (_, domain) = spf_identity(request);
+        !is_spf_domain(domain) || self.caches.has_txt(&domain.to_fqdn(), &Track::misses())
     }
 
     /// The results, when every check finished in one poll without a cache miss.
