@@ -14,7 +14,9 @@
 //! its capacity, tracing's per-thread line buffer) still holds what it held, so its owner
 //! calls [`wipe`], [`wipe_vec`] or [`wipe_string`] when the content is done with. Nor
 //! does it cover copies outside this allocator: the kernel's socket buffers, and the
-//! stack (`tests/wipe.rs` finds no message bytes left on it).
+//! stack, where a thread that parsed mail and then idles keeps what its deepest frames
+//! held, so the blocking threads' parse jobs end with [`wipe_stack`] (`tests/wipe.rs` finds
+//! no message bytes left on any stack).
 //!
 //! Which bytes are zeroed:
 //! - `dealloc`: the whole block as mimalloc sized it (`mi_usable_size`, which may be
@@ -96,6 +98,28 @@ pub fn wipe_str(string: &mut String) {
     // SAFETY: zero bytes are valid UTF-8, and the string is emptied right after.
     wipe(unsafe { string.as_bytes_mut() });
     string.clear();
+}
+
+/// Stack bytes [`wipe_stack`] zeroes below its caller's frame: more than the deepest
+/// parse of a message takes (mail-parser's decoding and the HTML sanitizer, a few tens of
+/// KiB), well within a blocking thread's 2 MiB stack.
+pub const STACK_WIPE_BYTES: usize = 256 * 1024;
+
+/// Zeroes `STACK_WIPE_BYTES` of this thread's stack below the caller's frame, when wiping
+/// is on.
+///
+/// For threads that parse mail and then sit idle (glommio's blocking threads, which run
+/// the message-view and search parses): the frames of a parse leave message text on the
+/// stack, and nothing overwrites it until the thread's next job, which may never come.
+/// The executor threads need none: every turn of their loop reuses the same frames.
+#[inline(never)]
+pub fn wipe_stack() {
+    if !wipe_on_free() {
+        return;
+    }
+    let mut scratch = [0u8; STACK_WIPE_BYTES];
+    wipe(&mut scratch);
+    std::hint::black_box(&scratch);
 }
 
 /// `wipe`, when wiping is on (`set_wipe_on_free`): for buffers reused from one message to

@@ -423,6 +423,7 @@ impl<S: Shards> Connection<S> {
         let (session, out) = glommio::executor()
             .spawn_blocking(move || {
                 session.messages(messages, &mut out);
+                crate::alloc::wipe_stack();
                 (session, out)
             })
             .await;

@@ -361,7 +361,13 @@ impl ShardCtx {
                     // each holding copies of at most `search::BATCH_BYTES_MAX` of mail.
                     let _permit = self.parses.acquire_permit(1).await;
                     let job = batch.job(&self.store.borrow(), &request.key);
-                    let parsed = glommio::executor().spawn_blocking(move || job.run()).await;
+                    let parsed = glommio::executor()
+                        .spawn_blocking(move || {
+                            let parsed = job.run();
+                            crate::alloc::wipe_stack();
+                            parsed
+                        })
+                        .await;
                     search.absorb(parsed);
                 }
                 Outcome::Yield => futures_lite::future::yield_now().await,
@@ -435,6 +441,7 @@ impl ShardCtx {
                     let (summary, view) = ParsedMessage::parse(&raw);
                     summary.wipe();
                     wipe(raw);
+                    crate::alloc::wipe_stack();
                     view
                 })
                 .await;
