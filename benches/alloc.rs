@@ -132,6 +132,15 @@ fn vec_growth(c: &mut Criterion) {
     set_wipe_on_free(true);
 }
 
+/// What a blocking thread's parse job pays at its end (`mayfly::alloc::wipe_stack`).
+fn stack_wipe(c: &mut Criterion) {
+    set_wipe_on_free(true);
+    let mut group = c.benchmark_group("wipe_stack");
+    group.throughput(Throughput::Bytes(mayfly::alloc::STACK_WIPE_BYTES as u64));
+    group.bench_function("256KiB", |b| b.iter(mayfly::alloc::wipe_stack));
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(30)
@@ -142,6 +151,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = alloc_free, vec_growth
+    targets = alloc_free, vec_growth, stack_wipe
 }
 criterion_main!(benches);

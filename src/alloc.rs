@@ -112,6 +112,8 @@ pub const STACK_WIPE_BYTES: usize = 256 * 1024;
 /// the message-view and search parses): the frames of a parse leave message text on the
 /// stack, and nothing overwrites it until the thread's next job, which may never come.
 /// The executor threads need none: every turn of their loop reuses the same frames.
+/// Cost: 4.8 us per call with the stack in cache (`cargo bench --bench alloc`,
+/// `wipe_stack/256KiB`), on the blocking thread, once per parse job.
 #[inline(never)]
 pub fn wipe_stack() {
     if !wipe_on_free() {
