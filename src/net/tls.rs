@@ -87,21 +87,21 @@ thread_local! {
 /// costs a memcpy of a few KiB instead.
 pub struct GatherTcp(pub TcpStream, WaitState);
 
-/// Whether glommio's read last answered `Pending`: its readiness poll and its read-timeout
-/// timer are then armed, and only glommio's own read, once the wait is over, disarms the
-/// timer. A read that went around it would leave that timer running into a later wait,
-/// where it stands in for the later timeout (set anew for every command) or fires as a
-/// spurious timeout of a busy session.
+/// Whether glommio's read last answered `Pending` (`waiting_since`): its readiness poll and
+/// its read-timeout timer are then armed, and only glommio's own read, once the wait is
+/// over, disarms the timer. A read that went around it would leave that timer running into
+/// a later wait, where it stands in for the later timeout (set anew for every command) or
+/// fires as a spurious timeout of a busy session.
 ///
 /// And whether the peer is slow: its last wait took `SLOW_PEER_WAIT` or more (an MTA on
 /// the internet, a round trip of milliseconds), so its next read will wait too.
 #[derive(Default)]
 pub struct WaitState {
-    waiting: bool,
+    /// When the wait under way began; `None` when glommio's read is not waiting.
+    waiting_since: Option<std::time::Instant>,
     /// The wait under way reads the whole buffer through glommio (it began in slow mode).
     waiting_whole: bool,
     slow: bool,
-    wait_started: Option<std::time::Instant>,
 }
 
 /// A wait this long or longer marks the peer as slow: loopback clients that answer at once
@@ -109,23 +109,24 @@ pub struct WaitState {
 const SLOW_PEER_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
 
 impl WaitState {
+    fn waiting(&self) -> bool {
+        self.waiting_since.is_some()
+    }
+
     fn start_wait(&mut self, whole: bool) {
-        if !self.waiting {
-            self.waiting = true;
+        if self.waiting_since.is_none() {
+            self.waiting_since = Some(std::time::Instant::now());
             self.waiting_whole = whole;
-            self.wait_started = Some(std::time::Instant::now());
         }
     }
 
     /// glommio's read answered: the wait (if any) is over; a long one marks the peer slow,
     /// an answer without a wait marks it fast.
     fn end_wait(&mut self) {
-        self.slow = self.waiting
-            && self
-                .wait_started
-                .is_some_and(|started| started.elapsed() >= SLOW_PEER_WAIT);
-        self.waiting = false;
-        self.wait_started = None;
+        self.slow = self
+            .waiting_since
+            .take()
+            .is_some_and(|since| since.elapsed() >= SLOW_PEER_WAIT);
     }
 }
 
@@ -163,7 +164,7 @@ impl AsyncRead for GatherTcp {
             return Poll::Ready(Ok(0));
         }
         let this = &mut *self;
-        let whole = if this.1.waiting {
+        let whole = if this.1.waiting() {
             this.1.waiting_whole
         } else {
             this.1.slow
@@ -176,7 +177,7 @@ impl AsyncRead for GatherTcp {
             }
             return read;
         }
-        if !this.1.waiting
+        if !this.1.waiting()
             && let Some(read) = recv_now(this.0.as_raw_fd(), buf)
         {
             return Poll::Ready(read);
