@@ -252,7 +252,7 @@ pub(super) fn is_spf_domain(domain: &str) -> bool {
 /// The RFC 5322 From domain in its ASCII form, as mail-auth's DMARC check reports it;
 /// empty when there is none or several differ (DMARC does not apply then, RFC 7489
 /// 6.6.1).
-pub(super) fn from_domain(message: &AuthenticatedMessage<'_>) -> String {
+fn from_domain(message: &AuthenticatedMessage<'_>) -> String {
     let mut domain: Option<&str> = None;
     for from in &message.from {
         let Some((_, this)) = from.rsplit_once('@') else {

@@ -106,25 +106,16 @@ impl LocalVerifier {
         if request.message.len() > INLINE_MESSAGE_BYTES_MAX {
             return (self.verifier.verify(request), Route::Thread);
         }
-        if !self.knows_sender(&request) {
-            return (
-                self.verifier
-                    .verify_learning(request, Some(self.learned_tx.clone())),
-                Route::Thread,
-            );
+        if self.knows_sender(&request)
+            && let Some(results) = self.try_here(&request)
+        {
+            let (reply, answer) = oneshot::channel();
+            let _ = reply.send(results);
+            return (answer, Route::Executor);
         }
-        match self.try_here(&request) {
-            Some(results) => {
-                let (reply, answer) = oneshot::channel();
-                let _ = reply.send(results);
-                (answer, Route::Executor)
-            }
-            None => (
-                self.verifier
-                    .verify_learning(request, Some(self.learned_tx.clone())),
-                Route::Thread,
-            ),
-        }
+        // What the thread's check uses comes back for the next message of this sender.
+        let learn = Some(self.learned_tx.clone());
+        (self.verifier.verify_learning(request, learn), Route::Thread)
     }
 
     /// Whether this executor has the SPF record of the sender's domain (or SPF needs none):
