@@ -70,6 +70,12 @@ async fn read_with(path: &Path, master: Option<Arc<KeyRing>>) -> Result<FileCont
     FileContents::read(path, &mut dir_keys).await
 }
 
+/// The error reading `path` with `master` gives (the test fails if it reads).
+fn refused(path: &Path, master: Option<Arc<KeyRing>>) -> ReadError {
+    let path = path.to_path_buf();
+    run(async move { read_with(&path, master).await.err().expect("refused") })
+}
+
 #[test]
 fn commits_read_back_in_order_sealed_or_not() {
     for sealed in [false, true] {
@@ -143,21 +149,14 @@ fn damage_is_detected_and_the_rest_still_read() {
 
     // Without the key, or with another one: refused with a clear error.
     std::fs::write(&file_path, &original).unwrap();
-    let path = file_path.clone();
-    let error = run(async move { read_with(&path, None).await.err().expect("refused") });
+    let error = refused(&file_path, None);
     assert!(
         error
             .to_string()
             .contains("is sealed but no --encryption-key-file"),
         "{error}"
     );
-    let path = file_path.clone();
-    let error = run(async move {
-        read_with(&path, Some(keys(4)))
-            .await
-            .err()
-            .expect("refused")
-    });
+    let error = refused(&file_path, Some(keys(4)));
     assert!(
         error.to_string().contains("which --encryption-key-file"),
         "{error}"
@@ -166,13 +165,7 @@ fn damage_is_detected_and_the_rest_still_read() {
     let mut bad = original.clone();
     bad[0] = b'X';
     std::fs::write(&file_path, &bad).unwrap();
-    let path = file_path.clone();
-    let error = run(async move {
-        read_with(&path, Some(keys(3)))
-            .await
-            .err()
-            .expect("refused")
-    });
+    let error = refused(&file_path, Some(keys(3)));
     assert!(matches!(error, ReadError::BadHeader { .. }));
 }
 
@@ -293,13 +286,7 @@ fn files_sealed_with_the_master_key_before_per_file_keys_still_read() {
         ]
     );
     // Another master key: the file names the one it needs.
-    let path = file_path.clone();
-    let error = run(async move {
-        read_with(&path, Some(keys(1)))
-            .await
-            .err()
-            .expect("refused")
-    });
+    let error = refused(&file_path, Some(keys(1)));
     assert!(error.to_string().contains("was sealed with key"), "{error}");
 }
 
