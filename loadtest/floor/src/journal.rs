@@ -57,7 +57,8 @@ pub struct GroupCommit {
     next_seq: Cell<u64>,
     /// Every batch `< n_durable` is durable.
     n_durable: Cell<u64>,
-    /// Batches taken whose commit has not finished, and those that finished out of order.
+    /// Batches taken whose commit has not finished, and those that finished out of order,
+    /// in the order they were taken (ascending sequence numbers).
     in_flight: RefCell<Vec<(u64, bool)>>,
     next_pos: Cell<u64>,
     committer: RefCell<Option<Waker>>,
@@ -102,7 +103,6 @@ impl GroupCommit {
             if let Some(entry) = in_flight.iter_mut().find(|(s, _)| *s == seq) {
                 entry.1 = true;
             }
-            in_flight.sort_unstable_by_key(|(s, _)| *s);
             while let Some(&(s, true)) = in_flight.first() {
                 self.n_durable.set(s + 1);
                 in_flight.remove(0);
