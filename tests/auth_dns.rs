@@ -987,23 +987,22 @@ fn blocklisted_clients_get_554_before_the_greeting() {
 
 struct Nsd {
     child: Option<Child>,
-    dir: PathBuf,
     addr: SocketAddr,
+    /// The config, zones and log, kept across start attempts; removed after nsd stops.
+    dir: common::ScratchDir,
 }
 
 impl Nsd {
     fn start() -> Nsd {
-        let nsd = which("nsd").unwrap_or_else(|| {
+        let program = which("nsd").unwrap_or_else(|| {
             panic!("nsd is not installed: `apt-get install -y nsd` (tests/run.sh does it)")
         });
-        static N_STARTED: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mayfly-auth-dns-{}-{}",
-            std::process::id(),
-            N_STARTED.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut nsd = Nsd {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir: common::ScratchDir::new("auth-dns"),
+        };
+        let dir = nsd.dir.path().to_path_buf();
         let mut zone_lines = String::new();
         for (name, text) in zones(keys()) {
             let file = format!("{}.zone", name.trim_end_matches('.'));
@@ -1026,7 +1025,7 @@ impl Nsd {
             );
             std::fs::write(dir.join("nsd.conf"), conf).expect("nsd.conf");
             let log = std::fs::File::create(dir.join("nsd.log")).expect("log");
-            let child = Command::new(&nsd)
+            let child = Command::new(&program)
                 .arg("-d")
                 .arg("-c")
                 .arg(dir.join("nsd.conf"))
@@ -1034,11 +1033,8 @@ impl Nsd {
                 .stderr(log)
                 .spawn()
                 .expect("nsd starts");
-            let mut nsd = Nsd {
-                child: Some(child),
-                dir: dir.clone(),
-                addr,
-            };
+            nsd.child = Some(child);
+            nsd.addr = addr;
             if nsd.wait_ready() {
                 return nsd;
             }
@@ -1101,9 +1097,9 @@ impl Nsd {
 }
 
 impl Drop for Nsd {
+    /// Stops nsd before `dir` goes.
     fn drop(&mut self) {
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -10,7 +10,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -166,20 +165,19 @@ fn intake_goes_on_when_rspamd_stops_or_hangs() {
 /// A private rspamd; killed and cleaned up when dropped.
 struct Rspamd {
     child: Option<Child>,
-    dir: PathBuf,
     addr: SocketAddr,
+    /// Its config, state and log, kept across start attempts; removed after it stops.
+    dir: common::ScratchDir,
 }
 
 impl Rspamd {
     fn start() -> Rspamd {
-        static N_STARTED: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mayfly-rspamd-{}-{}",
-            std::process::id(),
-            N_STARTED.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut rspamd = Rspamd {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir: common::ScratchDir::new("rspamd"),
+        };
+        let dir = rspamd.dir.path().to_path_buf();
         // rspamd drops privileges when started as root: its user must write here.
         set_mode(&dir, 0o777);
         let dead_dns = free_port();
@@ -243,20 +241,14 @@ impl Rspamd {
                 .unwrap_or_else(|error| {
                     panic!("cannot start rspamd ({error}): `apt-get install -y rspamd` (tests/run.sh does it)")
                 });
-            let mut rspamd = Rspamd {
-                child: Some(child),
-                dir: dir.clone(),
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            };
+            rspamd.child = Some(child);
+            rspamd.addr = SocketAddr::from(([127, 0, 0, 1], port));
             if rspamd.wait_ready() {
                 return rspamd;
             }
             rspamd.stop();
-            // Keep the directory (and its log) for the next attempt or the panic.
-            rspamd.dir = PathBuf::new();
         }
         let log = std::fs::read_to_string(dir.join("rspamd.log")).unwrap_or_default();
-        let _ = std::fs::remove_dir_all(&dir);
         panic!("rspamd did not start; its log:\n{log}");
     }
 
@@ -308,11 +300,9 @@ impl Rspamd {
 }
 
 impl Drop for Rspamd {
+    /// Stops rspamd before `dir` goes.
     fn drop(&mut self) {
         self.stop();
-        if !self.dir.as_os_str().is_empty() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 }
 

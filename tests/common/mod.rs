@@ -1265,12 +1265,19 @@ impl Server {
 }
 
 /// A directory under the system's temp dir, removed when dropped (for tests that give
-/// real clients a config file or a mail drop).
+/// real clients or servers a config file, a mail drop or zone files).
 pub struct ScratchDir(PathBuf);
 
 impl ScratchDir {
+    /// A new directory named after `name`, unique to this process and this call, so tests
+    /// running side by side never share one.
     pub fn new(name: &str) -> ScratchDir {
-        let path = std::env::temp_dir().join(format!("mayfly-itest-{name}-{}", std::process::id()));
+        static N_MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "mayfly-itest-{name}-{}-{}",
+            std::process::id(),
+            N_MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("mkdir");
         ScratchDir(path)
